@@ -1,0 +1,1 @@
+"""Losses, densification and the training loop."""

@@ -1,0 +1,291 @@
+"""3DGS training loop on the CPU rasterizer."""
+
+from __future__ import annotations
+
+import json
+import math
+import os
+import time
+from dataclasses import asdict, dataclass, field
+from pathlib import Path
+
+import numpy as np
+import torch
+from torch import nn
+from tqdm import tqdm
+
+from ..data.scene import Scene, View
+from ..fileio import atomic_path
+from ..model import Gaussians, from_points, random_points_in_frustums, save_ply
+from ..model.sh import eval_sh
+from ..render import rasterize
+from .densify import Densifier, DensifyConfig
+from .losses import psnr, rgb_loss
+
+
+@dataclass
+class TrainConfig:
+    """Every training setting. Learning rates are those of 3DGS (position lr scaled by the extent)."""
+
+    iterations: int = 7000
+    sh_degree: int = 3
+    sh_interval: int = 1000  # the active SH degree rises by one every this many iterations
+    id_dim: int = 16
+    seed: int = 0
+    lr_means: float = 1.6e-4
+    lr_means_final: float = 1.6e-6
+    lr_sh0: float = 2.5e-3
+    lr_shN: float = 2.5e-3 / 20
+    lr_opacities: float = 0.05
+    lr_scales: float = 5e-3
+    lr_quats: float = 1e-3
+    lr_ids: float = 2.5e-3
+    ssim_weight: float = 0.2
+    background: tuple[float, float, float] = (0.0, 0.0, 0.0)
+    random_background: bool = False
+    init: str = "auto"  # "auto": SfM points when present, else random; "points"; "random"
+    init_points: int = 20_000  # number of random points for random initialisation
+    log_every: int = 50
+    densify: DensifyConfig = field(default_factory=DensifyConfig)
+
+    def to_dict(self) -> dict:
+        return asdict(self)
+
+    @classmethod
+    def from_dict(cls, d: dict) -> "TrainConfig":
+        d = dict(d)
+        d["densify"] = DensifyConfig(**d.get("densify", {}))
+        d["background"] = tuple(d.get("background", (0.0, 0.0, 0.0)))
+        return cls(**d)
+
+
+@dataclass
+class ViewTensors:
+    """One view as tensors: image [H,W,3], viewmat [4,4], K [3,3], campos [3]."""
+
+    name: str
+    image: torch.Tensor
+    viewmat: torch.Tensor
+    K: torch.Tensor
+    campos: torch.Tensor
+    width: int
+    height: int
+
+
+def view_tensors(view: View) -> ViewTensors:
+    """Convert a loaded View to tensors once, so the training loop does no conversions."""
+    viewmat = torch.from_numpy(np.asarray(view.viewmat, dtype=np.float32)).contiguous()
+    rot, t = viewmat[:3, :3], viewmat[:3, 3]
+    return ViewTensors(
+        name=view.name,
+        image=torch.from_numpy(np.ascontiguousarray(view.image, dtype=np.float32)),
+        viewmat=viewmat,
+        K=torch.from_numpy(np.asarray(view.K, dtype=np.float32)).contiguous(),
+        campos=-(rot.T @ t),
+        width=view.width,
+        height=view.height,
+    )
+
+
+def initial_gaussians(scene: Scene, cfg: TrainConfig) -> Gaussians:
+    """Gaussians from the scene's SfM points, or random in the camera frustums when there are none."""
+    use_points = cfg.init == "points" or (cfg.init == "auto" and scene.points is not None and len(scene.points))
+    if use_points:
+        if scene.points is None or not len(scene.points):
+            raise ValueError(f"{scene.root}: no SfM points to initialise from; use --init random")
+        return from_points(scene.points, scene.colors, cfg.sh_degree, cfg.id_dim, cfg.seed)
+    views = scene.train
+    pts = random_points_in_frustums(
+        np.stack([v.viewmat for v in views]), np.stack([v.K for v in views]), [(v.width, v.height) for v in views],
+        n=cfg.init_points, near=0.05 * scene.extent, far=2.0 * scene.extent, seed=cfg.seed,
+    )
+    colors = np.random.default_rng(cfg.seed).uniform(0.0, 1.0, size=pts.shape).astype(np.float32)
+    return from_points(pts, colors, cfg.sh_degree, cfg.id_dim, cfg.seed)
+
+
+def render_view(
+    gaussians: Gaussians | dict, vt: ViewTensors, sh_degree: int, background: torch.Tensor | None = None,
+    extra_features: torch.Tensor | None = None,
+):
+    """Render one view. Returns the rasterizer output (image [H,W,3+E], alpha, depth, radii, means2d).
+
+    extra_features [N,E] (e.g. identity encodings) are rendered in the same pass after the colour.
+    """
+    g = gaussians if isinstance(gaussians, dict) else gaussians.to_dict()
+    quats = g["quats"]
+    means = g["means"]
+    dirs = means.detach() - vt.campos
+    dirs = dirs / dirs.norm(dim=-1, keepdim=True).clamp_min(1e-12)
+    k = (sh_degree + 1) ** 2
+    coeffs = torch.cat([g["sh0"], g["shN"][:, : k - 1]], dim=1)
+    features = eval_sh(sh_degree, coeffs, dirs)
+    if extra_features is not None:
+        features = torch.cat([features, extra_features], dim=1)
+        if background is not None and background.numel() == 3:
+            background = torch.cat([background, background.new_zeros(extra_features.shape[1])])
+    return rasterize(
+        means, quats, torch.exp(g["scales"]), torch.sigmoid(g["opacities"]), features,
+        vt.viewmat, vt.K, vt.width, vt.height, background=background,
+    )
+
+
+class Trainer:
+    """Optimises Gaussians against a scene's training views; owns params, Adam and densification."""
+
+    def __init__(self, scene: Scene, cfg: TrainConfig, out_dir: str | os.PathLike, gaussians: Gaussians | None = None):
+        self.scene = scene
+        self.cfg = cfg
+        self.out_dir = Path(out_dir)
+        if not scene.train:
+            raise ValueError(f"{scene.root}: no training views")
+        torch.manual_seed(cfg.seed)
+        self.views = [view_tensors(v) for v in scene.train]
+        self.test_views = [view_tensors(v) for v in scene.test]
+        g = gaussians if gaussians is not None else initial_gaussians(scene, cfg)
+        self.params: dict[str, nn.Parameter] = {k: nn.Parameter(v.detach().clone()) for k, v in g.to_dict().items()}
+        e = scene.extent
+        lrs = {
+            "means": cfg.lr_means * e, "quats": cfg.lr_quats, "scales": cfg.lr_scales,
+            "opacities": cfg.lr_opacities, "sh0": cfg.lr_sh0, "shN": cfg.lr_shN, "ids": cfg.lr_ids,
+        }
+        self.optimizer = torch.optim.Adam(
+            [{"params": [self.params[k]], "lr": lr, "name": k} for k, lr in lrs.items()], eps=1e-15
+        )
+        self.densifier = Densifier(cfg.densify, scene.extent, len(g), seed=cfg.seed)
+        self.step_count = 0
+        self.rng = np.random.default_rng(cfg.seed)
+        self._order: list[int] = []
+        self.background = torch.tensor(cfg.background, dtype=torch.float32)
+
+    # ---- state -------------------------------------------------------------------------------
+    def gaussians(self) -> Gaussians:
+        """The current Gaussians (detached copies)."""
+        return Gaussians(**{k: v.detach().clone() for k, v in self.params.items()})
+
+    def sh_degree_at(self, step: int) -> int:
+        return min(step // max(1, self.cfg.sh_interval), self.cfg.sh_degree)
+
+    def means_lr(self, step: int) -> float:
+        """Exponential decay from lr_means to lr_means_final over the run, times the extent."""
+        t = min(max(step / max(1, self.cfg.iterations), 0.0), 1.0)
+        lr = math.exp((1 - t) * math.log(self.cfg.lr_means) + t * math.log(self.cfg.lr_means_final))
+        return lr * self.scene.extent
+
+    def save_checkpoint(self, path: str | os.PathLike | None = None) -> Path:
+        """Write params, Adam state, densification statistics and RNG states, atomically."""
+        path = Path(path) if path else self.out_dir / "checkpoint.pt"
+        state = {
+            "step": self.step_count,
+            "params": {k: v.detach() for k, v in self.params.items()},
+            "optimizer": self.optimizer.state_dict(),
+            "densifier": self.densifier.state_dict(),
+            "rng": self.rng.bit_generator.state,
+            "order": self._order,
+            "torch_rng": torch.get_rng_state(),
+            "config": self.cfg.to_dict(),
+        }
+        with atomic_path(path) as tmp:
+            torch.save(state, tmp)
+        return path
+
+    def load_checkpoint(self, path: str | os.PathLike) -> None:
+        """Restore a checkpoint written by save_checkpoint, to continue training exactly."""
+        state = torch.load(path, weights_only=False)
+        self.params = {k: nn.Parameter(v.clone()) for k, v in state["params"].items()}
+        for group in self.optimizer.param_groups:
+            group["params"] = [self.params[group["name"]]]
+        self.optimizer.state.clear()
+        self.optimizer.load_state_dict(state["optimizer"])
+        self.densifier.load_state_dict(state["densifier"])
+        self.rng.bit_generator.state = state["rng"]
+        self._order = list(state["order"])
+        torch.set_rng_state(state["torch_rng"])
+        self.step_count = int(state["step"])
+
+    # ---- training ----------------------------------------------------------------------------
+    def next_view(self) -> ViewTensors:
+        """Views in a fresh random order every epoch, as 3DGS does."""
+        if not self._order:
+            self._order = self.rng.permutation(len(self.views)).tolist()
+        return self.views[self._order.pop()]
+
+    def background_for_step(self) -> torch.Tensor:
+        if self.cfg.random_background:
+            return torch.rand(3)
+        return self.background
+
+    def train_step(self) -> dict:
+        """One iteration: render a view, L1+SSIM loss, backward, Adam, densification."""
+        self.step_count += 1
+        step = self.step_count
+        vt = self.next_view()
+        for group in self.optimizer.param_groups:
+            if group["name"] == "means":
+                group["lr"] = self.means_lr(step)
+        bg = self.background_for_step()
+        out = render_view(self.params, vt, self.sh_degree_at(step), background=bg)
+        gt = vt.image
+        loss = rgb_loss(out.image, gt, self.cfg.ssim_weight)
+        loss.backward()
+        self.densifier.accumulate(step, out.means2d.grad, out.radii, vt.width, vt.height)
+        self.optimizer.step()
+        self.optimizer.zero_grad(set_to_none=True)
+        self.densifier.step(step, self.params, self.optimizer)
+        return {"loss": loss.item(), "image": out.image.detach(), "gt": gt}
+
+    def train(self, iterations: int | None = None, progress: bool = True, log_path: str | os.PathLike | None = None,
+              checkpoint_every: int = 0) -> Gaussians:
+        """Train until ``iterations`` total steps. Ctrl-C saves a checkpoint, then re-raises."""
+        total = iterations or self.cfg.iterations
+        log_path = Path(log_path) if log_path else self.out_dir / "train_log.jsonl"
+        self.out_dir.mkdir(parents=True, exist_ok=True)
+        bar = tqdm(total=total, initial=self.step_count, disable=not progress, desc="train", unit="it",
+                   dynamic_ncols=True)
+        t0 = time.perf_counter()
+        ema_loss, ema_psnr = None, None
+        try:
+            with open(log_path, "a") as log:
+                while self.step_count < total:
+                    info = self.train_step()
+                    p = psnr(info["image"][..., :3], info["gt"]) if self.step_count % 10 == 0 else None
+                    ema_loss = info["loss"] if ema_loss is None else 0.9 * ema_loss + 0.1 * info["loss"]
+                    if p is not None:
+                        ema_psnr = p if ema_psnr is None else 0.7 * ema_psnr + 0.3 * p
+                    bar.update(1)
+                    if self.step_count % self.cfg.log_every == 0 or self.step_count == total:
+                        n = self.params["means"].shape[0]
+                        bar.set_postfix(loss=f"{ema_loss:.4f}", psnr=f"{ema_psnr or 0:.2f}", n=n)
+                        log.write(json.dumps({
+                            "step": self.step_count, "loss": ema_loss, "psnr": ema_psnr, "gaussians": n,
+                            "seconds": time.perf_counter() - t0,
+                        }) + "\n")
+                    if checkpoint_every and self.step_count % checkpoint_every == 0:
+                        self.save_checkpoint()
+        except KeyboardInterrupt:
+            bar.close()
+            path = self.save_checkpoint()
+            print(f"\ninterrupted at iteration {self.step_count}; checkpoint saved to {path} (continue with --resume)")
+            raise
+        bar.close()
+        return self.gaussians()
+
+    @torch.no_grad()
+    def evaluate(self, views: list[ViewTensors] | None = None) -> dict:
+        """Mean PSNR and SSIM over views (default: the test split)."""
+        from .losses import ssim
+
+        views = self.test_views if views is None else views
+        g = self.gaussians()
+        ps, ss = [], []
+        for vt in views:
+            img = render_view(g, vt, self.cfg.sh_degree, background=self.background).image.clamp(0, 1)
+            ps.append(psnr(img, vt.image))
+            ss.append(ssim(img, vt.image).item())
+        return {"psnr": float(np.mean(ps)) if ps else None, "ssim": float(np.mean(ss)) if ss else None,
+                "views": len(views)}
+
+    def save(self, plain: bool = False) -> Path:
+        """Write point_cloud.ply (and keep checkpoint.pt for --resume)."""
+        path = self.out_dir / "point_cloud.ply"
+        save_ply(path, self.gaussians(), plain=plain)
+        return path
