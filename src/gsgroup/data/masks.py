@@ -1,0 +1,240 @@
+"""2D instance masks on disk: one label image per view, ``<image stem>.png``, 0 = no mask.
+
+Reading rules (``read_mask`` / ``load_masks``), applied to every mask file:
+
+- grey 8- or 16-bit PNG (or any single-channel image OpenCV decodes): the values are the ids;
+- grey + alpha: the alpha channel is ignored;
+- RGB(A) whose three colour channels are equal everywhere: read as grey (alpha ignored);
+- RGB(A) colour-coded (channels differ): every distinct colour is one id, black (0,0,0) is 0 and the
+  other colours get ids 1..K in ascending order of the packed value R*2^16 + G*2^8 + B (per channel
+  at the file's bit depth). ``load_masks`` builds this table over *all* colour-coded files of the
+  folder at once, so a colour keeps the same id in every view (associated colour masks stay associated);
+- float (e.g. 32-bit TIFF) or 16-bit: accepted when every value is a non-negative integer;
+- anything else (fractional or negative values, other channel counts): InputError naming the file.
+
+Size: a mask whose size differs from its view's training size (w, h) is resized with nearest
+neighbour when the aspect ratios agree within 1% (typically masks made at the original resolution
+while training at ``--resolution 2``); otherwise it is an InputError naming the file and both sizes.
+"""
+
+from __future__ import annotations
+
+import os
+import warnings
+from pathlib import Path
+
+import cv2
+import numpy as np
+
+from gsgroup.errors import InputError
+
+MASK_EXTS = (".png", ".tif", ".tiff", ".bmp", ".jpg", ".jpeg")
+ASPECT_TOLERANCE = 0.01
+OBJECT_MASK_DIR = "object_mask"  # Gaussian Grouping's layout: DATA/object_mask/<stem>.png, associated ids
+
+__all__ = [
+    "read_mask",
+    "load_masks",
+    "load_object_masks",
+    "write_mask",
+    "find_mask_file",
+    "OBJECT_MASK_DIR",
+]
+
+
+# ----------------------------------------------------------------------------- decoding
+
+
+def _decode(path: Path) -> np.ndarray:
+    """Decoded pixels unchanged: [H,W] or [H,W,C] (OpenCV channel order BGR(A))."""
+    try:
+        data = np.fromfile(path, np.uint8)
+    except OSError as e:
+        raise InputError(f"{path}: cannot read mask ({e}); check the file permissions") from e
+    img = cv2.imdecode(data, cv2.IMREAD_UNCHANGED) if data.size else None
+    if img is None or img.size == 0:
+        raise InputError(f"{path}: corrupt or unreadable mask image; re-export it as a grey PNG of integer ids")
+    return img
+
+
+def _integral(arr: np.ndarray, path: Path) -> np.ndarray:
+    """Check that ``arr`` holds non-negative integers; return it as int64."""
+    if arr.dtype.kind == "f":
+        if not np.all(np.isfinite(arr)) or np.any(arr != np.round(arr)):
+            raise InputError(f"{path}: mask holds non-integer values; masks must be integer ids (0 = no mask)")
+    elif arr.dtype.kind not in "iu":
+        raise InputError(f"{path}: unsupported mask pixel type {arr.dtype}; save the mask as a grey 8/16-bit PNG")
+    if arr.size and arr.min() < 0:
+        raise InputError(f"{path}: mask holds negative values; masks must be ids >= 0 (0 = no mask)")
+    if arr.size and arr.max() > np.iinfo(np.int32).max:
+        raise InputError(f"{path}: mask ids exceed 2^31; renumber the ids")
+    return arr.astype(np.int64)
+
+
+def _split(img: np.ndarray, path: Path) -> tuple[np.ndarray | None, np.ndarray | None]:
+    """(grey ids [H,W] int64, None) or (None, packed colours [H,W] int64) for a decoded mask."""
+    if img.ndim == 3 and img.shape[2] == 1:
+        img = img[:, :, 0]
+    if img.ndim == 2:
+        return _integral(img, path), None
+    if img.ndim != 3 or img.shape[2] not in (2, 3, 4):
+        raise InputError(f"{path}: mask has {img.shape[2] if img.ndim == 3 else img.ndim} channels; "
+                         f"save it as a grey PNG of integer ids (or RGB colour-coded)")
+    if img.shape[2] == 2:  # grey + alpha
+        return _integral(img[:, :, 0], path), None
+    b, g, r = (_integral(img[:, :, c], path) for c in range(3))
+    if np.array_equal(b, g) and np.array_equal(g, r):
+        return r, None
+    bits = 16 if img.dtype == np.uint16 else 8
+    if img.dtype.kind == "f" or max(int(r.max()), int(g.max()), int(b.max())) >= (1 << bits):
+        raise InputError(f"{path}: colour-coded mask with values beyond {bits} bits; save it as a grey PNG of ids")
+    return None, (r << (2 * bits)) | (g << bits) | b
+
+
+def _palette(colours: list[np.ndarray]) -> np.ndarray:
+    """Sorted distinct non-black packed colours over all colour-coded masks (id = index + 1)."""
+    if not colours:
+        return np.zeros(0, np.int64)
+    u = np.unique(np.concatenate([np.unique(c) for c in colours]))
+    return u[u != 0]
+
+
+def _apply_palette(packed: np.ndarray, palette: np.ndarray) -> np.ndarray:
+    ids = np.searchsorted(palette, packed) + 1
+    return np.where(packed == 0, 0, ids)
+
+
+def _aspect_ok(src: tuple[int, int], dst: tuple[int, int]) -> bool:
+    a, b = src[0] / src[1], dst[0] / dst[1]
+    return abs(a - b) <= ASPECT_TOLERANCE * b
+
+
+def _fit(labels: np.ndarray, size: tuple[int, int] | None, path: Path) -> tuple[np.ndarray, bool]:
+    """Resize ``labels`` [H,W] to ``size`` (w, h) with nearest neighbour; (labels int32, resized?)."""
+    labels = labels.astype(np.int32, copy=False)
+    if size is None:
+        return labels, False
+    w, h = int(size[0]), int(size[1])
+    src = (labels.shape[1], labels.shape[0])
+    if src == (w, h):
+        return labels, False
+    if not _aspect_ok(src, (w, h)):
+        raise InputError(
+            f"{path}: mask is {src[0]}x{src[1]} but its image is {w}x{h} (different aspect ratio); "
+            f"regenerate the mask from this image (e.g. `gsgroup masks DATA --out DIR`)"
+        )
+    out = cv2.resize(labels, (w, h), interpolation=cv2.INTER_NEAREST_EXACT)
+    return out.astype(np.int32, copy=False), True
+
+
+# ----------------------------------------------------------------------------- public API
+
+
+def read_mask(path: str | os.PathLike, size: tuple[int, int] | None = None) -> np.ndarray:
+    """Read one mask file as ids [H,W] int32 (0 = no mask), converted by the module's rules.
+
+    ``size``: the view's training size (w, h); a same-aspect mask of another size is resized with
+    nearest neighbour (one warning), a different aspect is an InputError. A colour-coded file gets
+    ids from its own colours only (``load_masks`` shares them across a folder).
+    """
+    path = Path(path)
+    grey, packed = _split(_decode(path), path)
+    labels = grey if packed is None else _apply_palette(packed, _palette([packed]))
+    labels, resized = _fit(labels, size, path)
+    if resized:
+        warnings.warn(f"{path}: mask resized (nearest neighbour) to its image size {size[0]}x{size[1]}", stacklevel=2)
+    return labels
+
+
+def find_mask_file(mask_dir: Path, name: str) -> Path | None:
+    """``mask_dir/<name>.png`` if present, else ``<name>`` with another supported suffix, else None."""
+    for ext in MASK_EXTS:
+        for cand in (mask_dir / f"{name}{ext}", mask_dir / f"{name}{ext.upper()}"):
+            if cand.is_file():
+                return cand
+    return None
+
+
+def load_masks(mask_dir: str | os.PathLike, views) -> dict[str, np.ndarray | None]:
+    """Masks for ``views`` (objects with ``.name``, ``.width``, ``.height``) from ``mask_dir``.
+
+    Returns {view name: ids [H,W] int32 at the view's (height, width), or None when the view has no
+    mask file}. Missing masks and resized masks each give ONE warning with a count. Raises InputError
+    when the folder is missing, when no file matches any view, or for a bad file (module rules).
+    """
+    mask_dir = Path(mask_dir)
+    if not mask_dir.is_dir():
+        raise InputError(f"{mask_dir}: mask folder not found; create masks with `gsgroup masks DATA --out {mask_dir}`")
+    views = list(views)
+    files = {v.name: find_mask_file(mask_dir, v.name) for v in views}
+    missing = [n for n, p in files.items() if p is None]
+    if views and len(missing) == len(views):
+        raise InputError(
+            f"{mask_dir}: no mask file matches any image (expected e.g. {views[0].name}.png); "
+            f"masks must be named after the image stems"
+        )
+    decoded: dict[str, tuple[np.ndarray | None, np.ndarray | None]] = {}
+    for v in views:
+        if files[v.name] is not None:
+            decoded[v.name] = _split(_decode(files[v.name]), files[v.name])
+    palette = _palette([p for _, p in decoded.values() if p is not None])
+
+    out: dict[str, np.ndarray | None] = {}
+    resized = []
+    for v in views:
+        if v.name not in decoded:
+            out[v.name] = None
+            continue
+        grey, packed = decoded[v.name]
+        labels = grey if packed is None else _apply_palette(packed, palette)
+        labels, was_resized = _fit(labels, (v.width, v.height), files[v.name])
+        if was_resized:
+            resized.append(v.name)
+        out[v.name] = labels
+    if resized:
+        warnings.warn(
+            f"{mask_dir}: {len(resized)} of {len(views)} masks differ in size from their images and were resized "
+            f"(nearest neighbour), e.g. {resized[0]}", stacklevel=2,
+        )
+    if missing:
+        warnings.warn(
+            f"{mask_dir}: {len(missing)} of {len(views)} views have no mask (e.g. {missing[0]}); "
+            f"they are skipped by the identity loss", stacklevel=2,
+        )
+    return out
+
+
+def load_object_masks(data: str | os.PathLike, views) -> dict[str, np.ndarray | None]:
+    """Already associated masks in Gaussian Grouping's layout, ``DATA/object_mask/<stem>.png``
+    (uint8, 0 = background), used as they are: same id = same object in every view.
+
+    Returns {view name: ids [H,W] int32 or None} like ``load_masks``.
+    """
+    mask_dir = Path(data) / OBJECT_MASK_DIR
+    if not mask_dir.is_dir():
+        raise InputError(
+            f"{mask_dir}: no associated masks in the dataset; make masks with `gsgroup masks DATA --out DIR` "
+            f"and pass that folder instead"
+        )
+    return load_masks(mask_dir, views)
+
+
+def write_mask(path: str | os.PathLike, labels: np.ndarray) -> None:
+    """Write ids [H,W] (integers >= 0) as a PNG, atomically: uint8 when max <= 255, else uint16."""
+    from gsgroup.fileio import write_image
+
+    labels = np.asarray(labels)
+    if labels.ndim != 2:
+        raise ValueError(f"labels must be [H,W], got shape {labels.shape}")
+    if labels.dtype.kind not in "iu":
+        raise ValueError(f"labels must be integers, got {labels.dtype}")
+    top = int(labels.max()) if labels.size else 0
+    if labels.size and labels.min() < 0:
+        raise ValueError("labels must be >= 0")
+    if top > 65535:
+        raise ValueError(f"{path}: {top} exceeds the uint16 PNG range; renumber the ids (at most 65535)")
+    dtype = np.uint8 if top <= 255 else np.uint16
+    path = Path(path)
+    if path.suffix.lower() != ".png":
+        raise ValueError(f"{path}: masks are written as PNG")
+    write_image(path, labels.astype(dtype))
