@@ -153,6 +153,24 @@ def cmd_eval(args) -> int:
     return 0
 
 
+# ---- masks -----------------------------------------------------------------------------------
+def cmd_masks(args) -> int:
+    from .segment.masks import generate_masks
+    from .segment.sam import SamOptions
+
+    sam = None
+    if args.source == "sam":
+        sam = SamOptions(
+            checkpoint=args.sam_checkpoint, model_type=args.sam_model, points_per_side=args.sam_points_per_side,
+            pred_iou_thresh=args.sam_pred_iou_thresh, stability_score_thresh=args.sam_stability_thresh,
+            min_mask_region_area=args.sam_min_area,
+        )
+    summary = generate_masks(args.data, args.out, args.source, args.resolution, seed=args.seed, sam=sam,
+                             cache_dir=Path(args.out) / ".cache", progress=not args.quiet)
+    print(json.dumps(summary))
+    return 0
+
+
 # ---- demo ------------------------------------------------------------------------------------
 def cmd_demo(args) -> int:
     from .data.synthetic import make_scene
@@ -234,6 +252,22 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("run")
     p.add_argument("--quiet", action="store_true")
     p.set_defaults(func=cmd_eval)
+
+    p = sub.add_parser("masks", help="2D 'segment everything' masks per view (ids not yet consistent across views)")
+    p.add_argument("data", help="dataset folder, as for train")
+    p.add_argument("--out", required=True, help="folder for <image stem>.png label maps (outside DATA)")
+    p.add_argument("--source", choices=["classical", "sam"], default="classical",
+                   help="classical: weight-free graph segmentation (default); sam: Segment Anything")
+    p.add_argument("--resolution", type=_resolution, default=None, help="as for train; masks land on the same size")
+    p.add_argument("--seed", type=int, default=0, help="seed of the per-view random id permutation")
+    p.add_argument("--sam-checkpoint", default=None, help="SAM weights (.pth) for --source sam")
+    p.add_argument("--sam-model", choices=["vit_h", "vit_l", "vit_b"], default="vit_h")
+    p.add_argument("--sam-points-per-side", type=int, default=32)
+    p.add_argument("--sam-pred-iou-thresh", type=float, default=0.7)
+    p.add_argument("--sam-stability-thresh", type=float, default=0.95)
+    p.add_argument("--sam-min-area", type=int, default=0, help="minimum mask region area in pixels")
+    p.add_argument("--quiet", action="store_true")
+    p.set_defaults(func=cmd_masks)
 
     p = sub.add_parser("demo", help="build the built-in scene, train, render and write a report")
     p.add_argument("--out", default="demo_out")
