@@ -21,9 +21,44 @@ def _resolution(text: str) -> int:
 
 
 # ---- train -----------------------------------------------------------------------------------
+def _masks_dir(args) -> Path | None:
+    """--masks, or DATA/object_mask when it exists (the original Gaussian Grouping layout)."""
+    if args.masks:
+        return Path(args.masks)
+    default = Path(args.data) / "object_mask"
+    return default if default.is_dir() else None
+
+
+def _initial_gaussians(path: str, id_dim: int, seed: int):
+    """Gaussians from --init-from (a PLY or a run folder); identities re-initialised when missing."""
+    import torch
+
+    from .model import load_ply
+    from .model.sh import rgb_to_sh
+
+    p = Path(path)
+    g = load_ply(p / "point_cloud.ply" if p.is_dir() else p)
+    if g.id_dim != id_dim:
+        gen = torch.Generator().manual_seed(seed)
+        g.ids = rgb_to_sh(torch.rand(len(g), id_dim, generator=gen))
+    return g
+
+
+def _init_checkpoint(path: str | None, id_dim: int) -> Path | None:
+    """The checkpoint of an --init-from run folder whose identities fit, to carry its Adam state over."""
+    if not path or not (Path(path) / "checkpoint.pt").exists():
+        return None
+    from .train.run import read_config
+
+    same_ids = read_config(path)["train"].get("id_dim") == id_dim
+    return Path(path) / "checkpoint.pt" if same_ids else None
+
+
 def cmd_train(args) -> int:
+    from .data.masks import load_masks
     from .data.scene import load_scene
     from .fileio import write_json
+    from .segment.grouping import GroupingTrainer
     from .train.densify import DensifyConfig
     from .train.run import read_config
     from .train.trainer import TrainConfig, Trainer
@@ -41,14 +76,21 @@ def cmd_train(args) -> int:
     else:
         if ckpt.exists() and not args.force:
             raise InputError(f"{run}: already holds a run; pass --resume to continue it or --force to start over")
-        densify = DensifyConfig(max_gaussians=args.max_gaussians).scaled(args.iterations)
+        iterations = args.iterations or 7000
+        densify = DensifyConfig(max_gaussians=args.max_gaussians).scaled(iterations)
+        if args.no_densify:
+            densify.densify_until = 0
         cfg = TrainConfig(
-            iterations=args.iterations, seed=args.seed, sh_degree=args.sh_degree, init=args.init,
+            iterations=iterations, seed=args.seed, sh_degree=args.sh_degree, init=args.init, id_dim=args.id_dim,
             random_background=args.random_background,
             background=(1.0, 1.0, 1.0) if args.white_background else (0.0, 0.0, 0.0),
             densify=densify,
         )
-        data_args = {"path": str(Path(args.data).resolve()), "resolution": args.resolution, "eval": args.eval}
+        if args.init_from:
+            cfg.lr_means = cfg.lr_means_final * 10  # refining a reconstruction: start where a run ends
+        masks_dir = _masks_dir(args)
+        data_args = {"path": str(Path(args.data).resolve()), "resolution": args.resolution, "eval": args.eval,
+                     "masks": None if masks_dir is None else str(masks_dir.resolve())}
     scene = load_scene(
         data_args["path"], resolution=data_args["resolution"], eval=data_args["eval"], background=cfg.background,
         cache_dir=run / "cache", allow_empty_points=cfg.init != "points",
@@ -56,11 +98,19 @@ def cmd_train(args) -> int:
     print(f"scene: {len(scene.train)} train / {len(scene.test)} test views at "
           f"{scene.train[0].width}x{scene.train[0].height}, "
           f"{0 if scene.points is None else len(scene.points)} SfM points, extent {scene.extent:.3f}")
-    trainer = Trainer(scene, cfg, run)
+    gaussians = _initial_gaussians(args.init_from, cfg.id_dim, cfg.seed) if getattr(args, "init_from", None) else None
+    if data_args.get("masks"):
+        masks = load_masks(data_args["masks"], scene.train)
+        trainer = GroupingTrainer(scene, cfg, run, masks, gaussians=gaussians)
+        print(f"identities: {sum(m is not None for m in masks.values())} masked views, {trainer.num_classes} classes")
+    else:
+        trainer = Trainer(scene, cfg, run, gaussians=gaussians)
     if args.resume:
         trainer.load_checkpoint(ckpt)
         print(f"resumed at iteration {trainer.step_count}")
-    elif args.force:
+    elif _init_checkpoint(args.init_from, cfg.id_dim):
+        trainer.load_checkpoint(_init_checkpoint(args.init_from, cfg.id_dim), weights_only=True)
+    if args.force and not args.resume:
         (run / "train_log.jsonl").unlink(missing_ok=True)
     write_json(run / "config.json", {"version": __version__, "data": data_args, "train": cfg.to_dict()})
     t0 = time.perf_counter()
@@ -82,11 +132,17 @@ def cmd_train(args) -> int:
 
 # ---- render / eval ---------------------------------------------------------------------------
 def render_split(run: Path, out: Path, split: str, progress: bool = True) -> list[Path]:
-    """Render a run's views of one split to out/rgb/<stem>.png. Returns the written paths."""
+    """Render a run's views of one split: out/rgb/<stem>.png, and for segmented runs also
+    out/ids/<stem>.png (uint16 ids, 0 where alpha < 0.5), out/overlay/ and out/features/ (shared PCA of E_id).
+    Returns the written RGB paths."""
+    import numpy as np
     import torch
     from tqdm import tqdm
 
+    from .data.masks import write_mask
     from .fileio import write_image
+    from .segment.grouping import load_segmentation
+    from .segment.idmaps import overlay, render_ids, shared_pca
     from .train.run import load_run_gaussians, load_run_scene, read_config
     from .train.trainer import render_view, view_tensors
 
@@ -96,15 +152,26 @@ def render_split(run: Path, out: Path, split: str, progress: bool = True) -> lis
     if not views:
         raise InputError(f"{run}: the '{split}' split is empty (train with --eval to hold out test views)")
     g = load_run_gaussians(run)
+    classifier, labels = load_segmentation(run)
     bg = torch.tensor(config["train"]["background"], dtype=torch.float32)
-    paths = []
+    paths, features = [], {}
     with torch.no_grad():
         for view in tqdm(views, desc=f"render {split}", disable=not progress):
             vt = view_tensors(view)
-            img = render_view(g, vt, g.sh_degree, background=bg).image
             path = out / "rgb" / f"{view.name}.png"
-            write_image(path, img.clamp(0, 1).numpy())
+            if classifier is None and labels is None:
+                write_image(path, render_view(g, vt, g.sh_degree, background=bg).image.clamp(0, 1).numpy())
+            else:
+                r = render_ids(g, vt, classifier, labels, background=bg)
+                write_image(path, r.rgb)
+                write_mask(out / "ids" / f"{view.name}.png", r.ids.astype(np.uint16), force_uint16=True)
+                write_image(out / "overlay" / f"{view.name}.png", overlay(r.rgb, r.ids))
+                features[view.name] = r.features
             paths.append(path)
+    if features:
+        to_rgb = shared_pca(list(features.values()))
+        for name, f in features.items():
+            write_image(out / "features" / f"{name}.png", to_rgb(f))
     return paths
 
 
@@ -147,8 +214,46 @@ def evaluate_run(run: Path, progress: bool = True) -> dict:
     return metrics
 
 
+def evaluate_segmentation_run(run: Path, gt_dir: Path, progress: bool = True) -> dict:
+    """Score a segmented run's test-view id maps against ground-truth masks; writes RUN/seg_metrics.json."""
+    import torch
+
+    from .fileio import write_json
+    from .segment.grouping import load_segmentation
+    from .segment.idmaps import render_ids
+    from .segment.metrics import GtMaps, evaluate_segmentation, load_gt_dir
+    from .train.run import load_run_gaussians, load_run_scene, read_config
+    from .train.trainer import view_tensors
+
+    config = read_config(run)
+    classifier, labels = load_segmentation(run)
+    if classifier is None and labels is None:
+        raise InputError(f"{run}: has no segmentation (classifier.pt or labels.npy); train with --masks or run lift")
+    gt_all = load_gt_dir(gt_dir)
+    scene = load_run_scene(run, config, progress=progress)
+    views = [v for v in scene.test if v.name in gt_all] or [v for v in scene.train if v.name in gt_all]
+    if not views:
+        raise InputError(f"{gt_dir}: no ground-truth mask matches a view name of {run} (e.g. {scene.train[0].name}.png)")
+    g = load_run_gaussians(run)
+    bg = torch.tensor(config["train"]["background"], dtype=torch.float32)
+    preds = {v.name: render_ids(g, view_tensors(v), classifier, labels, background=bg).ids for v in views}
+    gt = GtMaps({v.name: gt_all[v.name] for v in views}, names=getattr(gt_all, "names", None))
+    result = evaluate_segmentation(gt, preds)
+    result["split"] = "test" if views[0] in scene.test else "train"
+    write_json(run / "seg_metrics.json", result)
+    return result
+
+
 def cmd_eval(args) -> int:
-    metrics = evaluate_run(Path(args.run), progress=not args.quiet)
+    run = Path(args.run)
+    if args.gt:
+        result = evaluate_segmentation_run(run, Path(args.gt), progress=not args.quiet)
+        print(f"{'gt id':>6} {'name':>12} {'pred id':>8} {'IoU':>7} {'bIoU':>7} {'views':>6}")
+        for o in result["objects"]:
+            print(f"{o['gt_id']:>6} {o['name']:>12} {str(o['pred_id']):>8} {o['iou']:7.4f} {o['biou']:7.4f} {o['views']:>6}")
+        print(json.dumps({k: result[k] for k in ("miou", "mbiou", "num_objects", "num_views", "split")}))
+        return 0
+    metrics = evaluate_run(run, progress=not args.quiet)
     print(json.dumps({k: v for k, v in metrics.items() if k != "per_view"}))
     return 0
 
@@ -167,6 +272,45 @@ def cmd_masks(args) -> int:
         )
     summary = generate_masks(args.data, args.out, args.source, args.resolution, seed=args.seed, sam=sam,
                              cache_dir=Path(args.out) / ".cache", progress=not args.quiet)
+    print(json.dumps(summary))
+    return 0
+
+
+# ---- lift ------------------------------------------------------------------------------------
+def lift_run(run: Path, masks_dir: Path, out: Path, background_bias: float, force: bool, progress: bool) -> dict:
+    """FlashSplat-style closed-form labels for a trained run; writes a segmented run folder ``out``."""
+    import shutil as _shutil
+
+    from .data.masks import load_masks
+    from .fileio import write_json
+    from .segment.grouping import object_summary, save_labels
+    from .segment.lift import lift_labels
+    from .train.run import load_run_gaussians, load_run_scene, read_config
+
+    config = read_config(run)
+    if (out / "labels.npy").exists() and not force:
+        raise InputError(f"{out / 'labels.npy'}: exists; pass --force to replace it or --out another folder")
+    if (out / "classifier.pt").exists():
+        raise InputError(f"{out}: holds a trained identity classifier; write lifted labels with --out to another folder")
+    g = load_run_gaussians(run)
+    scene = load_run_scene(run, config, progress=progress)
+    masks = load_masks(masks_dir, scene.train)
+    t0 = time.perf_counter()
+    labels, prob = lift_labels(scene.train, g, masks, background_bias=background_bias, progress=progress)
+    seconds = time.perf_counter() - t0
+    if out.resolve() != run.resolve():
+        out.mkdir(parents=True, exist_ok=True)
+        for name in ("config.json", "point_cloud.ply"):
+            _shutil.copyfile(run / name, out / name)
+    save_labels(out / "labels.npy", labels, prob)
+    write_json(out / "objects.json", object_summary(g, labels))
+    return {"gaussians": len(labels), "objects": int(len(set(labels.tolist()) - {0})), "seconds": round(seconds, 2),
+            "out": str(out)}
+
+
+def cmd_lift(args) -> int:
+    out = Path(args.out) if args.out else Path(args.run)
+    summary = lift_run(Path(args.run), Path(args.masks), out, args.background_bias, args.force, not args.quiet)
     print(json.dumps(summary))
     return 0
 
@@ -223,9 +367,14 @@ def build_parser() -> argparse.ArgumentParser:
     p = sub.add_parser("train", help="reconstruct a scene as Gaussian splats")
     p.add_argument("data", help="COLMAP folder (images/ + sparse/0) or NeRF folder (transforms*.json)")
     p.add_argument("--out", required=True, help="run folder to write")
-    p.add_argument("--iterations", type=int, default=7000)
+    p.add_argument("--iterations", type=int, default=None, help="training length (default 7000)")
     p.add_argument("--resolution", type=_resolution, default=None,
                    help="1/2/4/8 divide the image size; a larger number sets the width (default: at most 1600 wide)")
+    p.add_argument("--masks", default=None,
+                   help="associated object masks (<image stem>.png) to train identities; default DATA/object_mask if present")
+    p.add_argument("--id-dim", type=int, default=16, help="size of the identity encoding")
+    p.add_argument("--init-from", default=None, help="start from a trained run folder or PLY instead of SfM points")
+    p.add_argument("--no-densify", action="store_true", help="keep the set of Gaussians fixed")
     p.add_argument("--eval", action="store_true", help="hold out every 8th image (by name) as the test split")
     p.add_argument("--seed", type=int, default=0)
     p.add_argument("--sh-degree", type=int, default=3, choices=[0, 1, 2, 3])
@@ -248,10 +397,23 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--quiet", action="store_true")
     p.set_defaults(func=cmd_render)
 
-    p = sub.add_parser("eval", help="PSNR and SSIM on the test split -> RUN/metrics.json")
+    p = sub.add_parser("eval", help="PSNR and SSIM on the test split -> RUN/metrics.json; with --gt, segmentation")
     p.add_argument("run")
+    p.add_argument("--gt", default=None,
+                   help="ground-truth masks: <stem>.png instance maps, or the LERF-Mask test_mask/<view>/<prompt>.png "
+                        "layout; scores the test-view id maps -> RUN/seg_metrics.json")
     p.add_argument("--quiet", action="store_true")
     p.set_defaults(func=cmd_eval)
+
+    p = sub.add_parser("lift", help="closed-form labels per Gaussian from associated masks (FlashSplat-style)")
+    p.add_argument("run", help="a trained run folder")
+    p.add_argument("--masks", required=True, help="associated masks (<image stem>.png, one id per object)")
+    p.add_argument("--out", default=None, help="segmented run folder to write (default: RUN itself)")
+    p.add_argument("--background-bias", type=float, default=0.1,
+                   help="a Gaussian joins an object only if its vote share beats the background's by this much")
+    p.add_argument("--force", action="store_true", help="replace existing labels")
+    p.add_argument("--quiet", action="store_true")
+    p.set_defaults(func=cmd_lift)
 
     p = sub.add_parser("masks", help="2D 'segment everything' masks per view (ids not yet consistent across views)")
     p.add_argument("data", help="dataset folder, as for train")

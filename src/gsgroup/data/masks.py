@@ -219,8 +219,9 @@ def load_object_masks(data: str | os.PathLike, views) -> dict[str, np.ndarray | 
     return load_masks(mask_dir, views)
 
 
-def write_mask(path: str | os.PathLike, labels: np.ndarray) -> None:
-    """Write ids [H,W] (integers >= 0) as a PNG, atomically: uint8 when max <= 255, else uint16."""
+def write_mask(path: str | os.PathLike, labels: np.ndarray, force_uint16: bool = False) -> None:
+    """Write ids [H,W] (integers >= 0) as a PNG, atomically: uint8 when max <= 255, else uint16
+    (always uint16 with ``force_uint16``)."""
     from gsgroup.fileio import write_image
 
     labels = np.asarray(labels)
@@ -233,7 +234,7 @@ def write_mask(path: str | os.PathLike, labels: np.ndarray) -> None:
         raise ValueError("labels must be >= 0")
     if top > 65535:
         raise ValueError(f"{path}: {top} exceeds the uint16 PNG range; renumber the ids (at most 65535)")
-    dtype = np.uint8 if top <= 255 else np.uint16
+    dtype = np.uint8 if top <= 255 and not force_uint16 else np.uint16
     path = Path(path)
     if path.suffix.lower() != ".png":
         raise ValueError(f"{path}: masks are written as PNG")

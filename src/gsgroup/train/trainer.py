@@ -46,6 +46,13 @@ class TrainConfig:
     init: str = "auto"  # "auto": SfM points when present, else random; "points"; "random"
     init_points: int = 20_000  # number of random points for random initialisation
     log_every: int = 50
+    # identity training (Gaussian Grouping, segment.grouping.GroupingTrainer)
+    lambda_2d: float = 1.0
+    lambda_3d: float = 2.0
+    l3d_every: int = 5
+    l3d_k: int = 5
+    l3d_m: int = 1000
+    lr_classifier: float = 5e-4
     densify: DensifyConfig = field(default_factory=DensifyConfig)
 
     def to_dict(self) -> dict:
@@ -175,6 +182,7 @@ class Trainer:
         """Write params, Adam state, densification statistics and RNG states, atomically."""
         path = Path(path) if path else self.out_dir / "checkpoint.pt"
         state = {
+            **self.extra_state(),
             "step": self.step_count,
             "params": {k: v.detach() for k, v in self.params.items()},
             "optimizer": self.optimizer.state_dict(),
@@ -188,26 +196,58 @@ class Trainer:
             torch.save(state, tmp)
         return path
 
-    def load_checkpoint(self, path: str | os.PathLike) -> None:
-        """Restore a checkpoint written by save_checkpoint, to continue training exactly."""
+    def load_checkpoint(self, path: str | os.PathLike, weights_only: bool = False) -> None:
+        """Restore a checkpoint written by save_checkpoint, to continue training exactly.
+
+        ``weights_only``: take only the Gaussians and their Adam moments (to refine another run's
+        result with new settings); step count, schedule and RNG states start afresh.
+        """
         state = torch.load(path, weights_only=False)
         self.params = {k: nn.Parameter(v.clone()) for k, v in state["params"].items()}
+        lrs = {g["name"]: g["lr"] for g in self.optimizer.param_groups}
         for group in self.optimizer.param_groups:
             group["params"] = [self.params[group["name"]]]
         self.optimizer.state.clear()
         self.optimizer.load_state_dict(state["optimizer"])
+        n = self.params["means"].shape[0]
+        if weights_only:
+            for group in self.optimizer.param_groups:
+                group["lr"] = lrs[group["name"]]
+            self.densifier.grad_sum = torch.zeros(n)
+            self.densifier.count = torch.zeros(n)
+            return
         self.densifier.load_state_dict(state["densifier"])
         self.rng.bit_generator.state = state["rng"]
         self._order = list(state["order"])
         torch.set_rng_state(state["torch_rng"])
         self.step_count = int(state["step"])
+        self.load_extra_state(state)
+
+    # ---- hooks for subclasses that train more than appearance (segment.grouping) --------------
+    def extra_state(self) -> dict:
+        """More entries for the checkpoint."""
+        return {}
+
+    def load_extra_state(self, state: dict) -> None:
+        """Restore what extra_state saved."""
+
+    def extra_features(self) -> torch.Tensor | None:
+        """Per-Gaussian channels [N,E] rendered after the colour in the same pass, or None."""
+        return None
+
+    def extra_loss(self, step: int, index: int, features: torch.Tensor) -> torch.Tensor | None:
+        """A loss on the rendered extra channels features [H,W,E] of training view ``index``."""
+        return None
+
+    def after_step(self, densified: bool) -> None:
+        """Called after the optimiser and densification steps of every iteration."""
 
     # ---- training ----------------------------------------------------------------------------
-    def next_view(self) -> ViewTensors:
-        """Views in a fresh random order every epoch, as 3DGS does."""
+    def next_view_index(self) -> int:
+        """Training views in a fresh random order every epoch, as 3DGS does."""
         if not self._order:
             self._order = self.rng.permutation(len(self.views)).tolist()
-        return self.views[self._order.pop()]
+        return self._order.pop()
 
     def background_for_step(self) -> torch.Tensor:
         if self.cfg.random_background:
@@ -215,23 +255,29 @@ class Trainer:
         return self.background
 
     def train_step(self) -> dict:
-        """One iteration: render a view, L1+SSIM loss, backward, Adam, densification."""
+        """One iteration: render a view, L1+SSIM loss (+ identity losses), backward, Adam, densification."""
         self.step_count += 1
         step = self.step_count
-        vt = self.next_view()
+        cfg = self.cfg
+        index = self.next_view_index()
+        vt = self.views[index]
         for group in self.optimizer.param_groups:
             if group["name"] == "means":
                 group["lr"] = self.means_lr(step)
         bg = self.background_for_step()
-        out = render_view(self.params, vt, self.sh_degree_at(step), background=bg)
+        out = render_view(self.params, vt, self.sh_degree_at(step), background=bg, extra_features=self.extra_features())
         gt = vt.image
-        loss = rgb_loss(out.image, gt, self.cfg.ssim_weight)
+        image = out.image[..., :3]
+        loss = rgb_loss(image, gt, cfg.ssim_weight)
+        extra = self.extra_loss(step, index, out.image[..., 3:])
+        if extra is not None:
+            loss = loss + extra
         loss.backward()
         self.densifier.accumulate(step, out.means2d.grad, out.radii, vt.width, vt.height)
         self.optimizer.step()
         self.optimizer.zero_grad(set_to_none=True)
-        self.densifier.step(step, self.params, self.optimizer)
-        return {"loss": loss.item(), "image": out.image.detach(), "gt": gt}
+        self.after_step(self.densifier.step(step, self.params, self.optimizer))
+        return {"loss": loss.item(), "image": image.detach(), "gt": gt}
 
     def train(self, iterations: int | None = None, progress: bool = True, log_path: str | os.PathLike | None = None,
               checkpoint_every: int = 0) -> Gaussians:
