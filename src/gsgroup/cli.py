@@ -276,6 +276,34 @@ def cmd_masks(args) -> int:
     return 0
 
 
+# ---- associate -------------------------------------------------------------------------------
+def associate_run(data: Path, masks_dir: Path, run: Path, out: Path, progress: bool = True) -> dict:
+    """Associate per-view masks across views through RUN's Gaussians; writes out/<stem>.png + objects.json."""
+    from .data.masks import load_masks
+    from .segment.associate import associate_masks, write_association
+    from .train.run import load_run_gaussians, load_run_scene, read_config
+
+    config = read_config(run)
+    if Path(config["data"]["path"]).resolve() != data.resolve():
+        print(f"note: {run} was trained on {config['data']['path']}, not {data}; using its views and poses")
+    scene = load_run_scene(run, config, progress=progress)
+    views = scene.train + scene.test
+    masks = load_masks(masks_dir, views)
+    result = associate_masks(views, load_run_gaussians(run), masks)
+    write_association(result, out)
+    return result.stats
+
+
+def cmd_associate(args) -> int:
+    from .segment.associate import resolve_output_dir
+
+    out = resolve_output_dir(args.data, args.out, args.force)
+    stats = associate_run(Path(args.data), Path(args.masks), Path(args.model), out, progress=not args.quiet)
+    print(json.dumps(stats))
+    print(f"wrote {stats['objects']} objects to {out}")
+    return 0
+
+
 # ---- lift ------------------------------------------------------------------------------------
 def lift_run(run: Path, masks_dir: Path, out: Path, background_bias: float, force: bool, progress: bool) -> dict:
     """FlashSplat-style closed-form labels for a trained run; writes a segmented run folder ``out``."""
@@ -315,47 +343,139 @@ def cmd_lift(args) -> int:
     return 0
 
 
+# ---- run: the whole pipeline -------------------------------------------------------------------
+def _train(argv: list[str]) -> None:
+    rc = cmd_train(build_parser().parse_args(["train", *argv]))
+    if rc:
+        raise SystemExit(rc)
+
+
+def _stage(number: int, title: str, done: bool, where: Path) -> bool:
+    """Print the stage header; True when the stage must run."""
+    print(f"[{number}/5] {title}: " + (f"already in {where}, skipped" if done else f"-> {where}"))
+    return not done
+
+
+def run_pipeline(args) -> dict:
+    """masks -> short reconstruction -> association -> identity training -> renders and evaluation."""
+    from .segment.masks import generate_masks
+    from .segment.sam import SamOptions
+
+    data, run = Path(args.data), Path(args.out)
+    if args.force and run.exists():
+        shutil.rmtree(run)
+    run.mkdir(parents=True, exist_ok=True)
+    quiet = ["--quiet"] if args.quiet else []
+    common = ["--seed", str(args.seed)] + (["--eval"] if args.eval else [])
+    if args.resolution:
+        common += ["--resolution", str(args.resolution)]
+    given = Path(args.object_masks) if args.object_masks else None
+    if given is None and not args.masks and (data / "object_mask").is_dir():
+        given = data / "object_mask"
+
+    raw = Path(args.masks) if args.masks else run / "masks"
+    if given is None and _stage(1, f"2D masks ({args.masks_source})", raw.is_dir() and any(raw.iterdir()), raw):
+        sam = SamOptions(checkpoint=args.sam_checkpoint, model_type=args.sam_model) if args.masks_source == "sam" else None
+        generate_masks(data, raw, args.masks_source, args.resolution, seed=args.seed, sam=sam,
+                       cache_dir=run / "cache", progress=not args.quiet)
+    elif given is not None:
+        print(f"[1/5] 2D masks: using associated masks in {given}")
+
+    recon = run / "recon"
+    if _stage(2, f"reconstruction, {args.recon_iterations} iterations", (recon / "point_cloud.ply").exists(), recon):
+        _train([str(data), "--out", str(recon), "--iterations", str(args.recon_iterations), "--force", *common, *quiet])
+
+    associated = given or run / "object_mask"
+    if given is None and _stage(3, "association", (associated / "objects.json").exists(), associated):
+        stats = associate_run(data, raw, recon, associated, progress=not args.quiet)
+        print(f"      {stats['objects']} objects from {stats['kept']} of {stats['masks']} masks in {stats['seconds']} s")
+
+    if _stage(4, f"identity training, {args.id_iterations} iterations", (run / "classifier.pt").exists(), run):
+        _train([str(data), "--out", str(run), "--iterations", str(args.id_iterations), "--init-from", str(recon),
+                "--masks", str(associated), "--no-densify", "--force", *common, *quiet])
+
+    print(f"[5/5] renders and evaluation -> {run / 'renders'}")
+    summary: dict = {}
+    split = "test" if args.eval else "train"
+    render_split(run, run / "renders", split, progress=not args.quiet)
+    if args.eval:
+        summary["reconstruction"] = {k: v for k, v in evaluate_run(run, progress=False).items() if k != "per_view"}
+    gt = Path(args.gt) if args.gt else (data / "gt_mask" if (data / "gt_mask").is_dir() else None)
+    if gt is not None:
+        seg = evaluate_segmentation_run(run, gt, progress=False)
+        summary["segmentation"] = {k: seg[k] for k in ("miou", "mbiou", "num_objects", "num_views", "split")}
+        summary["objects"] = seg["objects"]
+    return summary
+
+
+def _add_run_options(p: argparse.ArgumentParser) -> None:
+    p.add_argument("--masks-source", choices=["classical", "sam"], default="classical")
+    p.add_argument("--sam-checkpoint", default=None)
+    p.add_argument("--sam-model", choices=["vit_h", "vit_l", "vit_b"], default="vit_h")
+    p.add_argument("--recon-iterations", type=int, default=3000, help="RGB-only reconstruction length")
+    p.add_argument("--id-iterations", type=int, default=2000, help="identity training length, continued from it")
+    p.add_argument("--seed", type=int, default=0)
+    p.add_argument("--force", action="store_true", help="redo every stage")
+    p.add_argument("--quiet", action="store_true")
+
+
+def cmd_run(args) -> int:
+    summary = run_pipeline(args)
+    print(json.dumps({k: v for k, v in summary.items() if k != "objects"}))
+    return 0
+
+
 # ---- demo ------------------------------------------------------------------------------------
 def cmd_demo(args) -> int:
     from .data.synthetic import make_scene
     from .report import write_report
 
     out = Path(args.out)
-    scene_dir = out / "scene"
-    run = out / "run"
+    scene_dir, run = out / "scene", out / "run"
     if args.force and out.exists():
         shutil.rmtree(out)
-    if not (scene_dir / "sparse").exists():
-        print(f"[1/4] building the built-in scene in {scene_dir}")
+    if not (scene_dir / "scene.json").exists():
+        print(f"building the built-in scene in {scene_dir}")
         make_scene(scene_dir, seed=args.seed, progress=not args.quiet)
-    else:
-        print(f"[1/4] built-in scene already in {scene_dir}")
-    if not (run / "point_cloud.ply").exists():
-        print(f"[2/4] training {args.iterations} iterations into {run}")
-        train_args = build_parser().parse_args(
-            ["train", str(scene_dir), "--out", str(run), "--eval", "--iterations", str(args.iterations),
-             "--seed", str(args.seed), "--force"] + (["--quiet"] if args.quiet else [])
-        )
-        rc = cmd_train(train_args)
-        if rc:
-            return rc
-    else:
-        print(f"[2/4] trained run already in {run}")
-    print("[3/4] rendering the test views")
-    renders = render_split(run, out / "renders", "test", progress=not args.quiet)
-    metrics = evaluate_run(run, progress=False)
-    print(f"[4/4] report: test PSNR {metrics['psnr']:.2f} dB, SSIM {metrics['ssim']:.4f}")
-    images = []
-    for path in renders:
-        images.append((f"{path.stem} ground truth", scene_dir / "images" / f"{path.stem}.png"))
-        images.append((f"{path.stem} render", path))
-    report = write_report(
-        out / "report.html", "gsgroup demo",
-        [{"title": "Reconstruction (held-out test views)",
-          "metrics": {k: v for k, v in metrics.items() if k != "per_view"}, "images": images}],
-    )
+    args.data, args.out, args.eval, args.resolution = str(scene_dir), str(run), True, None
+    args.masks = args.object_masks = args.gt = None
+    args.force = False
+    summary = run_pipeline(args)
+    rec, seg = summary["reconstruction"], summary["segmentation"]
+    print(f"test PSNR {rec['psnr']:.2f} dB, SSIM {rec['ssim']:.4f}; segmentation mIoU {seg['miou']:.3f}, "
+          f"boundary IoU {seg['mbiou']:.3f}")
+    renders = run / "renders"
+    names = sorted(p.stem for p in (renders / "rgb").glob("*.png"))
+    recon_images, seg_images, mask_images = [], [], []
+    for name in names:
+        recon_images += [(f"{name} ground truth", scene_dir / "images" / f"{name}.png"),
+                         (f"{name} render", renders / "rgb" / f"{name}.png")]
+        seg_images += [(f"{name} objects", renders / "overlay" / f"{name}.png"),
+                       (f"{name} identity features (PCA)", renders / "features" / f"{name}.png")]
+    for name in names[:3]:
+        mask_images += [(f"{name} classical masks (ids differ per view)", _colourise(run / "masks" / f"{name}.png", out)),
+                        (f"{name} associated (one id per object)", _colourise(run / "object_mask" / f"{name}.png", out))]
+    report = write_report(out / "report.html", "gsgroup demo: reconstruct, group, segment", [
+        {"title": "Reconstruction (held-out test views)", "metrics": rec, "images": recon_images},
+        {"title": "2D masks before and after association", "images": mask_images},
+        {"title": "3D segmentation (held-out test views)", "metrics": seg,
+         "text": "Per-pixel object ids rendered from the Gaussians' identity encodings, scored against the "
+                 "scene's exact ground-truth masks (Hungarian matching).", "images": seg_images},
+    ])
     print(f"open {report}")
     return 0
+
+
+def _colourise(mask_png: Path, out: Path) -> Path:
+    """A colour picture of a label PNG, for the report (written under out/report_files)."""
+    from .data.masks import read_mask
+    from .fileio import write_image
+    from .segment.idmaps import palette
+
+    ids = read_mask(mask_png)
+    path = out / "report_files" / f"{mask_png.parent.name}_{mask_png.stem}.png"
+    write_image(path, palette(int(ids.max()) + 1)[ids])
+    return path
 
 
 # ---- parser ----------------------------------------------------------------------------------
@@ -405,6 +525,15 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--quiet", action="store_true")
     p.set_defaults(func=cmd_eval)
 
+    p = sub.add_parser("associate", help="give each object one id across all views, through a reconstruction")
+    p.add_argument("data", help="the dataset the masks belong to")
+    p.add_argument("--masks", required=True, help="per-view masks from `gsgroup masks` (ids unassociated)")
+    p.add_argument("--model", required=True, help="a trained run of the same dataset")
+    p.add_argument("--out", default=None, help="output folder (default DATA/object_mask, only if it does not exist)")
+    p.add_argument("--force", action="store_true", help="overwrite masks already in the output folder")
+    p.add_argument("--quiet", action="store_true")
+    p.set_defaults(func=cmd_associate)
+
     p = sub.add_parser("lift", help="closed-form labels per Gaussian from associated masks (FlashSplat-style)")
     p.add_argument("run", help="a trained run folder")
     p.add_argument("--masks", required=True, help="associated masks (<image stem>.png, one id per object)")
@@ -431,12 +560,21 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--quiet", action="store_true")
     p.set_defaults(func=cmd_masks)
 
-    p = sub.add_parser("demo", help="build the built-in scene, train, render and write a report")
+    p = sub.add_parser("run", help="the whole pipeline: masks, reconstruction, association, identities, evaluation")
+    p.add_argument("data")
+    p.add_argument("--out", required=True, help="run folder")
+    p.add_argument("--masks", default=None, help="per-view masks to associate (default: generate them)")
+    p.add_argument("--object-masks", default=None,
+                   help="already associated masks (default DATA/object_mask when present): skips masks and association")
+    p.add_argument("--gt", default=None, help="ground-truth masks for scoring (default DATA/gt_mask when present)")
+    p.add_argument("--resolution", type=_resolution, default=None)
+    p.add_argument("--eval", action="store_true", help="hold out every 8th image as the test split")
+    _add_run_options(p)
+    p.set_defaults(func=cmd_run)
+
+    p = sub.add_parser("demo", help="the whole pipeline on the built-in scene, with an HTML report")
     p.add_argument("--out", default="demo_out")
-    p.add_argument("--iterations", type=int, default=5000)
-    p.add_argument("--seed", type=int, default=0)
-    p.add_argument("--force", action="store_true", help="redo every stage")
-    p.add_argument("--quiet", action="store_true")
+    _add_run_options(p)
     p.set_defaults(func=cmd_demo)
     return parser
 

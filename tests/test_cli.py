@@ -1,0 +1,78 @@
+"""The gsgroup command end to end on a tiny built-in scene."""
+
+import json
+import subprocess
+import sys
+
+import numpy as np
+import pytest
+import torch
+
+from gsgroup import __version__
+from gsgroup.cli import main
+from gsgroup.data.masks import read_mask
+from gsgroup.data.synthetic import make_scene
+from gsgroup.model import load_ply
+
+
+@pytest.fixture(scope="module")
+def tiny_scene(tmp_path_factory):
+    root = tmp_path_factory.mktemp("tiny")
+    return make_scene(root / "scene", width=64, height=48, n_views=10, progress=False)
+
+
+def test_version():
+    out = subprocess.run([sys.executable, "-m", "gsgroup.cli", "--version"], capture_output=True, text=True)
+    assert out.returncode == 0 and out.stdout.strip() == f"gsgroup {__version__}"
+
+
+def test_train_render_eval_resume(tiny_scene, tmp_path, capsys):
+    run = tmp_path / "run"
+    assert main(["train", str(tiny_scene), "--out", str(run), "--iterations", "40", "--eval", "--quiet"]) == 0
+    for name in ("config.json", "point_cloud.ply", "checkpoint.pt", "train_log.jsonl"):
+        assert (run / name).exists(), name
+    config = json.loads((run / "config.json").read_text())
+    assert config["train"]["iterations"] == 40 and config["data"]["eval"] is True
+    g = load_ply(run / "point_cloud.ply")
+    assert g.id_dim == 16 and len(g) > 0
+    # a second train into the same folder is refused; --resume continues to a longer schedule
+    assert main(["train", str(tiny_scene), "--out", str(run), "--quiet"]) == 2
+    assert "--resume" in capsys.readouterr().err
+    assert main(["train", str(tiny_scene), "--out", str(run), "--resume", "--iterations", "50", "--quiet"]) == 0
+    assert torch.load(run / "checkpoint.pt", weights_only=False)["step"] == 50
+    # renders are named after the source images; eval writes metrics.json
+    assert main(["render", str(run), "--out", str(tmp_path / "r"), "--split", "test", "--quiet"]) == 0
+    names = sorted(p.name for p in (tmp_path / "r" / "rgb").iterdir())
+    assert names == ["view_000.png", "view_008.png"]
+    assert main(["eval", str(run), "--quiet"]) == 0
+    metrics = json.loads((run / "metrics.json").read_text())
+    assert metrics["views"] == 2 and 5 < metrics["psnr"] < 60 and 0 < metrics["ssim"] <= 1
+
+
+def test_bad_input_gives_one_line_error(tmp_path, capsys):
+    assert main(["train", str(tmp_path / "nope"), "--out", str(tmp_path / "run"), "--quiet"]) == 2
+    err = capsys.readouterr().err.strip()
+    assert err.count("\n") == 0 and "nope" in err
+    assert main(["render", str(tmp_path), "--out", str(tmp_path / "r"), "--quiet"]) == 2
+    assert "config.json" in capsys.readouterr().err
+
+
+def test_run_pipeline_outputs(tiny_scene, tmp_path):
+    run = tmp_path / "pipe"
+    argv = ["run", str(tiny_scene), "--out", str(run), "--eval", "--recon-iterations", "60",
+            "--id-iterations", "20", "--quiet"]
+    assert main(argv) == 0
+    for name in ("masks", "recon/point_cloud.ply", "object_mask/objects.json", "point_cloud.ply", "classifier.pt",
+                 "labels.npy", "objects.json", "seg_metrics.json", "metrics.json"):
+        assert (run / name).exists(), name
+    assert load_ply(run / "point_cloud.ply").id_dim == 16
+    ids = read_mask(run / "renders" / "ids" / "view_000.png")
+    assert ids.shape == (48, 64)
+    for sub in ("overlay", "features", "rgb"):
+        assert (run / "renders" / sub / "view_008.png").exists()
+    labels = np.load(run / "labels.npy")
+    assert labels.dtype.names == ("id", "prob") and len(labels) == len(load_ply(run / "point_cloud.ply"))
+    # every stage is skipped the second time
+    mtime = (run / "classifier.pt").stat().st_mtime_ns
+    assert main(argv) == 0
+    assert (run / "classifier.pt").stat().st_mtime_ns == mtime
