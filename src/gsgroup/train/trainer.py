@@ -97,14 +97,19 @@ def view_tensors(view: View) -> ViewTensors:
 def initial_gaussians(scene: Scene, cfg: TrainConfig) -> Gaussians:
     """Gaussians from the scene's SfM points, or random in the camera frustums when there are none."""
     use_points = cfg.init == "points" or (cfg.init == "auto" and scene.points is not None and len(scene.points))
+    cap = cfg.densify.max_gaussians
     if use_points:
         if scene.points is None or not len(scene.points):
             raise ValueError(f"{scene.root}: no SfM points to initialise from; use --init random")
-        return from_points(scene.points, scene.colors, cfg.sh_degree, cfg.id_dim, cfg.seed)
+        points, colors = scene.points, scene.colors
+        if cap is not None and len(points) > cap:  # respect --max-gaussians from the start
+            keep = np.sort(np.random.default_rng(cfg.seed).choice(len(points), cap, replace=False))
+            points, colors = points[keep], colors[keep]
+        return from_points(points, colors, cfg.sh_degree, cfg.id_dim, cfg.seed)
     views = scene.train
     pts = random_points_in_frustums(
         np.stack([v.viewmat for v in views]), np.stack([v.K for v in views]), [(v.width, v.height) for v in views],
-        n=cfg.init_points, near=0.05 * scene.extent, far=2.0 * scene.extent, seed=cfg.seed,
+        n=min(cfg.init_points, cap or cfg.init_points), near=0.05 * scene.extent, far=2.0 * scene.extent, seed=cfg.seed,
     )
     colors = np.random.default_rng(cfg.seed).uniform(0.0, 1.0, size=pts.shape).astype(np.float32)
     return from_points(pts, colors, cfg.sh_degree, cfg.id_dim, cfg.seed)

@@ -1,0 +1,88 @@
+"""Trainer behaviour: determinism, schedules, checkpoints, Ctrl-C."""
+
+import math
+
+import pytest
+import torch
+
+from gsgroup.data.scene import load_scene
+from gsgroup.data.synthetic import make_scene
+from gsgroup.train.densify import DensifyConfig
+from gsgroup.train.trainer import TrainConfig, Trainer
+
+
+@pytest.fixture(scope="module")
+def scene(tmp_path_factory):
+    root = tmp_path_factory.mktemp("s")
+    make_scene(root / "scene", width=48, height=36, n_views=8, progress=False)
+    return load_scene(root / "scene", eval=True, cache_dir=root / "cache", progress=False)
+
+
+def cfg(**kw):
+    return TrainConfig(iterations=30, densify=DensifyConfig().scaled(600), **kw)
+
+
+def test_training_is_deterministic_and_reduces_loss(scene, tmp_path):
+    a = Trainer(scene, cfg(), tmp_path / "a")
+    b = Trainer(scene, cfg(), tmp_path / "b")
+    first = [a.train_step()["loss"] for _ in range(3)]
+    for _ in range(27):
+        a.train_step()
+    for _ in range(30):
+        b.train_step()
+    for k in a.params:
+        assert torch.equal(a.params[k], b.params[k]), k
+    last = sum(a.train_step()["loss"] for _ in range(8)) / 8
+    assert last < 0.8 * sum(first) / 3
+
+
+def test_schedules(scene, tmp_path):
+    t = Trainer(scene, TrainConfig(iterations=1000, sh_interval=100), tmp_path)
+    assert [t.sh_degree_at(s) for s in (0, 99, 100, 250, 999)] == [0, 0, 1, 2, 3]
+    e = scene.extent
+    assert math.isclose(t.means_lr(0), 1.6e-4 * e, rel_tol=1e-9)
+    assert math.isclose(t.means_lr(1000), 1.6e-6 * e, rel_tol=1e-9)
+    assert math.isclose(t.means_lr(500), math.sqrt(1.6e-4 * 1.6e-6) * e, rel_tol=1e-9)
+    d = DensifyConfig().scaled(3000)
+    assert (d.densify_from, d.densify_until, d.densify_every, d.reset_every) == (50, 1500, 20, 300)
+
+
+def test_checkpoint_resume_is_exact(scene, tmp_path):
+    a = Trainer(scene, cfg(), tmp_path / "a")
+    for _ in range(12):
+        a.train_step()
+    a.save_checkpoint(tmp_path / "ck.pt")
+    for _ in range(10):
+        a.train_step()
+    b = Trainer(scene, cfg(), tmp_path / "b")
+    b.load_checkpoint(tmp_path / "ck.pt")
+    assert b.step_count == 12
+    for _ in range(10):
+        b.train_step()
+    for k in a.params:
+        assert torch.equal(a.params[k], b.params[k]), k
+
+
+def test_ctrl_c_saves_a_checkpoint(scene, tmp_path, monkeypatch, capsys):
+    t = Trainer(scene, cfg(), tmp_path)
+    real_step = t.train_step
+
+    def step():
+        if t.step_count == 7:
+            raise KeyboardInterrupt
+        return real_step()
+
+    monkeypatch.setattr(t, "train_step", step)
+    with pytest.raises(KeyboardInterrupt):
+        t.train(progress=False)
+    state = torch.load(tmp_path / "checkpoint.pt", weights_only=False)
+    assert state["step"] == 7
+    assert "--resume" in capsys.readouterr().out
+
+
+def test_max_gaussians_cap(scene, tmp_path):
+    densify = DensifyConfig(densify_from=0, densify_until=100, densify_every=5, grad_threshold=0.0, max_gaussians=3000)
+    t = Trainer(scene, TrainConfig(iterations=30, densify=densify), tmp_path)
+    for _ in range(30):
+        t.train_step()
+        assert t.params["means"].shape[0] <= 3000
