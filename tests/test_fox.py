@@ -1,0 +1,33 @@
+"""Real data: the instant-ngp fox capture (distorted, portrait, missing frames, no point cloud)."""
+
+import dataclasses
+from pathlib import Path
+
+import pytest
+
+from gsgroup.data.scene import load_scene
+from gsgroup.train.densify import DensifyConfig
+from gsgroup.train.losses import psnr
+from gsgroup.train.trainer import TrainConfig, Trainer, render_view
+
+FOX = Path(__file__).resolve().parents[2] / "shared" / "data" / "fox"
+
+
+@pytest.mark.slow
+@pytest.mark.skipif(not FOX.exists(), reason="shared fox data not present")
+def test_fox_trains_from_random_init(tmp_path):
+    scene = load_scene(FOX, resolution=135, cache_dir=tmp_path / "cache", allow_empty_points=True, progress=False)
+    assert scene.points is None and scene.train[0].width == 135 and scene.train[0].height == 240
+    few = dataclasses.replace(scene, train=scene.train[::8])  # 7 frames
+    cfg = TrainConfig(iterations=300, init_points=5000, densify=DensifyConfig().scaled(300))
+    trainer = Trainer(few, cfg, tmp_path / "run")
+    vt = trainer.views[0]
+
+    def score():
+        return psnr(render_view(trainer.gaussians(), vt, 0).image.detach(), vt.image)
+
+    before = score()
+    trainer.train(progress=False)
+    after = score()
+    assert after > before + 5, (before, after)
+    assert after > 18
