@@ -295,7 +295,7 @@ class Trainer:
         t0 = time.perf_counter()
         ema_loss, ema_psnr = None, None
         try:
-            with open(log_path, "a") as log:
+            with open(log_path, "a", buffering=1) as log:  # line-buffered: the log is readable live
                 while self.step_count < total:
                     info = self.train_step()
                     p = psnr(info["image"][..., :3], info["gt"]) if self.step_count % 10 == 0 else None
