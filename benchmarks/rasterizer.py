@@ -13,19 +13,24 @@ Writes benchmarks/results/rasterizer.json (atomically) and prints a markdown tab
 
 from __future__ import annotations
 
-import argparse
 import os
-import platform
-import sys
-import time
-from pathlib import Path
 
-import numba
-import numpy as np
-import torch
+# Numba's and torch's OpenMP threads must sleep rather than spin while idle (the machine is shared);
+# libgomp reads this when it is loaded, so set it before importing numba or torch.
+os.environ.setdefault("OMP_WAIT_POLICY", "PASSIVE")
 
-from gsgroup.fileio import write_json
-from gsgroup.render import rasterize
+import argparse  # noqa: E402
+import platform  # noqa: E402
+import sys  # noqa: E402
+import time  # noqa: E402
+from pathlib import Path  # noqa: E402
+
+import numba  # noqa: E402
+import numpy as np  # noqa: E402
+import torch  # noqa: E402
+
+from gsgroup.fileio import write_json  # noqa: E402
+from gsgroup.render import rasterize  # noqa: E402
 
 ROOT = Path(__file__).resolve().parent
 sys.path.insert(0, str(ROOT.parent / "tests"))
@@ -149,6 +154,21 @@ def main(argv=None):
         rows.append(row)
         print(f"  N={n:>6} {w}x{h} D={d:>2}: fwd {tf*1e3:8.1f} ms  fwd+bwd {tb*1e3:8.1f} ms"
               f"  (cpu {cf*1e3:.1f} / {cb*1e3:.1f} ms)", flush=True)
+    # thread scaling on this machine right now (1 vs all numba threads; on a busy machine the
+    # second thread may get no core, then both walls match)
+    n, w, h, d = (10000, 256, 256, 19) if args.quick else (100000, 512, 512, 19)
+    s = make_scene(n, w, h, d, seed=n + w + d)
+    wimg = torch.rand(h, w, d, generator=torch.Generator().manual_seed(0))
+    nt_all = numba.get_num_threads()
+    scaling = dict(n=n, width=w, height=h, d=d)
+    try:
+        for nt in (1, nt_all):
+            numba.set_num_threads(nt)
+            tf, tb, cf, cb = time_render(rasterize, s, reps, wimg)
+            scaling[f"threads_{nt}"] = dict(fwd_ms=tf * 1e3, fwdbwd_ms=tb * 1e3, fwd_cpu_ms=cf * 1e3,
+                                            fwdbwd_cpu_ms=cb * 1e3)
+    finally:
+        numba.set_num_threads(nt_all)
     # speed-up over the dense reference (float32, same semantics)
     import reference_rasterizer as ref
 
@@ -162,6 +182,7 @@ def main(argv=None):
                   speedup_fwd=rf / kf, speedup_fwdbwd=rb / kb)
     info = machine_info()
     result = dict(machine=info, reps=reps, quick=args.quick, rows=rows, reference=refrow,
+                  thread_scaling=scaling,
                   targets=dict(fwd_100k_512_d19_ms=150, fwdbwd_100k_512_d19_ms=600,
                                small_5k_200x150_fwdbwd_ms=8))
     write_json(args.out, result)
@@ -179,6 +200,10 @@ def main(argv=None):
     print(f"Reference (dense PyTorch, float32) at N={n}, {w}x{h}, D={d}: fwd {rf*1e3:.0f} ms, "
           f"fwd+bwd {rb*1e3:.0f} ms; kernels {kf*1e3:.1f} / {kb*1e3:.1f} ms; "
           f"speed-up x{rf/kf:.0f} (fwd), x{rb/kb:.0f} (fwd+bwd)")
+    one, many = scaling["threads_1"], scaling[f"threads_{nt_all}"]
+    print(f"Thread scaling at N={scaling['n']}, {scaling['width']}x{scaling['height']}, D={scaling['d']}: "
+          f"1 thread fwd {one['fwd_ms']:.1f} / fwd+bwd {one['fwdbwd_ms']:.1f} ms wall; {nt_all} threads "
+          f"fwd {many['fwd_ms']:.1f} / fwd+bwd {many['fwdbwd_ms']:.1f} ms wall")
     print(f"wrote {args.out}")
 
 

@@ -2,7 +2,25 @@
 
 All kernels take contiguous arrays. Per-Gaussian projection state is float64 (accuracy);
 inputs and image-sized outputs are float32. Every parallel loop writes to disjoint memory,
-and every reduction runs in a fixed order, so results do not depend on the thread count.
+and every reduction runs in a fixed order, so results do not depend on the thread count
+(or on the dynamic scheduling of tiles).
+
+Per-Gaussian record ``gp [N, NG]`` float64 (columns named G*): 2D mean, conic (a, b, c of the
+inverse 2D covariance), opacity, view depth, pixel half-extents of the alpha >= 1/255 ellipse
+(GEX < 0: the Gaussian can never pass the alpha threshold), 1/a, 2 a s_max (s_max: the
+log threshold, sigma <= s_max wherever alpha >= 1/255), det(conic), exp(-a), exp(-b),
+exp(-c), and GREC = 1 where the Gaussian may be evaluated with multiplicative recurrences
+over its pixel box (all intermediate values stay far from float64 under/overflow), else exp
+is evaluated per pixel.
+
+Gaussian values on the pixel grid: sigma(x, y) = 0.5 (a dx^2 + c dy^2) + b dx dy with
+dx = u - (x + 0.5), dy = v - (y + 0.5). Within one intersection (Gaussian x tile) the value at
+the box corner and the three step ratios are computed with exp once; every other pixel follows
+by G(x+1) = G(x) E(x), E(x+1) = E(x) exp(-a) along rows and by the matching recurrences
+(factors exp(-b), exp(-c)) down the box's first column; such Gaussians visit every pixel of
+their box (the alpha test rejects the corners; cheaper than computing exact row spans), the
+others only the per-row span of their sigma <= s_max ellipse. Forward, backward and the
+helpers share this code, so they make bit-identical alpha decisions.
 
 Per-intersection partial gradient layout (columns of ``partial``):
 0,1 mean2d x,y | 2,3,4 conic a,b,c | 5 opacity | 6 view depth z | 7.. features.
@@ -21,6 +39,17 @@ ALPHA_MAX = 0.99
 T_MIN = 1e-4
 NPART = 7  # partial-gradient columns before the features
 RADIUS_MAX = 1 << 30
+LANES = 8  # feature rows are padded to a multiple of this (vectorised inner loops)
+REC_LIMIT = 400.0  # recurrences only where |exponents| over the box stay below this
+
+NG = 16  # 128 bytes per Gaussian
+GU, GV, GA, GB, GC, GO, GZ, GEX, GEY, GIA, GQ1, GDET, GEA, GEB, GEC, GREC = range(NG)
+
+
+def padded(d):
+    """Feature width rounded up to a multiple of LANES."""
+    return (d + LANES - 1) // LANES * LANES
+
 
 
 @njit(cache=True, inline="always")
@@ -80,25 +109,41 @@ def _cov_world(means_unused, quats, scales, i, Rq, M, Sig):
     return qw, qx, qy, qz, qn
 
 
+@njit(cache=True)
+def all_finite(a):
+    """True if the 1-D float32 array holds no NaN/Inf (serial, vectorised; cheaper than a
+    threaded torch reduction for the sizes used here)."""
+    bad = np.int32(0)
+    for i in range(a.shape[0]):
+        bad |= np.int32(not (np.abs(a[i]) <= np.float32(3.4028234663852886e38)))
+    return bad == 0
+
+
+@njit(cache=True)
+def any_zero_row(q):
+    """True if some row of the [N,4] array is all zeros."""
+    for i in range(q.shape[0]):
+        if q[i, 0] == 0.0 and q[i, 1] == 0.0 and q[i, 2] == 0.0 and q[i, 3] == 0.0:
+            return True
+    return False
+
+
 @njit(cache=True, parallel=True)
 def project_fwd(means, quats, scales, opac, V, intr, width, height, near, far, eps2d):
     """Project N Gaussians.
 
     V [4,4] float64 world-to-camera; intr = (fx, fy, cx, cy) float64.
-    Returns mean2d [N,2] f64, conic [N,3] f64 (a, b, c of the inverse 2D covariance),
-    z [N] f64, radii [N] int32, rect [N,4] int32 (tile x0,y0,x1,y1; end exclusive),
-    ext [N,3] f64 (pixel half-extent x, y of the alpha >= 1/255 ellipse plus margin, and the
-    log-threshold s_max; ext[:,0] < 0 means the Gaussian can never pass the alpha threshold),
-    ntiles [N] int64.
+    Returns gp [N,NG] f64 (module doc; zeros for culled Gaussians), z [N] f64 (view depth of
+    all Gaussians), radii [N] int32 (0 = culled), rect [N,4] int32 (tile x0,y0,x1,y1; end
+    exclusive), ntiles [N] int64.
     """
     n = means.shape[0]
-    mean2d = np.zeros((n, 2), np.float64)
-    conic = np.zeros((n, 3), np.float64)
-    zs = np.zeros(n, np.float64)
-    radii = np.zeros(n, np.int32)
-    rect = np.zeros((n, 4), np.int32)
-    ext = np.zeros((n, 3), np.float64)
-    ntiles = np.zeros(n, np.int64)
+    # np.empty + per-row initialisation in the main loop (np.zeros would each start a parallel region)
+    gp = np.empty((n, NG), np.float64)
+    zs = np.empty(n, np.float64)
+    radii = np.empty(n, np.int32)
+    rect = np.empty((n, 4), np.int32)
+    ntiles = np.empty(n, np.int64)
     fx, fy, cx, cy = intr[0], intr[1], intr[2], intr[3]
     tan_fovx = 0.5 * width / fx
     tan_fovy = 0.5 * height / fy
@@ -108,7 +153,7 @@ def project_fwd(means, quats, scales, opac, V, intr, width, height, near, far, e
     lim_yn = cy / fy + 0.3 * tan_fovy
     tiles_x = (width + TILE - 1) // TILE
     tiles_y = (height + TILE - 1) // TILE
-    nchunk = min(n, 256)
+    nchunk = max(1, min(64, n // 256))  # chunks of Gaussians (each allocates small work arrays)
     for ch in prange(nchunk):
         lo = ch * n // nchunk
         hi = (ch + 1) * n // nchunk
@@ -122,6 +167,12 @@ def project_fwd(means, quats, scales, opac, V, intr, width, height, near, far, e
             for c in range(3):
                 Wm[r, c] = V[r, c]
         for i in range(lo, hi):
+            for c in range(NG):
+                gp[i, c] = 0.0
+            for c in range(4):
+                rect[i, c] = 0
+            radii[i] = 0
+            ntiles[i] = 0
             mx = np.float64(means[i, 0])
             my = np.float64(means[i, 1])
             mz = np.float64(means[i, 2])
@@ -174,187 +225,286 @@ def project_fwd(means, quats, scales, opac, V, intr, width, height, near, far, e
             rect[i, 2] = np.int32(rx1)
             rect[i, 3] = np.int32(ry1)
             ntiles[i] = nt
-            mean2d[i, 0] = u
-            mean2d[i, 1] = v
-            conic[i, 0] = c11 / det
-            conic[i, 1] = -c01 / det
-            conic[i, 2] = c00 / det
+            ca = c11 / det
+            cb = -c01 / det
+            cc = c00 / det
             o = np.float64(opac[i])
+            gp[i, GU] = u
+            gp[i, GV] = v
+            gp[i, GA] = ca
+            gp[i, GB] = cb
+            gp[i, GC] = cc
+            gp[i, GO] = o
+            gp[i, GZ] = pz
             if o * 255.0 < 0.999:
-                ext[i, 0] = -1.0
-                ext[i, 1] = -1.0
-                ext[i, 2] = -1.0
-            else:
-                smax = max(math.log(255.0 * o), 0.0) + 1e-6
-                ext[i, 0] = math.sqrt(2.0 * smax * c00) + 1.0
-                ext[i, 1] = math.sqrt(2.0 * smax * c11) + 1.0
-                ext[i, 2] = smax
-    return mean2d, conic, zs, radii, rect, ext, ntiles
+                gp[i, GEX] = -1.0
+                gp[i, GEY] = -1.0
+                continue
+            smax = max(math.log(255.0 * o), 0.0) + 1e-6
+            ex = math.sqrt(2.0 * smax * c00) + 1.0
+            ey = math.sqrt(2.0 * smax * c11) + 1.0
+            gp[i, GEX] = ex
+            gp[i, GEY] = ey
+            gp[i, GIA] = 1.0 / ca
+            gp[i, GQ1] = 2.0 * ca * smax
+            gp[i, GDET] = ca * cc - cb * cb
+            gp[i, GEA] = math.exp(-ca)
+            gp[i, GEB] = math.exp(-cb)
+            gp[i, GEC] = math.exp(-cc)
+            # bounds of |sigma| and of the step exponents over the pixel box (|dx| <= ex + 2)
+            bx = ex + 2.0
+            by = ey + 2.0
+            ab = abs(cb)
+            bs = 0.5 * (ca * bx * bx + cc * by * by) + ab * bx * by
+            bl = 0.5 * max(ca, cc) + max(ca * bx + ab * by, cc * by + ab * bx) + ca + cc + ab
+            gp[i, GREC] = 1.0 if (bs < REC_LIMIT and bl < REC_LIMIT) else 0.0
+    return gp, zs, radii, rect, ntiles
 
 
-@njit(cache=True)
-def bin_gaussians(order, rect, ntiles, goff, tiles_x, n_tiles, n_isect):
-    """Tile-major, depth-ordered intersection lists.
+@njit(cache=True, parallel=True)
+def depth_order(zs, vis):
+    """Gaussian ids ``vis`` sorted by zs, stable (ties keep id order). Two halves are sorted in
+    parallel and merged; the result equals a global stable sort."""
+    n = vis.shape[0]
+    keys = np.empty(n, np.float64)
+    for i in range(n):
+        keys[i] = zs[vis[i]]
+    half = n // 2
+    parts = np.empty(n, np.int64)
+    for h in prange(2):
+        lo = 0 if h == 0 else half
+        hi = half if h == 0 else n
+        idx = np.argsort(keys[lo:hi], kind="mergesort")
+        for i in range(hi - lo):
+            parts[lo + i] = idx[i] + lo
+    out = np.empty(n, np.int64)
+    i = 0
+    j = half
+    k = 0
+    while i < half and j < n:
+        if keys[parts[j]] < keys[parts[i]]:
+            out[k] = vis[parts[j]]
+            j += 1
+        else:
+            out[k] = vis[parts[i]]
+            i += 1
+        k += 1
+    while i < half:
+        out[k] = vis[parts[i]]
+        i += 1
+        k += 1
+    while j < n:
+        out[k] = vis[parts[j]]
+        j += 1
+        k += 1
+    return out
 
-    order [N]: Gaussian ids sorted front to back. goff [N]: exclusive prefix sum of ntiles.
-    Returns tile_start [n_tiles+1] int64, isect_gauss [n_isect] int32 (Gaussian id),
-    isect_pos [n_isect] int64 (for Gaussian g, isect_pos[goff[g] + k] is the position of
-    its k-th tile in the sorted list).
+
+@njit(cache=True, parallel=True)
+def bin_gaussians(order, rect, goff, tiles_x, n_tiles, n_isect):
+    """Tile-major, depth-ordered intersection lists (counting sort by tile, in parallel over
+    fixed chunks of ``order``; the result does not depend on the thread count).
+
+    order [M]: visible Gaussian ids sorted front to back. goff [N]: exclusive prefix sum of
+    the per-Gaussian tile counts. Returns tile_start [n_tiles+1] int64, isect_gauss [n_isect]
+    int32 (Gaussian id), isect_pos [n_isect] int64 (for Gaussian g, isect_pos[goff[g] + k] is
+    the position of its k-th tile (row-major in its rect) in the sorted list).
     """
     n = order.shape[0]
-    tile_start = np.zeros(n_tiles + 1, np.int64)
-    for oi in range(n):
-        g = order[oi]
-        if ntiles[g] == 0:
-            continue
-        for ty in range(rect[g, 1], rect[g, 3]):
-            for tx in range(rect[g, 0], rect[g, 2]):
-                tile_start[ty * tiles_x + tx + 1] += 1
+    nch = max(1, min(16, n // 1024))
+    cnt = np.empty((nch, n_tiles), np.int64)
+    for c in prange(nch):
+        for t in range(n_tiles):
+            cnt[c, t] = 0
+        for oi in range(c * n // nch, (c + 1) * n // nch):
+            g = order[oi]
+            for ty in range(rect[g, 1], rect[g, 3]):
+                for tx in range(rect[g, 0], rect[g, 2]):
+                    cnt[c, ty * tiles_x + tx] += 1
+    tile_start = np.empty(n_tiles + 1, np.int64)
+    run = 0
     for t in range(n_tiles):
-        tile_start[t + 1] += tile_start[t]
-    fill = tile_start[:-1].copy()
+        tile_start[t] = run
+        for c in range(nch):
+            k = cnt[c, t]
+            cnt[c, t] = run
+            run += k
+    tile_start[n_tiles] = run
     isect_gauss = np.empty(n_isect, np.int32)
     isect_pos = np.empty(n_isect, np.int64)
-    for oi in range(n):
-        g = order[oi]
-        if ntiles[g] == 0:
-            continue
-        k = goff[g]
-        for ty in range(rect[g, 1], rect[g, 3]):
-            for tx in range(rect[g, 0], rect[g, 2]):
-                t = ty * tiles_x + tx
-                p = fill[t]
-                fill[t] = p + 1
-                isect_gauss[p] = g
-                isect_pos[k] = p
-                k += 1
+    for c in prange(nch):
+        for oi in range(c * n // nch, (c + 1) * n // nch):
+            g = order[oi]
+            k = goff[g]
+            for ty in range(rect[g, 1], rect[g, 3]):
+                for tx in range(rect[g, 0], rect[g, 2]):
+                    t = ty * tiles_x + tx
+                    p = cnt[c, t]
+                    cnt[c, t] = p + 1
+                    isect_gauss[p] = g
+                    isect_pos[k] = p
+                    k += 1
     return tile_start, isect_gauss, isect_pos
 
 
 @njit(cache=True, inline="always")
-def _box(u, v, ex, ey, x0, y0, x1, y1):
-    """Pixel sub-rectangle [bx0,bx1) x [by0,by1) of the tile [x0,x1) x [y0,y1) that may hold
-    alpha >= 1/255 for a Gaussian at (u, v) with half extents (ex, ey)."""
+def _isect(gp, g, x0, y0, x1, y1):
+    """Pixel box [bx0,bx1) x [by0,by1) of the tile [x0,x1) x [y0,y1) that may hold
+    alpha >= 1/255 for Gaussian g, and the recurrence start values at the box corner
+    (G, E = row step ratio, F = column step ratio of G); G < 0: evaluate exp per pixel."""
+    u = gp[g, GU]
+    v = gp[g, GV]
+    ex = gp[g, GEX]
+    ey = gp[g, GEY]
     bx0 = int(max(float(x0), math.floor(u - ex - 0.5)))
     bx1 = int(min(float(x1), math.ceil(u + ex - 0.5) + 1.0))
     by0 = int(max(float(y0), math.floor(v - ey - 0.5)))
     by1 = int(min(float(y1), math.ceil(v + ey - 0.5) + 1.0))
-    return bx0, bx1, by0, by1
-
-
-RECUR_MAX_A = 50.0  # use the exp recurrence along rows only for moderate conic a
+    G = -1.0
+    E = 0.0
+    F = 0.0
+    if gp[g, GREC] > 0.0 and bx0 < bx1 and by0 < by1:
+        ca = gp[g, GA]
+        cb = gp[g, GB]
+        cc = gp[g, GC]
+        dx = u - (bx0 + 0.5)
+        dy = v - (by0 + 0.5)
+        G = math.exp(-(0.5 * (ca * dx * dx + cc * dy * dy) + cb * dx * dy))
+        E = math.exp(-(0.5 * ca - ca * dx - cb * dy))
+        F = math.exp(-(0.5 * cc - cc * dy - cb * dx))
+    return bx0, bx1, by0, by1, G, E, F
 
 
 @njit(cache=True, inline="always")
-def _row_span(u, dy, ca, cb, cc, smax, x0, x1, Ea):
-    """Columns [px0, px1) of a tile row (x in [x0, x1)) whose pixel centres may have
-    sigma <= smax, plus the start values of the row recurrence for G = exp(-sigma):
-    G (at px0), E = exp(-(sigma(px0+1) - sigma(px0))) and Ea (the caller's exp(-a), by which E
-    is multiplied each step). Returned Ea = -1 means: evaluate exp(-sigma) directly (very sharp
-    Gaussians)."""
-    disc = 2.0 * ca * smax - (ca * cc - cb * cb) * dy * dy
+def _span(u, dy, cb, ia, q1, det, bx0, bx1):
+    """Columns [px0, px1) of the box row at offset dy whose pixel centres may have
+    sigma <= s_max (px1 <= px0: none)."""
+    disc = q1 - det * dy * dy
     if disc < 0.0:
-        return 0, 0, 0.0, 0.0, -1.0
-    sq = math.sqrt(disc)
-    dxlo = (-cb * dy - sq) / ca
-    dxhi = (-cb * dy + sq) / ca
-    px0 = int(max(float(x0), math.floor(u - 0.5 - dxhi)))
-    px1 = int(min(float(x1), math.ceil(u - 0.5 - dxlo) + 1.0))
-    if px0 >= px1 or ca > RECUR_MAX_A:
-        return px0, px1, 0.0, 0.0, -1.0
-    dx = u - (px0 + 0.5)
-    G = math.exp(-(0.5 * (ca * dx * dx + cc * dy * dy) + cb * dx * dy))
-    E = math.exp(-(0.5 * ca - ca * dx - cb * dy))
-    return px0, px1, G, E, Ea
+        return bx0, bx0
+    h = math.sqrt(disc) * ia
+    m = u - 0.5 + cb * dy * ia
+    px0 = int(max(float(bx0), math.floor(m - h)))
+    px1 = int(min(float(bx1), math.ceil(m + h) + 1.0))
+    return px0, px1
+
+
+@njit(cache=True, inline="always")
+def _gauss(u, dy, px, ca, cb, cc):
+    dx = u - (px + 0.5)
+    return math.exp(-(0.5 * (ca * dx * dx + cc * dy * dy) + cb * dx * dy))
+
+
+@njit(cache=True, fastmath={"reassoc", "contract", "nsz"})
+def _dot(a, b):
+    """sum_c a[c] * b[c] of two float32 rows (reassociated so it vectorises; gradients only)."""
+    s = np.float32(0.0)
+    for c in range(a.shape[0]):
+        s += a[c] * b[c]
+    return np.float64(s)
 
 
 @njit(cache=True, parallel=True)
-def raster_fwd(tile_start, isect_gauss, tile_perm, mean2d, conic, opac, ext, zs, feat, bg,
-               width, height, tiles_x):
-    """Front-to-back alpha blending per 16x16 tile.
+def raster_fwd(tile_start, isect_gauss, gp, featp, bg, width, height, tiles_x):
+    """Front-to-back alpha blending per 16x16 tile. featp [N,Dp] f32 (features zero-padded to
+    Dp = padded(D)), bg [D] f32.
 
     Returns image [H,W,D] f32, alpha [H,W] f32, depth [H,W] f32, T_final [H,W] f64,
     depth_sum [H,W] f64 (sum of w*z), last [H,W] int32 (1 + local index of the last
     contributor in the tile list, 0 if none).
     """
-    D = feat.shape[1]
+    D = bg.shape[0]
+    Dp = featp.shape[1]
     image = np.empty((height, width, D), np.float32)
     alpha = np.empty((height, width), np.float32)
     depth = np.empty((height, width), np.float32)
     Tfin = np.empty((height, width), np.float64)
     dsum = np.empty((height, width), np.float64)
     last = np.empty((height, width), np.int32)
-    n_tiles = tile_perm.shape[0]
-    for it in prange(n_tiles):
-        t = tile_perm[it]
+    n_tiles = tile_start.shape[0] - 1
+    for t in prange(n_tiles):
         x0 = (t % tiles_x) * TILE
         y0 = (t // tiles_x) * TILE
         x1 = min(x0 + TILE, width)
         y1 = min(y0 + TILE, height)
         tw = x1 - x0
         npx = tw * (y1 - y0)
-        T = np.ones(npx, np.float64)
-        C = np.zeros((npx, D), np.float64)
+        T = np.ones(npx, np.float64)  # < 0: pixel done (-T)
+        C = np.zeros((npx, Dp), np.float32)
         Dz = np.zeros(npx, np.float64)
         lst = np.zeros(npx, np.int32)
-        done = np.zeros(npx, np.bool_)
         ndone = 0
-        fg = np.empty(D, np.float64)
         s = tile_start[t]
         e = tile_start[t + 1]
         for j in range(s, e):
             g = isect_gauss[j]
-            ex = ext[g, 0]
-            if ex < 0.0:
+            if gp[g, GEX] < 0.0:
                 continue
-            u = mean2d[g, 0]
-            v = mean2d[g, 1]
-            bx0, bx1, by0, by1 = _box(u, v, ex, ext[g, 1], x0, y0, x1, y1)
-            if bx0 >= bx1 or by0 >= by1:
-                continue
-            smax = ext[g, 2]
-            ca = conic[g, 0]
-            cb = conic[g, 1]
-            cc = conic[g, 2]
-            Ea0 = math.exp(-ca)
-            o = np.float64(opac[g])
-            z = zs[g]
-            for d in range(D):
-                fg[d] = feat[g, d]
+            bx0, bx1, by0, by1, Gr, Er, Fy = _isect(gp, g, x0, y0, x1, y1)
+            u = gp[g, GU]
+            v = gp[g, GV]
+            ca = gp[g, GA]
+            cb = gp[g, GB]
+            cc = gp[g, GC]
+            o = gp[g, GO]
+            z = gp[g, GZ]
+            fgr = featp[g]
+            ia = gp[g, GIA]
+            q1 = gp[g, GQ1]
+            det = gp[g, GDET]
+            Ea = gp[g, GEA]
+            Eb = gp[g, GEB]
+            Ec = gp[g, GEC]
+            rec = Gr >= 0.0
+            jl = j - s + 1
             for py in range(by0, by1):
                 dy = v - (py + 0.5)
-                px0, px1, G, E, Ea = _row_span(u, dy, ca, cb, cc, smax, x0, x1, Ea0)
+                G = Gr
+                E = Er
+                if rec:  # whole box row: cheaper than the exact span
+                    px0 = bx0
+                    px1 = bx1
+                    Gr *= Fy
+                    Fy *= Ec
+                    Er *= Eb
+                else:
+                    px0, px1 = _span(u, dy, cb, ia, q1, det, bx0, bx1)
+                rowk = (py - y0) * tw - x0
                 for px in range(px0, px1):
-                    Gc = G
-                    if Ea >= 0.0:
+                    if rec:
+                        Gc = G
                         G *= E
                         E *= Ea
                     else:
-                        dx = u - (px + 0.5)
-                        Gc = math.exp(-(0.5 * (ca * dx * dx + cc * dy * dy) + cb * dx * dy))
-                    k = (py - y0) * tw + (px - x0)
-                    if done[k]:
-                        continue
-                    al = min(ALPHA_MAX, o * Gc)
+                        Gc = _gauss(u, dy, px, ca, cb, cc)
+                    al = o * Gc
                     if al < ALPHA_MIN:
                         continue
-                    nT = T[k] * (1.0 - al)
+                    if al > ALPHA_MAX:
+                        al = ALPHA_MAX
+                    k = rowk + px
+                    Tk = T[k]
+                    if Tk < 0.0:
+                        continue
+                    nT = Tk * (1.0 - al)
                     if nT < T_MIN:
-                        done[k] = True
+                        T[k] = -Tk
                         ndone += 1
                         continue
-                    w = al * T[k]
-                    for d in range(D):
-                        C[k, d] += w * fg[d]
+                    w = al * Tk
+                    w32 = np.float32(w)
+                    cr = C[k]
+                    for c in range(Dp):
+                        cr[c] += w32 * fgr[c]
                     Dz[k] += w * z
                     T[k] = nT
-                    lst[k] = j - s + 1
+                    lst[k] = jl
             if ndone == npx:
                 break
         for py in range(y0, y1):
             for px in range(x0, x1):
                 k = (py - y0) * tw + (px - x0)
-                Tk = T[k]
+                Tk = abs(T[k])
                 for d in range(D):
                     image[py, px, d] = C[k, d] + Tk * bg[d]
                 a = 1.0 - Tk
@@ -366,27 +516,20 @@ def raster_fwd(tile_start, isect_gauss, tile_perm, mean2d, conic, opac, ext, zs,
     return image, alpha, depth, Tfin, dsum, last
 
 
-@njit(cache=True, fastmath={"reassoc", "contract", "nsz"})
-def _dotrow(a, M, k):
-    """sum_d a[d] * M[k, d] (reassociated so it vectorises; used only for gradients)."""
-    s = 0.0
-    for d in range(a.shape[0]):
-        s += a[d] * M[k, d]
-    return s
-
-
 @njit(cache=True, parallel=True)
-def raster_bwd(tile_start, isect_gauss, tile_perm, mean2d, conic, opac, ext, zs, feat, bg,
-               width, height, tiles_x, Tfin, dsum, last, v_img, v_alpha, v_depth):
+def raster_bwd(tile_start, isect_gauss, gp, featp, bg, width, height, tiles_x,
+               Tfin, dsum, last, v_img, v_alpha, v_depth):
     """Back-to-front gradient pass per tile. Returns partial [n_isect, 7+D] f32 (see module doc)
     and v_bg [D] f64."""
-    D = feat.shape[1]
+    D = bg.shape[0]
+    Dp = featp.shape[1]
     n_isect = isect_gauss.shape[0]
     partial = np.empty((n_isect, NPART + D), np.float32)
-    n_tiles = tile_perm.shape[0]
-    vbg_t = np.zeros((n_tiles, D), np.float64)
-    for it in prange(n_tiles):
-        t = tile_perm[it]
+    n_tiles = tile_start.shape[0] - 1
+    vbg_t = np.empty((n_tiles, D), np.float64)
+    for t in prange(n_tiles):
+        for d in range(D):
+            vbg_t[t, d] = 0.0
         x0 = (t % tiles_x) * TILE
         y0 = (t // tiles_x) * TILE
         x1 = min(x0 + TILE, width)
@@ -396,10 +539,9 @@ def raster_bwd(tile_start, isect_gauss, tile_perm, mean2d, conic, opac, ext, zs,
         T = np.empty(npx, np.float64)
         S = np.empty(npx, np.float64)
         vDs = np.empty(npx, np.float64)
-        vC = np.empty((npx, D), np.float64)
+        vC = np.zeros((npx, Dp), np.float32)
         lst = np.empty(npx, np.int32)
-        vf = np.empty(D, np.float64)
-        fg = np.empty(D, np.float64)
+        vf = np.empty(Dp, np.float64)
         maxlast = 0
         for py in range(y0, y1):
             for px in range(x0, x1):
@@ -416,7 +558,7 @@ def raster_bwd(tile_start, isect_gauss, tile_perm, mean2d, conic, opac, ext, zs,
                 h = -vA
                 for d in range(D):
                     gv = np.float64(v_img[py, px, d])
-                    vC[k, d] = gv
+                    vC[k, d] = v_img[py, px, d]
                     h += gv * bg[d]
                     vbg_t[t, d] += Tk * gv
                 T[k] = Tk
@@ -439,51 +581,67 @@ def raster_bwd(tile_start, isect_gauss, tile_perm, mean2d, conic, opac, ext, zs,
             vc = 0.0
             vo = 0.0
             vz = 0.0
-            for d in range(D):
-                vf[d] = 0.0
-            ex = ext[g, 0]
-            if ex >= 0.0:
-                u = mean2d[g, 0]
-                v = mean2d[g, 1]
-                bx0, bx1, by0, by1 = _box(u, v, ex, ext[g, 1], x0, y0, x1, y1)
-                smax = ext[g, 2]
-                ca = conic[g, 0]
-                cb = conic[g, 1]
-                cc = conic[g, 2]
-                Ea0 = math.exp(-ca)
-                o = np.float64(opac[g])
-                z = zs[g]
-                for d in range(D):
-                    fg[d] = feat[g, d]
+            for c in range(Dp):
+                vf[c] = 0.0
+            if gp[g, GEX] >= 0.0:
+                bx0, bx1, by0, by1, Gr, Er, Fy = _isect(gp, g, x0, y0, x1, y1)
+                u = gp[g, GU]
+                v = gp[g, GV]
+                ca = gp[g, GA]
+                cb = gp[g, GB]
+                cc = gp[g, GC]
+                o = gp[g, GO]
+                z = gp[g, GZ]
+                fgr = featp[g]
+                ia = gp[g, GIA]
+                q1 = gp[g, GQ1]
+                det = gp[g, GDET]
+                Ea = gp[g, GEA]
+                Eb = gp[g, GEB]
+                Ec = gp[g, GEC]
+                rec = Gr >= 0.0
                 for py in range(by0, by1):
                     dy = v - (py + 0.5)
-                    px0, px1, G, E, Ea = _row_span(u, dy, ca, cb, cc, smax, x0, x1, Ea0)
+                    G = Gr
+                    E = Er
+                    if rec:  # whole box row: cheaper than the exact span
+                        px0 = bx0
+                        px1 = bx1
+                        Gr *= Fy
+                        Fy *= Ec
+                        Er *= Eb
+                    else:
+                        px0, px1 = _span(u, dy, cb, ia, q1, det, bx0, bx1)
+                    rowk = (py - y0) * tw - x0
                     for px in range(px0, px1):
-                        dx = u - (px + 0.5)
-                        Gc = G
-                        if Ea >= 0.0:
+                        if rec:
+                            Gc = G
                             G *= E
                             E *= Ea
                         else:
-                            Gc = math.exp(-(0.5 * (ca * dx * dx + cc * dy * dy) + cb * dx * dy))
-                        k = (py - y0) * tw + (px - x0)
-                        if loc >= lst[k]:
-                            continue
+                            Gc = _gauss(u, dy, px, ca, cb, cc)
                         araw = o * Gc
-                        al = min(ALPHA_MAX, araw)
-                        if al < ALPHA_MIN:
+                        if araw < ALPHA_MIN:
+                            continue
+                        al = araw
+                        if al > ALPHA_MAX:
+                            al = ALPHA_MAX
+                        k = rowk + px
+                        if loc >= lst[k]:
                             continue
                         ra = 1.0 / (1.0 - al)
                         Ti = T[k] * ra
                         w = al * Ti
-                        gdot = z * vDs[k] + _dotrow(fg, vC, k)
-                        for d in range(D):
-                            vf[d] += w * vC[k, d]
+                        vr = vC[k]
+                        gdot = z * vDs[k] + _dot(fgr, vr)
+                        for c in range(Dp):
+                            vf[c] += w * vr[c]
                         vz += w * vDs[k]
                         v_al = Ti * gdot - S[k] * ra
                         S[k] += w * gdot
                         T[k] = Ti
                         if araw <= ALPHA_MAX:
+                            dx = u - (px + 0.5)
                             vo += v_al * Gc
                             vsig = -v_al * al
                             va += 0.5 * dx * dx * vsig
@@ -500,7 +658,9 @@ def raster_bwd(tile_start, isect_gauss, tile_perm, mean2d, conic, opac, ext, zs,
             partial[j, 6] = vz
             for d in range(D):
                 partial[j, NPART + d] = vf[d]
-    v_bg = np.zeros(D, np.float64)
+    v_bg = np.empty(D, np.float64)
+    for d in range(D):
+        v_bg[d] = 0.0
     for t in range(n_tiles):
         for d in range(D):
             v_bg[d] += vbg_t[t, d]
@@ -515,13 +675,13 @@ def project_bwd(means, quats, scales, V, intr, width, height, eps2d, radii, goff
     v_feat [N,D] (f32; [N,0] if not want_feat), v_mean2d [N,2] f32."""
     n = means.shape[0]
     D = partial.shape[1] - NPART
-    v_means = np.zeros((n, 3), np.float32)
-    v_quats = np.zeros((n, 4), np.float32)
-    v_scales = np.zeros((n, 3), np.float32)
-    v_opac = np.zeros(n, np.float32)
-    v_mean2d = np.zeros((n, 2), np.float32)
+    v_means = np.empty((n, 3), np.float32)
+    v_quats = np.empty((n, 4), np.float32)
+    v_scales = np.empty((n, 3), np.float32)
+    v_opac = np.empty(n, np.float32)
+    v_mean2d = np.empty((n, 2), np.float32)
     Df = D if want_feat else 0
-    v_feat = np.zeros((n, Df), np.float32)
+    v_feat = np.empty((n, Df), np.float32)
     fx, fy, cx, cy = intr[0], intr[1], intr[2], intr[3]
     tan_fovx = 0.5 * width / fx
     tan_fovy = 0.5 * height / fy
@@ -529,7 +689,7 @@ def project_bwd(means, quats, scales, V, intr, width, height, eps2d, radii, goff
     lim_xn = cx / fx + 0.3 * tan_fovx
     lim_yp = (height - cy) / fy + 0.3 * tan_fovy
     lim_yn = cy / fy + 0.3 * tan_fovy
-    nchunk = min(n, 256)
+    nchunk = max(1, min(64, n // 256))  # chunks of Gaussians (each allocates small work arrays)
     for ch in prange(nchunk):
         lo = ch * n // nchunk
         hi = (ch + 1) * n // nchunk
@@ -546,6 +706,16 @@ def project_bwd(means, quats, scales, V, intr, width, height, eps2d, radii, goff
             for c in range(3):
                 Wm[r, c] = V[r, c]
         for i in range(lo, hi):
+            for c in range(3):
+                v_means[i, c] = 0.0
+                v_scales[i, c] = 0.0
+            for c in range(4):
+                v_quats[i, c] = 0.0
+            for c in range(Df):
+                v_feat[i, c] = 0.0
+            v_opac[i] = 0.0
+            v_mean2d[i, 0] = 0.0
+            v_mean2d[i, 1] = 0.0
             if radii[i] == 0:
                 continue
             for c in range(NPART + Df):
@@ -680,80 +850,96 @@ def project_bwd(means, quats, scales, V, intr, width, height, eps2d, radii, goff
 
 
 @njit(cache=True, parallel=True)
-def dominant_fwd(tile_start, isect_gauss, tile_perm, mean2d, conic, opac, ext, width, height,
-                 tiles_x):
+def dominant_fwd(tile_start, isect_gauss, gp, width, height, tiles_x):
     """Per pixel, the Gaussian id with the largest alpha*T (first wins ties); -1 if none.
     Returns int64 [H,W]."""
-    out = np.full((height, width), -1, np.int64)
-    n_tiles = tile_perm.shape[0]
-    for it in prange(n_tiles):
-        t = tile_perm[it]
+    out = np.empty((height, width), np.int64)
+    n_tiles = tile_start.shape[0] - 1
+    for t in prange(n_tiles):
         x0 = (t % tiles_x) * TILE
         y0 = (t // tiles_x) * TILE
         x1 = min(x0 + TILE, width)
         y1 = min(y0 + TILE, height)
         tw = x1 - x0
         npx = tw * (y1 - y0)
-        T = np.ones(npx, np.float64)
+        T = np.ones(npx, np.float64)  # < 0: done
         best = np.zeros(npx, np.float64)
-        done = np.zeros(npx, np.bool_)
+        bid = np.full(npx, -1, np.int64)
         ndone = 0
         for j in range(tile_start[t], tile_start[t + 1]):
             g = isect_gauss[j]
-            ex = ext[g, 0]
-            if ex < 0.0:
+            if gp[g, GEX] < 0.0:
                 continue
-            u = mean2d[g, 0]
-            v = mean2d[g, 1]
-            bx0, bx1, by0, by1 = _box(u, v, ex, ext[g, 1], x0, y0, x1, y1)
-            smax = ext[g, 2]
-            ca = conic[g, 0]
-            cb = conic[g, 1]
-            cc = conic[g, 2]
-            Ea0 = math.exp(-ca)
-            o = np.float64(opac[g])
+            bx0, bx1, by0, by1, Gr, Er, Fy = _isect(gp, g, x0, y0, x1, y1)
+            u = gp[g, GU]
+            v = gp[g, GV]
+            ca = gp[g, GA]
+            cb = gp[g, GB]
+            cc = gp[g, GC]
+            o = gp[g, GO]
+            ia = gp[g, GIA]
+            q1 = gp[g, GQ1]
+            det = gp[g, GDET]
+            Ea = gp[g, GEA]
+            Eb = gp[g, GEB]
+            Ec = gp[g, GEC]
+            rec = Gr >= 0.0
             for py in range(by0, by1):
                 dy = v - (py + 0.5)
-                px0, px1, G, E, Ea = _row_span(u, dy, ca, cb, cc, smax, x0, x1, Ea0)
+                G = Gr
+                E = Er
+                if rec:  # whole box row: cheaper than the exact span
+                    px0 = bx0
+                    px1 = bx1
+                    Gr *= Fy
+                    Fy *= Ec
+                    Er *= Eb
+                else:
+                    px0, px1 = _span(u, dy, cb, ia, q1, det, bx0, bx1)
+                rowk = (py - y0) * tw - x0
                 for px in range(px0, px1):
-                    Gc = G
-                    if Ea >= 0.0:
+                    if rec:
+                        Gc = G
                         G *= E
                         E *= Ea
                     else:
-                        dx = u - (px + 0.5)
-                        Gc = math.exp(-(0.5 * (ca * dx * dx + cc * dy * dy) + cb * dx * dy))
-                    k = (py - y0) * tw + (px - x0)
-                    if done[k]:
-                        continue
-                    al = min(ALPHA_MAX, o * Gc)
+                        Gc = _gauss(u, dy, px, ca, cb, cc)
+                    al = o * Gc
                     if al < ALPHA_MIN:
                         continue
-                    nT = T[k] * (1.0 - al)
+                    if al > ALPHA_MAX:
+                        al = ALPHA_MAX
+                    k = rowk + px
+                    Tk = T[k]
+                    if Tk < 0.0:
+                        continue
+                    nT = Tk * (1.0 - al)
                     if nT < T_MIN:
-                        done[k] = True
+                        T[k] = -1.0
                         ndone += 1
                         continue
-                    w = al * T[k]
+                    w = al * Tk
                     if w > best[k]:
                         best[k] = w
-                        out[py, px] = g
+                        bid[k] = g
                     T[k] = nT
             if ndone == npx:
                 break
+        for py in range(y0, y1):
+            for px in range(x0, x1):
+                out[py, px] = bid[(py - y0) * tw + (px - x0)]
     return out
 
 
 @njit(cache=True, parallel=True)
-def contrib_fwd(tile_start, isect_gauss, tile_perm, mean2d, conic, opac, ext, width, height,
-                tiles_x, lab, L, goff, ntiles, isect_pos):
-    """Sum of alpha*T per (Gaussian, pixel label). lab [H,W] int32 in [0,L).
-    Returns float32 [N, L]. Per-intersection partials over the labels present in the
-    intersection's tile, then a fixed-order reduction per Gaussian."""
-    n = mean2d.shape[0]
-    n_tiles = tile_perm.shape[0]
+def contrib_tiles(tile_start, isect_gauss, gp, width, height, tiles_x, lab):
+    """Per-intersection sums of alpha*T over the labels present in the intersection's tile.
+    lab [H,W] int32. Returns acc [*] f64 (block[j] + s: intersection j, s-th label of its tile),
+    block [n_isect+1] int64, isect_tile [n_isect] int32, tile_nl [n_tiles] int64 (labels per
+    tile), tile_lab [n_tiles, 256] int32 (the sorted labels)."""
+    n_tiles = tile_start.shape[0] - 1
     n_isect = isect_gauss.shape[0]
-    tile_nl = np.zeros(n_tiles, np.int64)
+    tile_nl = np.empty(n_tiles, np.int64)
     tile_lab = np.empty((n_tiles, TILE * TILE), np.int32)
     slot = np.empty((height, width), np.int32)
     isect_tile = np.empty(n_isect, np.int32)
@@ -784,64 +970,92 @@ def contrib_fwd(tile_start, isect_gauss, tile_perm, mean2d, conic, opac, ext, wi
                 slot[py, px] = s
         for j in range(tile_start[t], tile_start[t + 1]):
             isect_tile[j] = t
-    block = np.zeros(n_isect + 1, np.int64)
+    block = np.empty(n_isect + 1, np.int64)
+    block[0] = 0
     for j in range(n_isect):
         block[j + 1] = block[j] + tile_nl[isect_tile[j]]
-    acc = np.zeros(block[n_isect], np.float64)
-    for it in prange(n_tiles):
-        t = tile_perm[it]
+    acc = np.empty(block[n_isect], np.float64)
+    for t in prange(n_tiles):
         x0 = (t % tiles_x) * TILE
         y0 = (t // tiles_x) * TILE
         x1 = min(x0 + TILE, width)
         y1 = min(y0 + TILE, height)
         tw = x1 - x0
         npx = tw * (y1 - y0)
-        T = np.ones(npx, np.float64)
-        done = np.zeros(npx, np.bool_)
+        T = np.ones(npx, np.float64)  # < 0: done
+        sl = np.empty(npx, np.int64)
+        for py in range(y0, y1):
+            for px in range(x0, x1):
+                sl[(py - y0) * tw + (px - x0)] = slot[py, px]
+        for q in range(block[tile_start[t]], block[tile_start[t + 1]]):
+            acc[q] = 0.0
         ndone = 0
         for j in range(tile_start[t], tile_start[t + 1]):
             g = isect_gauss[j]
-            ex = ext[g, 0]
-            if ex < 0.0:
+            if gp[g, GEX] < 0.0:
                 continue
-            u = mean2d[g, 0]
-            v = mean2d[g, 1]
-            bx0, bx1, by0, by1 = _box(u, v, ex, ext[g, 1], x0, y0, x1, y1)
-            smax = ext[g, 2]
-            ca = conic[g, 0]
-            cb = conic[g, 1]
-            cc = conic[g, 2]
-            Ea0 = math.exp(-ca)
-            o = np.float64(opac[g])
+            bx0, bx1, by0, by1, Gr, Er, Fy = _isect(gp, g, x0, y0, x1, y1)
+            u = gp[g, GU]
+            v = gp[g, GV]
+            ca = gp[g, GA]
+            cb = gp[g, GB]
+            cc = gp[g, GC]
+            o = gp[g, GO]
+            ia = gp[g, GIA]
+            q1 = gp[g, GQ1]
+            det = gp[g, GDET]
+            Ea = gp[g, GEA]
+            Eb = gp[g, GEB]
+            Ec = gp[g, GEC]
+            rec = Gr >= 0.0
             base = block[j]
             for py in range(by0, by1):
                 dy = v - (py + 0.5)
-                px0, px1, G, E, Ea = _row_span(u, dy, ca, cb, cc, smax, x0, x1, Ea0)
+                G = Gr
+                E = Er
+                if rec:  # whole box row: cheaper than the exact span
+                    px0 = bx0
+                    px1 = bx1
+                    Gr *= Fy
+                    Fy *= Ec
+                    Er *= Eb
+                else:
+                    px0, px1 = _span(u, dy, cb, ia, q1, det, bx0, bx1)
+                rowk = (py - y0) * tw - x0
                 for px in range(px0, px1):
-                    Gc = G
-                    if Ea >= 0.0:
+                    if rec:
+                        Gc = G
                         G *= E
                         E *= Ea
                     else:
-                        dx = u - (px + 0.5)
-                        Gc = math.exp(-(0.5 * (ca * dx * dx + cc * dy * dy) + cb * dx * dy))
-                    k = (py - y0) * tw + (px - x0)
-                    if done[k]:
-                        continue
-                    al = min(ALPHA_MAX, o * Gc)
+                        Gc = _gauss(u, dy, px, ca, cb, cc)
+                    al = o * Gc
                     if al < ALPHA_MIN:
                         continue
-                    nT = T[k] * (1.0 - al)
+                    if al > ALPHA_MAX:
+                        al = ALPHA_MAX
+                    k = rowk + px
+                    Tk = T[k]
+                    if Tk < 0.0:
+                        continue
+                    nT = Tk * (1.0 - al)
                     if nT < T_MIN:
-                        done[k] = True
+                        T[k] = -1.0
                         ndone += 1
                         continue
-                    acc[base + slot[py, px]] += al * T[k]
+                    acc[base + sl[k]] += al * Tk
                     T[k] = nT
             if ndone == npx:
                 break
+    return acc, block, isect_tile, tile_nl, tile_lab
+
+
+@njit(cache=True, parallel=True)
+def contrib_reduce(acc, block, isect_tile, tile_nl, tile_lab, L, goff, ntiles, isect_pos):
+    """Fixed-order reduction of ``contrib_tiles`` per Gaussian. Returns float32 [N, L]."""
+    n = goff.shape[0]
     out = np.zeros((n, L), np.float32)
-    nchunk = min(n, 256)
+    nchunk = max(1, min(64, n // 256))  # chunks of Gaussians (each allocates small work arrays)
     for ch in prange(nchunk):
         lo = ch * n // nchunk
         hi = (ch + 1) * n // nchunk

@@ -2,7 +2,9 @@
 
 Forward and backward run as multi-threaded Numba kernels (see ``_kernels``); this module
 checks inputs, builds the per-tile intersection lists and wraps everything in one
-``torch.autograd.Function``.
+``torch.autograd.Function``. Tiles are processed in raster order (neighbouring tiles share
+Gaussians, which stay in cache) and handed to the threads in small dynamic chunks; results do
+not depend on the thread count or the schedule.
 
 Semantics: EWA projection with a perspective Jacobian (x/z, y/z clamped to 1.3 x the
 half field of view, as gsplat), ``eps2d`` added to the 2D covariance diagonal,
@@ -15,9 +17,10 @@ Gaussian that would bring its transmittance below 1e-4.
 
 from __future__ import annotations
 
-import functools
+import contextlib
 from typing import NamedTuple
 
+import numba
 import numpy as np
 import torch
 
@@ -25,6 +28,8 @@ from ..errors import InputError
 from . import _kernels as kn
 
 TILE = kn.TILE
+PAR_SORT_MIN = 50_000  # visible Gaussians from which the depth sort runs on two threads
+CHUNK = 2  # tiles per dynamically scheduled chunk of the parallel tile loops
 
 
 class RasterOutput(NamedTuple):
@@ -56,7 +61,7 @@ def _check_tensor(name, x, shape):
     if x.dim() != len(shape) or any(s is not None and s != d for s, d in zip(shape, x.shape)):
         want = "[" + ",".join("?" if s is None else str(s) for s in shape) + "]"
         raise InputError(f"rasterize: argument '{name}' must have shape {want}, got {list(x.shape)}")
-    if x.numel() and not bool(torch.isfinite(x).all()):
+    if x.numel() and not kn.all_finite(x.detach().reshape(-1).numpy()):
         raise InputError(f"rasterize: argument '{name}' contains NaN or Inf values")
 
 
@@ -91,7 +96,7 @@ def _check_camera(means, quats, scales, opacities, viewmat, K, width, height, ne
     if not far > near:
         raise InputError(f"rasterize: argument 'far' ({far}) must be greater than 'near' ({near})")
     eps2d = _check_float("eps2d", eps2d)
-    if n and bool((quats.detach().square().sum(1) == 0).any()):
+    if n and kn.any_zero_row(quats.detach().numpy()):
         raise InputError("rasterize: argument 'quats' contains all-zero quaternions; initialise them to (1,0,0,0)")
     Kd = K.detach()
     if not (Kd[0, 0] > 0 and Kd[1, 1] > 0):
@@ -106,54 +111,75 @@ def _np32(x):
     return np.ascontiguousarray(x.detach().numpy(), dtype=np.float32)
 
 
-@functools.lru_cache(maxsize=64)
-def _tile_perm(n_tiles):
-    """Fixed pseudo-random tile order: balances static thread scheduling, results unaffected."""
-    return np.random.RandomState(12345).permutation(n_tiles).astype(np.int64)
-
-
 class _Frame:
     """Projection and tile binning of one camera view (numpy arrays, shared by the kernels)."""
 
-    __slots__ = ("means", "quats", "scales", "opac", "V", "intr", "width", "height", "eps2d",
-                 "mean2d", "conic", "zs", "radii", "ext", "ntiles", "goff", "tile_start",
-                 "isect_gauss", "isect_pos", "tile_perm", "tiles_x")
+    __slots__ = ("means", "quats", "scales", "V", "intr", "width", "height", "eps2d",
+                 "gp", "radii", "ntiles", "goff", "tile_start", "isect_gauss", "isect_pos",
+                 "tiles_x")
 
     def __init__(self, means, quats, scales, opacities, viewmat, K, width, height, near, far, eps2d):
         self.means = _np32(means)
         self.quats = _np32(quats)
         self.scales = _np32(scales)
-        self.opac = _np32(opacities)
+        opac = _np32(opacities)
         self.V = np.ascontiguousarray(viewmat.detach().numpy(), dtype=np.float64)
         Kn = K.detach().numpy().astype(np.float64)
         self.intr = np.array([Kn[0, 0], Kn[1, 1], Kn[0, 2], Kn[1, 2]], np.float64)
         self.width, self.height, self.eps2d = width, height, eps2d
-        (self.mean2d, self.conic, self.zs, self.radii, rect, self.ext,
-         self.ntiles) = kn.project_fwd(self.means, self.quats, self.scales, self.opac, self.V,
-                                       self.intr, width, height, near, far, eps2d)
+        self.gp, zs, self.radii, rect, self.ntiles = kn.project_fwd(
+            self.means, self.quats, self.scales, opac, self.V, self.intr, width, height,
+            near, far, eps2d)
         self.tiles_x = (width + TILE - 1) // TILE
         n_tiles = self.tiles_x * ((height + TILE - 1) // TILE)
         csum = np.cumsum(self.ntiles)
         n_isect = int(csum[-1]) if len(csum) else 0
         self.goff = csum - self.ntiles
         vis = np.flatnonzero(self.ntiles)
-        order = vis[np.argsort(self.zs[vis], kind="stable")]
+        if len(vis) < PAR_SORT_MIN:  # same order either way: stable by depth, ties by id
+            order = vis[np.argsort(zs[vis], kind="stable")]
+        else:
+            order = kn.depth_order(zs, vis)
         self.tile_start, self.isect_gauss, self.isect_pos = kn.bin_gaussians(
-            order, rect, self.ntiles, self.goff, self.tiles_x, n_tiles, n_isect)
-        self.tile_perm = _tile_perm(n_tiles)
+            order, rect, self.goff, self.tiles_x, n_tiles, n_isect)
+
+    def means2d(self):
+        """[N,2] float32 pixel positions (0 for culled Gaussians)."""
+        return np.ascontiguousarray(self.gp[:, kn.GU:kn.GV + 1], dtype=np.float32)
+
+
+def _padded_features(features):
+    """features [N,D] tensor -> [N, padded(D)] float32 numpy (zero columns appended)."""
+    f = features.detach().numpy()
+    n, d = f.shape
+    out = np.zeros((n, kn.padded(d)), np.float32)
+    out[:, :d] = f
+    return out
+
+
+@contextlib.contextmanager
+def _dynamic_tiles():
+    """Hand out tiles to the threads in small chunks as they become free (balance on busy
+    machines and uneven scenes). Only for kernels whose parallel loops all run over tiles:
+    every parallel loop in the region is chunked this way. Results do not depend on it."""
+    old = numba.set_parallel_chunksize(CHUNK)
+    try:
+        yield
+    finally:
+        numba.set_parallel_chunksize(old)
 
 
 class _RasterizeFn(torch.autograd.Function):
     @staticmethod
     def forward(ctx, means, quats, scales, opacities, features, background, means2d, frame):
         fr = frame
-        feat = _np32(features)
+        featp = _padded_features(features)
         bg = _np32(background)
-        image, alpha, depth, Tfin, dsum, last = kn.raster_fwd(
-            fr.tile_start, fr.isect_gauss, fr.tile_perm, fr.mean2d, fr.conic, fr.opac, fr.ext,
-            fr.zs, feat, bg, fr.width, fr.height, fr.tiles_x)
+        with _dynamic_tiles():
+            image, alpha, depth, Tfin, dsum, last = kn.raster_fwd(
+                fr.tile_start, fr.isect_gauss, fr.gp, featp, bg, fr.width, fr.height, fr.tiles_x)
         ctx.frame = fr
-        ctx.saved = (feat, bg, Tfin, dsum, last)
+        ctx.saved = (featp, bg, Tfin, dsum, last)
         h, w = fr.height, fr.width
         return (torch.from_numpy(image), torch.from_numpy(alpha).view(h, w, 1),
                 torch.from_numpy(depth).view(h, w, 1))
@@ -161,14 +187,15 @@ class _RasterizeFn(torch.autograd.Function):
     @staticmethod
     def backward(ctx, v_image, v_alpha, v_depth):
         fr = ctx.frame
-        feat, bg, Tfin, dsum, last = ctx.saved
+        featp, bg, Tfin, dsum, last = ctx.saved
         h, w = fr.height, fr.width
         vi = _np32(v_image)
         va = _np32(v_alpha).reshape(h, w)
         vd = _np32(v_depth).reshape(h, w)
-        partial, v_bg = kn.raster_bwd(
-            fr.tile_start, fr.isect_gauss, fr.tile_perm, fr.mean2d, fr.conic, fr.opac, fr.ext,
-            fr.zs, feat, bg, w, h, fr.tiles_x, Tfin, dsum, last, vi, va, vd)
+        with _dynamic_tiles():
+            partial, v_bg = kn.raster_bwd(
+                fr.tile_start, fr.isect_gauss, fr.gp, featp, bg, w, h, fr.tiles_x,
+                Tfin, dsum, last, vi, va, vd)
         need = ctx.needs_input_grad
         v_means, v_quats, v_scales, v_opac, v_feat, v_m2d = kn.project_bwd(
             fr.means, fr.quats, fr.scales, fr.V, fr.intr, w, h, fr.eps2d, fr.radii, fr.goff,
@@ -207,7 +234,7 @@ def rasterize(means, quats, scales, opacities, features, viewmat, K, width, heig
     frame = _Frame(means, quats, scales, opacities, viewmat, K, width, height, near, far, eps2d)
     grad = torch.is_grad_enabled() and any(
         t.requires_grad for t in (means, quats, scales, opacities, features, background))
-    means2d = torch.from_numpy(frame.mean2d.astype(np.float32))
+    means2d = torch.from_numpy(frame.means2d())
     if grad:
         means2d.requires_grad_(True)
     image, alpha, depth = _RasterizeFn.apply(
@@ -248,9 +275,9 @@ def contributions(means, quats, scales, opacities, viewmat, K, width, height, la
         means, quats, scales, opacities, viewmat, K, width, height, near, far, eps2d)
     lab, L = _check_labels(labels, width, height, num_labels)
     fr = _Frame(means, quats, scales, opacities, viewmat, K, width, height, near, far, eps2d)
-    out = kn.contrib_fwd(fr.tile_start, fr.isect_gauss, fr.tile_perm, fr.mean2d, fr.conic,
-                         fr.opac, fr.ext, width, height, fr.tiles_x, lab, L, fr.goff,
-                         fr.ntiles, fr.isect_pos)
+    with _dynamic_tiles():
+        parts = kn.contrib_tiles(fr.tile_start, fr.isect_gauss, fr.gp, width, height, fr.tiles_x, lab)
+    out = kn.contrib_reduce(*parts, L, fr.goff, fr.ntiles, fr.isect_pos)
     return torch.from_numpy(out)
 
 
@@ -264,6 +291,6 @@ def dominant_gaussian(means, quats, scales, opacities, viewmat, K, width, height
     width, height, near, far, eps2d = _check_camera(
         means, quats, scales, opacities, viewmat, K, width, height, near, far, eps2d)
     fr = _Frame(means, quats, scales, opacities, viewmat, K, width, height, near, far, eps2d)
-    out = kn.dominant_fwd(fr.tile_start, fr.isect_gauss, fr.tile_perm, fr.mean2d, fr.conic,
-                          fr.opac, fr.ext, width, height, fr.tiles_x)
+    with _dynamic_tiles():
+        out = kn.dominant_fwd(fr.tile_start, fr.isect_gauss, fr.gp, width, height, fr.tiles_x)
     return torch.from_numpy(out)
