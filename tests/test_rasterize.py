@@ -322,3 +322,31 @@ def test_parallel_depth_order_matches_stable_sort():
         vis = np.flatnonzero(rng.random(n) < 0.8)
         want = vis[np.argsort(zs[vis], kind="stable")]
         assert np.array_equal(kn.depth_order(zs, vis), want)
+
+
+def test_geometry_grad_channels_detaches_identity_channels():
+    """geometry_grad_channels=3 on D=19 == reference with the geometry gradient from the first 3
+    channels only and the last 16 channels rendered with detached geometry."""
+    scene = make_scene(400, 19, 70, 45, 11)
+    h, w = scene["height"], scene["width"]
+    g = torch.Generator().manual_seed(3)
+    wi = torch.rand(h, w, 19, generator=g, dtype=torch.float64) - 0.3
+    keys = ["means", "quats", "scales", "opacities", "features", "background"]
+    fast = {k: scene[k].clone().requires_grad_(True) for k in keys}
+    out = rasterize(fast["means"], fast["quats"], fast["scales"], fast["opacities"], fast["features"],
+                    scene["viewmat"], scene["K"], w, h, background=fast["background"], geometry_grad_channels=3)
+    (out.image.double() * wi).sum().backward()
+
+    slow = {k: scene[k].double().clone().requires_grad_(True) for k in keys}
+    geom = [slow[k] for k in ("means", "quats", "scales", "opacities")]
+    V, K = scene["viewmat"].double(), scene["K"].double()
+    rgb = ref.render(*geom, slow["features"][:, :3], V, K, w, h, background=slow["background"][:3])["image"]
+    ids = ref.render(*[x.detach() for x in geom], slow["features"][:, 3:], V, K, w, h,
+                     background=slow["background"][3:])["image"]
+    ((rgb * wi[..., :3]).sum() + (ids * wi[..., 3:]).sum()).backward()
+    assert_close(out.image, torch.cat([rgb, ids], -1), "image")
+    for k in keys:
+        assert_close(fast[k].grad, slow[k].grad, k)
+    with pytest.raises(ValueError, match="geometry_grad_channels"):
+        rasterize(fast["means"], fast["quats"], fast["scales"], fast["opacities"], fast["features"],
+                  scene["viewmat"], scene["K"], w, h, geometry_grad_channels=20)

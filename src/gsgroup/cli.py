@@ -84,7 +84,7 @@ def cmd_train(args) -> int:
             iterations=iterations, seed=args.seed, sh_degree=args.sh_degree, init=args.init, id_dim=args.id_dim,
             random_background=args.random_background,
             background=(1.0, 1.0, 1.0) if args.white_background else (0.0, 0.0, 0.0),
-            densify=densify,
+            densify=densify, ids_move_geometry=args.ids_move_geometry,
         )
         if args.init_from:
             cfg.lr_means = cfg.lr_means_final * 10  # refining a reconstruction: start where a run ends
@@ -495,6 +495,8 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--id-dim", type=int, default=16, help="size of the identity encoding")
     p.add_argument("--init-from", default=None, help="start from a trained run folder or PLY instead of SfM points")
     p.add_argument("--no-densify", action="store_true", help="keep the set of Gaussians fixed")
+    p.add_argument("--ids-move-geometry", action="store_true",
+                   help="let the identity losses move the Gaussians too, as the original (default: encodings only)")
     p.add_argument("--eval", action="store_true", help="hold out every 8th image (by name) as the test split")
     p.add_argument("--seed", type=int, default=0)
     p.add_argument("--sh-degree", type=int, default=3, choices=[0, 1, 2, 3])

@@ -518,9 +518,10 @@ def raster_fwd(tile_start, isect_gauss, gp, featp, bg, width, height, tiles_x):
 
 @njit(cache=True, parallel=True)
 def raster_bwd(tile_start, isect_gauss, gp, featp, bg, width, height, tiles_x,
-               Tfin, dsum, last, v_img, v_alpha, v_depth):
+               Tfin, dsum, last, v_img, v_alpha, v_depth, n_geom):
     """Back-to-front gradient pass per tile. Returns partial [n_isect, 7+D] f32 (see module doc)
-    and v_bg [D] f64."""
+    and v_bg [D] f64. Only the image gradients of feature channels < n_geom reach the geometry
+    partials (mean2d, conic, opacity); every channel gets its feature gradient."""
     D = bg.shape[0]
     Dp = featp.shape[1]
     n_isect = isect_gauss.shape[0]
@@ -540,6 +541,7 @@ def raster_bwd(tile_start, isect_gauss, gp, featp, bg, width, height, tiles_x,
         S = np.empty(npx, np.float64)
         vDs = np.empty(npx, np.float64)
         vC = np.zeros((npx, Dp), np.float32)
+        vG = np.zeros((npx, Dp), np.float32)  # vC restricted to the geometry channels
         lst = np.empty(npx, np.int32)
         vf = np.empty(Dp, np.float64)
         maxlast = 0
@@ -559,7 +561,9 @@ def raster_bwd(tile_start, isect_gauss, gp, featp, bg, width, height, tiles_x,
                 for d in range(D):
                     gv = np.float64(v_img[py, px, d])
                     vC[k, d] = v_img[py, px, d]
-                    h += gv * bg[d]
+                    if d < n_geom:
+                        vG[k, d] = v_img[py, px, d]
+                        h += gv * bg[d]
                     vbg_t[t, d] += Tk * gv
                 T[k] = Tk
                 S[k] = Tk * h
@@ -633,7 +637,7 @@ def raster_bwd(tile_start, isect_gauss, gp, featp, bg, width, height, tiles_x,
                         Ti = T[k] * ra
                         w = al * Ti
                         vr = vC[k]
-                        gdot = z * vDs[k] + _dot(fgr, vr)
+                        gdot = z * vDs[k] + _dot(fgr, vG[k])
                         for c in range(Dp):
                             vf[c] += w * vr[c]
                         vz += w * vDs[k]

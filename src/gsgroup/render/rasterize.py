@@ -171,8 +171,9 @@ def _dynamic_tiles():
 
 class _RasterizeFn(torch.autograd.Function):
     @staticmethod
-    def forward(ctx, means, quats, scales, opacities, features, background, means2d, frame):
+    def forward(ctx, means, quats, scales, opacities, features, background, means2d, frame, n_geom):
         fr = frame
+        ctx.n_geom = n_geom
         featp = _padded_features(features)
         bg = _np32(background)
         with _dynamic_tiles():
@@ -195,7 +196,7 @@ class _RasterizeFn(torch.autograd.Function):
         with _dynamic_tiles():
             partial, v_bg = kn.raster_bwd(
                 fr.tile_start, fr.isect_gauss, fr.gp, featp, bg, w, h, fr.tiles_x,
-                Tfin, dsum, last, vi, va, vd)
+                Tfin, dsum, last, vi, va, vd, ctx.n_geom)
         need = ctx.needs_input_grad
         v_means, v_quats, v_scales, v_opac, v_feat, v_m2d = kn.project_bwd(
             fr.means, fr.quats, fr.scales, fr.V, fr.intr, w, h, fr.eps2d, fr.radii, fr.goff,
@@ -207,16 +208,19 @@ class _RasterizeFn(torch.autograd.Function):
         return (out(need[0], v_means), out(need[1], v_quats), out(need[2], v_scales),
                 out(need[3], v_opac), out(need[4], v_feat),
                 torch.from_numpy(v_bg.astype(np.float32)) if need[5] else None,
-                out(need[6], v_m2d), None)
+                out(need[6], v_m2d), None, None)
 
 
 def rasterize(means, quats, scales, opacities, features, viewmat, K, width, height,
-              background=None, near=0.01, far=1e10, eps2d=0.3) -> RasterOutput:
+              background=None, near=0.01, far=1e10, eps2d=0.3, geometry_grad_channels=None) -> RasterOutput:
     """Render N Gaussians with D-channel features into one view; differentiable.
 
     means [N,3] world, quats [N,4] (w,x,y,z, any norm), scales [N,3] linear, opacities [N],
     features [N,D], viewmat [4,4] world-to-camera (OpenCV axes), K [3,3] pinhole,
     background [D] or None (zeros); all float32 CPU tensors.
+    ``geometry_grad_channels`` k: only the image gradients of the first k feature channels reach
+    means, quats, scales and opacities (and means2d); the other channels (e.g. identity encodings
+    rendered beside the colour) get gradients for their features only. None = all channels.
     Returns RasterOutput(image [H,W,D], alpha [H,W,1], depth [H,W,1], radii [N] int32,
     means2d [N,2]); see its docstring. Raises ValueError (InputError) naming a bad argument.
     """
@@ -231,6 +235,10 @@ def rasterize(means, quats, scales, opacities, features, viewmat, K, width, heig
         background = torch.zeros(d, dtype=torch.float32)
     else:
         _check_tensor("background", background, (d,))
+    if geometry_grad_channels is None:
+        geometry_grad_channels = d
+    elif isinstance(geometry_grad_channels, bool) or not 0 <= int(geometry_grad_channels) <= d:
+        raise InputError(f"rasterize: argument 'geometry_grad_channels' must be in [0, {d}], got {geometry_grad_channels!r}")
     frame = _Frame(means, quats, scales, opacities, viewmat, K, width, height, near, far, eps2d)
     grad = torch.is_grad_enabled() and any(
         t.requires_grad for t in (means, quats, scales, opacities, features, background))
@@ -238,7 +246,7 @@ def rasterize(means, quats, scales, opacities, features, viewmat, K, width, heig
     if grad:
         means2d.requires_grad_(True)
     image, alpha, depth = _RasterizeFn.apply(
-        means, quats, scales, opacities, features, background, means2d, frame)
+        means, quats, scales, opacities, features, background, means2d, frame, int(geometry_grad_channels))
     return RasterOutput(image, alpha, depth, torch.from_numpy(frame.radii), means2d)
 
 

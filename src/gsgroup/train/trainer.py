@@ -53,6 +53,9 @@ class TrainConfig:
     l3d_k: int = 5
     l3d_m: int = 1000
     lr_classifier: float = 5e-4
+    # False: identity losses train encodings and classifier only, so masks never distort the
+    # geometry or colour (the default). True: as the original, they also move the Gaussians.
+    ids_move_geometry: bool = False
     densify: DensifyConfig = field(default_factory=DensifyConfig)
 
     def to_dict(self) -> dict:
@@ -117,11 +120,12 @@ def initial_gaussians(scene: Scene, cfg: TrainConfig) -> Gaussians:
 
 def render_view(
     gaussians: Gaussians | dict, vt: ViewTensors, sh_degree: int, background: torch.Tensor | None = None,
-    extra_features: torch.Tensor | None = None,
+    extra_features: torch.Tensor | None = None, extra_moves_geometry: bool = True,
 ):
     """Render one view. Returns the rasterizer output (image [H,W,3+E], alpha, depth, radii, means2d).
 
-    extra_features [N,E] (e.g. identity encodings) are rendered in the same pass after the colour.
+    extra_features [N,E] (e.g. identity encodings) are rendered in the same pass after the colour;
+    with ``extra_moves_geometry=False`` their losses train only the features, not the Gaussians' shape.
     """
     g = gaussians if isinstance(gaussians, dict) else gaussians.to_dict()
     quats = g["quats"]
@@ -138,6 +142,7 @@ def render_view(
     return rasterize(
         means, quats, torch.exp(g["scales"]), torch.sigmoid(g["opacities"]), features,
         vt.viewmat, vt.K, vt.width, vt.height, background=background,
+        geometry_grad_channels=None if extra_moves_geometry else 3,
     )
 
 
@@ -270,7 +275,8 @@ class Trainer:
             if group["name"] == "means":
                 group["lr"] = self.means_lr(step)
         bg = self.background_for_step()
-        out = render_view(self.params, vt, self.sh_degree_at(step), background=bg, extra_features=self.extra_features())
+        out = render_view(self.params, vt, self.sh_degree_at(step), background=bg, extra_features=self.extra_features(),
+                          extra_moves_geometry=cfg.ids_move_geometry)
         gt = vt.image
         image = out.image[..., :3]
         loss = rgb_loss(image, gt, cfg.ssim_weight)
