@@ -19,7 +19,7 @@ def scene(tmp_path_factory):
 
 
 def cfg(**kw):
-    return TrainConfig(iterations=30, densify=DensifyConfig().scaled(600), **kw)
+    return TrainConfig(iterations=30, densify=DensifyConfig(densify_from=5, densify_until=25, densify_every=10, reset_every=1000), **kw)
 
 
 def test_training_is_deterministic_and_reduces_loss(scene, tmp_path):
@@ -44,7 +44,9 @@ def test_schedules(scene, tmp_path):
     assert math.isclose(t.means_lr(1000), 1.6e-6 * e, rel_tol=1e-9)
     assert math.isclose(t.means_lr(500), math.sqrt(1.6e-4 * 1.6e-6) * e, rel_tol=1e-9)
     d = DensifyConfig().scaled(3000)
-    assert (d.densify_from, d.densify_until, d.densify_every, d.reset_every) == (50, 1500, 20, 300)
+    assert (d.densify_from, d.densify_until, d.densify_every, d.reset_every) == (50, 1500, 100, 300)
+    d = DensifyConfig().scaled(60000)
+    assert (d.densify_from, d.densify_until, d.densify_every, d.reset_every) == (1000, 30000, 200, 6000)
 
 
 def test_checkpoint_resume_is_exact(scene, tmp_path):

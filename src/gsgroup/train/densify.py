@@ -30,14 +30,20 @@ class DensifyConfig:
     max_gaussians: int | None = None
 
     def scaled(self, iterations: int) -> "DensifyConfig":
-        """The same schedule stretched to ``iterations`` (intervals never below 20 iterations)."""
+        """The same schedule stretched to ``iterations``.
+
+        The densification interval never drops below its 3DGS value (100): gradient statistics must
+        average over a few epochs, and shorter intervals let the Gaussian count explode
+        (measured on the built-in scene: 52k Gaussians after 400 of 3000 iterations at interval 10,
+        17k at interval 100, with better PSNR).
+        """
         s = iterations / REFERENCE_ITERATIONS
         return replace(
             self,
             densify_from=round(self.densify_from * s),
             densify_until=round(self.densify_until * s),
-            densify_every=max(20, round(self.densify_every * s)),
-            reset_every=max(20, round(self.reset_every * s)),
+            densify_every=max(self.densify_every, round(self.densify_every * s)),
+            reset_every=max(self.densify_every, round(self.reset_every * s)),
         )
 
     def to_dict(self) -> dict:
