@@ -45,6 +45,7 @@ class TrainConfig:
     random_background: bool = False
     init: str = "auto"  # "auto": SfM points when present, else random; "points"; "random"
     init_points: int = 20_000  # number of random points for random initialisation
+    random_init_max_scale: float = 0.01  # cap on their initial scale, as a fraction of the scene extent
     log_every: int = 50
     # identity training (Gaussian Grouping, segment.grouping.GroupingTrainer)
     lambda_2d: float = 1.0
@@ -115,7 +116,11 @@ def initial_gaussians(scene: Scene, cfg: TrainConfig) -> Gaussians:
         n=min(cfg.init_points, cap or cfg.init_points), near=0.05 * scene.extent, far=2.0 * scene.extent, seed=cfg.seed,
     )
     colors = np.random.default_rng(cfg.seed).uniform(0.0, 1.0, size=pts.shape).astype(np.float32)
-    return from_points(pts, colors, cfg.sh_degree, cfg.id_dim, cfg.seed)
+    g = from_points(pts, colors, cfg.sh_degree, cfg.id_dim, cfg.seed)
+    # Sparse random points get huge neighbour distances; Gaussians that large cover much of every
+    # view and make the first iterations very slow. Densification grows small ones where needed.
+    g.scales = g.scales.clamp_max(math.log(cfg.random_init_max_scale * scene.extent))
+    return g
 
 
 def render_view(
