@@ -8,7 +8,6 @@ gt_mask (instance ids, 0 = floor/background, which the masks segment like any ob
 from __future__ import annotations
 
 import json
-import zlib
 from pathlib import Path
 
 import cv2

@@ -167,8 +167,6 @@ class Densifier:
         new = {k: torch.cat([new[k], p[k]]) for k in new}
         append_gaussians(params, optimizer, new)
 
-        m = len(clone) + samples * len(split)
-
         prune = torch.sigmoid(params["opacities"].detach()) < cfg.prune_opacity
         prune[split] = True
         if step > cfg.reset_every:
