@@ -27,7 +27,7 @@ def one_seed(seed: int, recon_iters: int, id_iters: int, tmp: Path) -> dict:
     import gsgroup  # noqa: F401  (sets OMP_WAIT_POLICY before torch starts its threads)
     import numpy as np
 
-    from gsgroup.cli import associate_run, evaluate_segmentation_run
+    from gsgroup.pipeline import associate_run, evaluate_segmentation_run
     from gsgroup.data.masks import load_masks
     from gsgroup.data.scene import load_scene
     from gsgroup.data.simulate import write_simulated_masks

@@ -1,0 +1,327 @@
+"""Remove objects and fill the hole they leave: 2D inpainting of the training views, new Gaussians
+seeded in the hole, and a short fine-tune of only those new Gaussians.
+
+1. Remove the selection.
+2. Per training view, the hole = pixels whose pre-edit rendered id is a removed id, dilated.
+3. 2D-inpaint the pre-edit render in the hole (OpenCV Telea by default, or LaMa, see ``lama``).
+4. Seed Gaussians: the surface around the hole (rendered depth of the surviving Gaussians on a ring
+   just outside it) is fitted with a plane in inverse depth (1/z = a u + b v + c, exact for a planar
+   background), hole pixels are back-projected at that depth, coloured from the inpainted image,
+   merged over views on a voxel grid. Their identities copy the nearest surviving Gaussian's.
+5. Fine-tune only the new Gaussians (Adam on means, rotations, scales, opacities, DC colour): L1 to
+   the inpainted image inside the hole and to the pre-edit render outside, over all training views.
+   Multi-view consistency: PSNR of the final render against each view's inpainted image inside the
+   hole, its mean and spread over views (2D inpaintings disagree across views; the fused 3D fill
+   cannot match all of them, so a large spread flags inconsistent inpaintings).
+"""
+
+from __future__ import annotations
+
+import math
+from dataclasses import dataclass
+from pathlib import Path
+
+import cv2
+import numpy as np
+import torch
+from scipy.spatial import cKDTree
+
+from ..errors import InputError
+from ..fileio import write_image
+from ..model import Gaussians
+from ..model.sh import rgb_to_sh
+from ..segment.idmaps import render_ids
+from ..train.trainer import render_view, view_tensors
+from .ops import Seg, concat, remove
+
+
+@dataclass
+class InpaintOptions:
+    """inpainter 'opencv' | 'lama'; dilate: hole dilation in px (None = 2% of the width, >= 2);
+    radius: Telea radius; stride: seed every stride-th hole pixel; max_seeds caps the new Gaussians."""
+
+    inpainter: str = "opencv"
+    lama_checkpoint: str | None = None
+    iterations: int = 300
+    dilate: int | None = None
+    radius: int = 5
+    stride: int = 2
+    max_seeds: int = 30000
+    seed_size: float = 0.35  # initial sigma of a new Gaussian, in seed spacings
+    seed: int = 0
+    lr_means: float = 2e-4  # times the scene extent
+    lr_sh0: float = 0.0025
+    lr_opacity: float = 0.05
+    lr_scales: float = 0.005
+    lr_quats: float = 0.001
+
+
+def dilation_px(width: int, dilate: int | None) -> int:
+    return max(2, round(0.02 * width)) if dilate is None else max(0, int(dilate))
+
+
+def dilate_mask(mask: np.ndarray, px: int) -> np.ndarray:
+    """Binary dilation of mask [H,W] bool by a disc of radius px."""
+    if px <= 0:
+        return mask.copy()
+    k = cv2.getStructuringElement(cv2.MORPH_ELLIPSE, (2 * px + 1, 2 * px + 1))
+    return cv2.dilate(mask.astype(np.uint8), k) > 0
+
+
+def hole_mask(id_map: np.ndarray, ids: list[int], px: int) -> np.ndarray:
+    """Pixels [H,W] bool whose id is one of ``ids``, dilated by px."""
+    return dilate_mask(np.isin(id_map, ids), px)
+
+
+def opencv_inpaint(image: np.ndarray, hole: np.ndarray, radius: int = 5) -> np.ndarray:
+    """Telea inpainting. image [H,W,3] float in [0,1], hole [H,W] bool -> [H,W,3] float32."""
+    u8 = (np.clip(image, 0, 1) * 255 + 0.5).astype(np.uint8)
+    out = cv2.inpaint(u8, hole.astype(np.uint8) * 255, radius, cv2.INPAINT_TELEA)
+    res = out.astype(np.float32) / 255.0
+    return np.where(hole[..., None], res, image).astype(np.float32)
+
+
+def make_inpainter(opts: InpaintOptions):
+    """A function (image [H,W,3] float, hole [H,W] bool) -> inpainted [H,W,3] float32."""
+    if opts.inpainter == "opencv":
+        return lambda img, hole: opencv_inpaint(img, hole, opts.radius)
+    if opts.inpainter == "lama":
+        from .lama import LamaInpainter
+
+        if not opts.lama_checkpoint:
+            raise InputError("--inpainter lama needs --lama-checkpoint PATH (big-lama generator weights)")
+        return LamaInpainter.from_checkpoint(opts.lama_checkpoint)
+    raise InputError(f"--inpainter {opts.inpainter}: use opencv or lama")
+
+
+def fill_depth(depth: np.ndarray, valid: np.ndarray, hole: np.ndarray, ring_px: int) -> np.ndarray | None:
+    """Depth [H,W] inside ``hole`` from a plane fitted (in inverse depth, over pixel coordinates) to
+    valid depths on a ring of ``ring_px`` around it. Returns z [H,W] (0 outside the hole), or None."""
+    ring = dilate_mask(hole, ring_px) & ~hole & valid & (depth > 0)
+    if ring.sum() < 8:
+        return None
+    v, u = np.nonzero(ring)
+    A = np.stack([u + 0.5, v + 0.5, np.ones_like(u, dtype=np.float64)], 1)
+    inv = 1.0 / depth[ring].astype(np.float64)
+    keep = np.ones(len(inv), bool)
+    for _ in range(3):  # trim points off the plane (e.g. other objects on the ring)
+        coef, *_ = np.linalg.lstsq(A[keep], inv[keep], rcond=None)
+        res = np.abs(A @ coef - inv)
+        thr = max(2.5 * np.median(res[keep]), 1e-6)
+        new = res <= thr
+        if new.sum() < 8 or (new == keep).all():
+            break
+        keep = new
+    hv, hu = np.nonzero(hole)
+    inv_h = np.stack([hu + 0.5, hv + 0.5, np.ones_like(hu, dtype=np.float64)], 1) @ coef
+    zr = depth[ring][keep]
+    lo, hi = float(zr.min()) * 0.5, float(zr.max()) * 2.0
+    z = np.where(inv_h > 1.0 / hi, 1.0 / np.maximum(inv_h, 1e-12), hi)
+    out = np.zeros(depth.shape, np.float64)
+    out[hv, hu] = np.clip(z, lo, hi)
+    return out
+
+
+def backproject(z: np.ndarray, pixels: tuple[np.ndarray, np.ndarray], K: np.ndarray, viewmat: np.ndarray) -> np.ndarray:
+    """World points [M,3] of pixels (rows v, cols u) at camera depths z [H,W]."""
+    v, u = pixels
+    zz = z[v, u]
+    x = (u + 0.5 - K[0, 2]) / K[0, 0] * zz
+    y = (v + 0.5 - K[1, 2]) / K[1, 1] * zz
+    cam = np.stack([x, y, zz], 1)
+    R, t = viewmat[:3, :3].astype(np.float64), viewmat[:3, 3].astype(np.float64)
+    return (cam - t) @ R
+
+
+@dataclass
+class ViewHole:
+    """Per training view: the pre-edit render rgb0 [H,W,3], hole [H,W] bool, target [H,W,3]
+    (inpainted inside the hole, rgb0 outside)."""
+
+    view: object
+    rgb0: np.ndarray
+    hole: np.ndarray
+    target: np.ndarray
+
+
+def prepare_views(g0: Gaussians, seg0: Seg, g1: Gaussians, ids: list[int], views: list, background: torch.Tensor,
+                  inpainter, px: int, ring_px: int, stride: int):
+    """Holes, inpainted targets and seed points/colours for each view. Returns (holes, points, colours, sizes)."""
+    labels = None if seg0.classifier is not None else seg0.labels
+    holes, pts, cols, sizes = [], [], [], []
+    with torch.no_grad():
+        for view in views:
+            vt = view_tensors(view)
+            r0 = render_ids(g0, vt, seg0.classifier, labels, background=background)
+            hole = hole_mask(r0.ids, ids, px)
+            if not hole.any():
+                continue
+            target = inpainter(r0.rgb, hole)
+            target = np.where(hole[..., None], target, r0.rgb).astype(np.float32)
+            holes.append(ViewHole(view, r0.rgb.astype(np.float32), hole, target))
+            r1 = render_view(g1, vt, g1.sh_degree, background=background)
+            depth = r1.depth[..., 0].numpy()
+            alpha = r1.alpha[..., 0].numpy()
+            z = fill_depth(depth, alpha > 0.5, hole, ring_px)
+            if z is None:
+                continue
+            grid = np.zeros_like(hole)
+            grid[::stride, ::stride] = True
+            pix = np.nonzero(hole & grid)
+            K = np.asarray(view.K, np.float64)
+            pts.append(backproject(z, pix, K, np.asarray(view.viewmat)))
+            cols.append(target[pix])
+            sizes.append(z[pix] / K[0, 0] * stride)
+    if not pts:
+        return holes, np.zeros((0, 3)), np.zeros((0, 3)), np.zeros(0)
+    return holes, np.concatenate(pts), np.concatenate(cols), np.concatenate(sizes)
+
+
+def merge_seeds(points: np.ndarray, colours: np.ndarray, sizes: np.ndarray, max_seeds: int, seed: int):
+    """Voxel-grid merge of seed points [M,3] (voxel = median footprint): mean point, colour, size."""
+    if not len(points):
+        return points, colours, sizes
+    voxel = float(np.median(sizes))
+    key = np.floor(points / voxel).astype(np.int64)
+    _, inv, counts = np.unique(key, axis=0, return_inverse=True, return_counts=True)
+    inv = inv.ravel()
+    n = len(counts)
+
+    def mean(a):
+        out = np.zeros((n,) + a.shape[1:])
+        np.add.at(out, inv, a)
+        return out / counts.reshape((-1,) + (1,) * (a.ndim - 1))
+
+    p, c, s = mean(points), mean(colours), mean(sizes)
+    if n > max_seeds:
+        keep = np.sort(np.random.default_rng(seed).choice(n, max_seeds, replace=False))
+        p, c, s = p[keep], c[keep], s[keep]
+    return p, c, s
+
+
+def seed_gaussians(points: np.ndarray, colours: np.ndarray, sizes: np.ndarray, g1: Gaussians,
+                   size: float = 0.35) -> Gaussians:
+    """New Gaussians at points [M,3] with colours [M,3], isotropic size [M]; identities of the nearest
+    surviving Gaussian of g1; view-dependent SH zero."""
+    m = len(points)
+    quats = torch.zeros(m, 4)
+    quats[:, 0] = 1
+    if len(g1) and m:
+        _, nn = cKDTree(g1.means.numpy()).query(points, k=1, workers=-1)
+        ids = g1.ids[torch.from_numpy(nn)].clone()
+    else:
+        nn = np.zeros(m, np.int64)
+        ids = torch.zeros(m, g1.id_dim)
+    g = Gaussians(
+        means=torch.from_numpy(points).float(),
+        quats=quats,
+        scales=torch.log(torch.from_numpy(size * sizes).float().clamp_min(1e-6))[:, None].repeat(1, 3),
+        opacities=torch.full((m,), math.log(0.8 / 0.2)),
+        sh0=rgb_to_sh(torch.from_numpy(np.clip(colours, 0, 1)).float())[:, None, :],
+        shN=torch.zeros(m, g1.shN.shape[1], 3),
+        ids=ids,
+    )
+    g.nearest = nn  # index of the nearest surviving Gaussian (labels for lifted runs)
+    return g
+
+
+def finetune(fixed: Gaussians, new: Gaussians, holes: list[ViewHole], background: torch.Tensor, opts: InpaintOptions,
+             extent: float, progress: bool = False) -> Gaussians:
+    """Adam over the new Gaussians only (means, quats, log-scales, opacity logits, DC colour): L1 of the
+    full render to each view's target (inpainted in the hole, pre-edit render outside). The fixed
+    Gaussians' view-dependent colours are evaluated once per view."""
+    from tqdm import tqdm
+
+    from ..model.sh import eval_sh
+    from ..render import rasterize
+
+    names = ("means", "quats", "scales", "opacities", "sh0")
+    params = {k: torch.nn.Parameter(getattr(new, k).clone()) for k in names}
+    lrs = {"means": opts.lr_means * extent, "quats": opts.lr_quats, "scales": opts.lr_scales,
+           "opacities": opts.lr_opacity, "sh0": opts.lr_sh0}
+    optim = torch.optim.Adam([{"params": [params[k]], "lr": lrs[k]} for k in names], eps=1e-15)
+    f_means, f_quats = fixed.means.detach(), fixed.quats.detach()
+    f_scales, f_opac = torch.exp(fixed.scales.detach()), torch.sigmoid(fixed.opacities.detach())
+    targets = [torch.from_numpy(h.target) for h in holes]
+    vts = [view_tensors(h.view) for h in holes]
+    colours: dict[int, torch.Tensor] = {}
+    rng = np.random.default_rng(opts.seed)
+    order: list[int] = []
+    for _ in tqdm(range(opts.iterations), desc="fine-tune", disable=not progress):
+        if not order:
+            order = rng.permutation(len(holes)).tolist()
+        i = order.pop()
+        vt = vts[i]
+        if i not in colours:
+            with torch.no_grad():
+                dirs = torch.nn.functional.normalize(f_means - vt.campos, dim=-1)
+                colours[i] = eval_sh(fixed.sh_degree, fixed.sh_coeffs(), dirs)
+        new_rgb = torch.clamp_min(params["sh0"][:, 0] * 0.28209479177387814 + 0.5, 0.0)
+        out = rasterize(
+            torch.cat([f_means, params["means"]]), torch.cat([f_quats, params["quats"]]),
+            torch.cat([f_scales, torch.exp(params["scales"])]), torch.cat([f_opac, torch.sigmoid(params["opacities"])]),
+            torch.cat([colours[i], new_rgb]), vt.viewmat, vt.K, vt.width, vt.height, background=background)
+        loss = (out.image - targets[i]).abs().mean()
+        optim.zero_grad(set_to_none=True)
+        loss.backward()
+        optim.step()
+    out_g = new.detach()
+    for k in names:
+        setattr(out_g, k, params[k].detach().clone())
+    return out_g
+
+
+def psnr_in(a: np.ndarray, b: np.ndarray, mask: np.ndarray) -> float:
+    """PSNR (dB, peak 1) between a and b [H,W,3] over mask [H,W]."""
+    if not mask.any():
+        return float("nan")
+    mse = float(np.mean((a[mask].astype(np.float64) - b[mask].astype(np.float64)) ** 2))
+    return 10 * math.log10(1.0 / max(mse, 1e-12))
+
+
+def consistency(g: Gaussians, holes: list[ViewHole], background: torch.Tensor) -> dict:
+    """PSNR of the render against each view's inpainted image inside its hole: per view, mean, std."""
+    per = {}
+    with torch.no_grad():
+        for h in holes:
+            img = render_view(g, view_tensors(h.view), g.sh_degree, background=background).image.clamp(0, 1).numpy()
+            per[h.view.name] = round(psnr_in(img, h.target, h.hole), 3)
+    vals = np.array(list(per.values()), np.float64)
+    return {"psnr_mean": float(vals.mean()) if len(vals) else float("nan"),
+            "psnr_std": float(vals.std()) if len(vals) else float("nan"), "views": len(vals), "per_view": per}
+
+
+def inpaint(data, sel, opts: InpaintOptions | None = None, out: Path | None = None, progress: bool = False):
+    """Remove ``sel`` from the run ``data`` (a runio.RunData) and fill the hole.
+
+    Returns (gaussians, seg, info) with info["consistency"] (see module docstring)."""
+    opts = opts or InpaintOptions()
+    g0, seg0 = data.gaussians, data.seg
+    g1, seg1 = remove(g0, seg0, sel.mask)
+    views = data.views("train")
+    width = views[0].width
+    px = dilation_px(width, opts.dilate)
+    inpainter = make_inpainter(opts)
+    holes, pts, cols, sizes = prepare_views(g0, seg0, g1, sel.ids, views, data.background, inpainter, px,
+                                            ring_px=max(3, 2 * px), stride=opts.stride)
+    if not holes:
+        raise InputError(f"{data.path}: ids {sel.ids} are not visible in any training view; use remove instead")
+    pts, cols, sizes = merge_seeds(pts, cols, sizes, opts.max_seeds, opts.seed)
+    new = seed_gaussians(pts, cols, sizes, g1, opts.seed_size)
+    nearest = new.nearest
+    seeded = concat(g1, new)
+    before = consistency(seeded, holes, data.background)
+    extent = float(getattr(data.scene(), "extent", 1.0))
+    if len(new) and opts.iterations > 0:
+        new = finetune(g1, new, holes, data.background, opts, extent, progress)
+    g = concat(g1, new)
+    seg = seg1.append(seg1.labels[nearest]) if seg1.classifier is None else seg1
+    after = consistency(g, holes, data.background)
+    if out is not None:
+        for h in holes[:3]:
+            write_image(Path(out) / "inpaint" / f"{h.view.name}_target.png", h.target)
+            write_image(Path(out) / "inpaint" / f"{h.view.name}_hole.png", h.hole.astype(np.uint8) * 255)
+    info = {"removed": int(sel.mask.sum()), "new_gaussians": len(new), "inpainter": opts.inpainter,
+            "dilate_px": px, "iterations": opts.iterations, "views": len(holes),
+            "consistency_seeded": {k: v for k, v in before.items() if k != "per_view"}, "consistency": after}
+    return g, seg, info

@@ -1,0 +1,28 @@
+"""CLI wiring of ``gsgroup view RUN [--port 8080] [--host 127.0.0.1]``."""
+
+from __future__ import annotations
+
+import argparse
+
+from ..errors import InputError
+
+
+def cmd_view(args) -> int:
+    """Handler of ``gsgroup view``: validate the run and port, then serve until Ctrl-C."""
+    try:
+        import viser  # noqa: F401
+    except ImportError:
+        raise InputError("gsgroup view needs viser: pip install 'gsgroup[viewer]' (or pip install viser)") from None
+    from .server import serve
+
+    return serve(args.run, host=args.host, port=args.port)
+
+
+def add_view_command(subparsers) -> None:
+    """Register ``gsgroup view`` on the top-level subparsers."""
+    p = subparsers.add_parser("view", help="interactive web viewer: select, hide, isolate, edit and save objects",
+                              formatter_class=argparse.ArgumentDefaultsHelpFormatter)
+    p.add_argument("run", help="a segmented run folder (point_cloud.ply + classifier.pt or labels.npy)")
+    p.add_argument("--port", type=int, default=8080, help="port to serve on")
+    p.add_argument("--host", default="127.0.0.1", help="address to bind (only this one)")
+    p.set_defaults(func=cmd_view)

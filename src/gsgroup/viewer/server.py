@@ -1,0 +1,245 @@
+"""``gsgroup view RUN``: a local web viewer of a segmented run, built on viser.
+
+Why the splats are drawn in the browser: viser's ``add_gaussian_splats`` ships the Gaussians once
+(32 bytes each: centre, half-precision covariance, RGBA) and the browser sorts and rasterises them
+with WebGL at interactive frame rates, also for 100k+ Gaussians. Server-side rendering with the
+project's CPU rasteriser would cost ~50-200 ms per frame per client on this machine and stream an
+image per camera move; with browser-side splats the CPU server only recomputes arrays when the
+scene changes (an edit, a mode switch, a selection) and answers clicks with a ray pick (numpy).
+
+The server is pure wiring: the model (selection, edits, undo, save) is ``ViewerState``.
+"""
+
+from __future__ import annotations
+
+import socket
+import threading
+import time
+from pathlib import Path
+
+import numpy as np
+
+from ..errors import InputError
+from .state import MODES, ViewerState, open_run
+
+NONE = "(none)"
+
+
+def check_port(host: str, port: int) -> None:
+    """InputError when (host, port) cannot be bound (in use, or a host that is not local)."""
+    if not (0 <= int(port) <= 65535):
+        raise InputError(f"--port {port}: must be between 0 and 65535")
+    try:
+        infos = socket.getaddrinfo(host, port, type=socket.SOCK_STREAM)
+    except socket.gaierror:
+        raise InputError(f"--host {host}: unknown host name; use 127.0.0.1 (this machine) or 0.0.0.0") from None
+    family, _, _, _, addr = infos[0]
+    s = socket.socket(family, socket.SOCK_STREAM)
+    try:
+        s.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
+        s.bind(addr)
+    except OSError as e:
+        if e.errno in (98, 48, 10048):  # EADDRINUSE on Linux, macOS, Windows
+            raise InputError(f"--port {port}: already in use on {host}; stop the other server or pick another "
+                             f"--port") from None
+        raise InputError(f"--host {host} --port {port}: cannot listen there ({e.strerror}); "
+                         f"use --host 127.0.0.1 or another --port") from None
+    finally:
+        s.close()
+
+
+def _object_label(oid: int, count: int) -> str:
+    return f"{oid}{' (background)' if oid == 0 else ''}: {count} Gaussians"
+
+
+def _fmt(v) -> str:
+    return "-" if v is None else "(" + ", ".join(f"{x:.3f}" for x in v) + ")"
+
+
+class ViewerApp:
+    """A running viewer: ``state`` (ViewerState), ``server`` (viser.ViserServer), ``port``.
+
+    Every GUI callback takes ``lock``; ``redraw()`` re-sends the splats and the panel."""
+
+    def __init__(self, run: str | Path, host: str = "127.0.0.1", port: int = 8080, verbose: bool = True):
+        self.state = ViewerState(open_run(run))  # errors before any socket is opened
+        check_port(host, port)
+        import viser
+
+        self.lock = threading.RLock()
+        self.server = viser.ViserServer(host=host, port=port, label=f"gsgroup: {Path(run).name}", verbose=verbose)
+        self.port = self.server.get_port()
+        if port != 0 and self.port != port:  # lost a race for the port: viser moved to the next one
+            self.server.stop()
+            raise InputError(f"--port {port}: already in use on {host}; stop the other server or pick another --port")
+        self.host = host
+        self.redraws = 0
+        self._build_gui()
+        self._default_camera()
+        self.redraw()
+
+    # ------------------------------------------------------------------ setup
+    def _default_camera(self) -> None:
+        means = self.state.act["means"]
+        lo, hi = np.percentile(means, 5, axis=0), np.percentile(means, 95, axis=0)
+        centre = 0.5 * (lo + hi)
+        ext = float(np.linalg.norm(hi - lo)) or 1.0
+        cam = self.server.initial_camera
+        cam.look_at = tuple(centre)
+        cam.position = tuple(centre + ext * np.array([0.0, -1.2, 0.6]))
+        cam.up = (0.0, 0.0, 1.0)
+
+    def _build_gui(self) -> None:
+        gui = self.server.gui
+        gui.add_markdown(f"**{self.state.src.path.name}** — {len(self.state.src.gaussians)} Gaussians")
+        self.mode = gui.add_dropdown("Display", MODES, initial_value="RGB")
+        self.objects = gui.add_dropdown("Object", self._object_options(), initial_value=NONE)
+        self.info = gui.add_markdown("Click an object, or choose it in the list.")
+        with gui.add_folder("Selection"):
+            self.b_hide = gui.add_button("Hide")
+            self.b_isolate = gui.add_button("Isolate")
+            self.b_remove = gui.add_button("Remove", color="red")
+            self.colour = gui.add_rgb("Colour", (51, 102, 255))
+            self.b_recolour = gui.add_button("Recolour")
+            self.offset = gui.add_vector3("Translate by", (0.0, 0.0, 0.0), step=0.01)
+            self.b_translate = gui.add_button("Translate")
+            self.b_undo = gui.add_button("Undo")
+        with gui.add_folder("Save"):
+            run = self.state.src.path
+            self.out_run = gui.add_text("New run folder", str(run.parent / f"{run.name}_edited"))
+            self.b_save = gui.add_button("Save as new run")
+            self.out_ply = gui.add_text("Export PLY", str(run.parent / f"{run.name}_selection.ply"))
+            self.b_export = gui.add_button("Export selection as PLY")
+        self.status = gui.add_markdown("")
+
+        self._syncing = False
+        self.mode.on_update(self._guarded(self._on_mode))
+        self.objects.on_update(self._guarded(self._on_object))
+        self.b_hide.on_click(self._guarded(lambda _: self.state.hide(), "hid the object"))
+        self.b_isolate.on_click(self._guarded(self._on_isolate))
+        self.b_remove.on_click(self._guarded(lambda _: self.state.remove(), "removed the object"))
+        self.b_recolour.on_click(self._guarded(lambda _: self.state.recolor(self.colour.value), "recoloured"))
+        self.b_translate.on_click(self._guarded(lambda _: self.state.translate(self.offset.value), "moved"))
+        self.b_undo.on_click(self._guarded(self._on_undo))
+        self.b_save.on_click(self._guarded(self._on_save))
+        self.b_export.on_click(self._guarded(self._on_export))
+        self.server.scene.on_click()(self._guarded(self._on_scene_click))
+
+    def _guarded(self, fn, done: str | None = None):
+        """Wrap a callback: take the lock, skip echo events of our own GUI sync, show errors in the panel."""
+        def wrapped(event):
+            if self._syncing:
+                return
+            with self.lock:
+                try:
+                    msg = fn(event)
+                    self.redraw(msg if isinstance(msg, str) else done)
+                except InputError as e:
+                    self._set_status(f"⚠️ {e}")
+        return wrapped
+
+    # ------------------------------------------------------------------ callbacks
+    def _on_mode(self, _):
+        self.state.mode = self.mode.value
+        return f"display: {self.mode.value}"
+
+    def _on_object(self, _):
+        v = self.objects.value
+        self.state.select(None if v == NONE else int(v.split(":")[0].split(" ")[0]))
+        return None
+
+    def _on_isolate(self, _):
+        if self.state.selected is None:
+            raise InputError("isolate: select an object first (click it or pick it in the list)")
+        self.state.mode = "isolate"
+        return f"isolated object {self.state.selected}"
+
+    def _on_undo(self, _):
+        return "undone" if self.state.undo() else "nothing to undo"
+
+    def _on_save(self, _):
+        info = self.state.save_run(self.out_run.value.strip())
+        return f"saved {info['gaussians_after']} Gaussians to {self.out_run.value.strip()}"
+
+    def _on_export(self, _):
+        info = self.state.export_selection(self.out_ply.value.strip())
+        return f"exported {info['gaussians']} Gaussians to {info['path']}"
+
+    def _on_scene_click(self, event):
+        oid = self.state.pick(event.ray_origin, event.ray_direction)
+        self.last_click = {"ray_origin": event.ray_origin, "ray_direction": event.ray_direction, "id": oid}
+        if oid is None:
+            return "no object under the click"
+        self.state.select(oid)
+        return f"picked object {oid}"
+
+    # ------------------------------------------------------------------ display
+    def _object_options(self) -> list[str]:
+        counts = np.bincount(self.state.labels) if len(self.state.labels) else np.zeros(0, int)
+        return [NONE] + [_object_label(i, int(counts[i])) for i in self.state.object_ids()]
+
+    def _set_status(self, text: str) -> None:
+        self.status.content = text
+
+    def redraw(self, message: str | None = None) -> None:
+        """Re-send the splats (current mode, hidden, selection) and refresh the panel."""
+        st = self.state
+        arrays = st.splat_arrays()
+        if len(arrays["centers"]):
+            self.server.scene.add_gaussian_splats("/splats", **arrays)
+        else:
+            self.server.scene.remove_by_name("/splats")
+        info = st.selection_info()  # highlighted by a yellow tint (RGB/ids) or isolation
+        self._syncing = True
+        try:
+            self.objects.options = self._object_options()
+            self.objects.value = (NONE if st.selected is None else
+                                  next(o for o in self.objects.options if o.split(":")[0].split(" ")[0] == str(st.selected)))
+            self.mode.value = st.mode
+        finally:
+            self._syncing = False
+        if info is None:
+            self.info.content = "No selection. Click an object, or choose it in the list."
+        else:
+            c = info["mean_color"]
+            hexc = "-" if c is None else "#" + "".join(f"{int(round(255 * x)):02x}" for x in c)
+            self.info.content = (f"**Selected object: id {info['id']}**  \n"
+                                 f"Gaussians: {info['gaussians']}  \n"
+                                 f"bbox min: {_fmt(info['bbox_min'])}  \n"
+                                 f"bbox max: {_fmt(info['bbox_max'])}  \n"
+                                 f"mean colour: {hexc}")
+        n_ops = len(st.ops)
+        self._set_status((message or "") + (f"  \n{n_ops} op(s) so far; undo available" if st.history else ""))
+        self.redraws += 1
+
+    # ------------------------------------------------------------------ control
+    def set_camera(self, position, look_at, up=(0.0, 0.0, 1.0), fov_deg: float | None = None) -> None:
+        """Point every connected client's camera (and new clients') at look_at from position."""
+        cam = self.server.initial_camera
+        cam.position, cam.look_at, cam.up = tuple(position), tuple(look_at), tuple(up)
+        if fov_deg is not None:
+            cam.fov = float(np.deg2rad(fov_deg))
+        for client in self.server.get_clients().values():
+            with client.atomic():
+                client.camera.up_direction = tuple(up)
+                client.camera.position = tuple(position)
+                client.camera.look_at = tuple(look_at)
+                if fov_deg is not None:
+                    client.camera.fov = float(np.deg2rad(fov_deg))
+
+    def stop(self) -> None:
+        self.server.stop()
+
+
+def serve(run: str | Path, host: str = "127.0.0.1", port: int = 8080) -> int:
+    """Start the viewer and block until Ctrl-C."""
+    app = ViewerApp(run, host, port)
+    print(f"gsgroup view: http://{host}:{app.port}  (Ctrl-C to stop)", flush=True)
+    try:
+        while True:
+            time.sleep(3600)
+    except KeyboardInterrupt:
+        pass
+    finally:
+        app.stop()
+    return 0

@@ -1,0 +1,142 @@
+"""What the browser draws, and what a click hits: splat arrays and ray picking (numpy, no viser).
+
+``activated``/``covariances`` turn raw Gaussian parameters into the arrays viser's splat renderer
+takes (centres, 3x3 covariances, RGB from the DC SH term, opacities). ``ray_weights`` composites a
+click ray: every Gaussian whose Mahalanobis distance d_i to the ray is below ``max_sigma``
+contributes alpha_i = opacity_i * exp(-d_i^2 / 2) at its closest point along the ray; sorted front
+to back, its blending weight is T_i alpha_i (T_i = prod_{j<i} (1 - alpha_j)), as in the rasteriser.
+``pick`` returns the first Gaussian at which the accumulated opacity reaches ``min_alpha``, so
+faint Gaussians in front do not steal the click.
+"""
+
+from __future__ import annotations
+
+import numpy as np
+import torch
+
+from ..model import Gaussians
+from ..model.sh import sh_to_rgb
+
+
+def quat_to_matrix(q: np.ndarray) -> np.ndarray:
+    """Rotation matrices [N,3,3] of quaternions [N,4] (w,x,y,z, normalised here)."""
+    q = np.asarray(q, np.float64)
+    q = q / np.maximum(np.linalg.norm(q, axis=1, keepdims=True), 1e-12)
+    w, x, y, z = q.T
+    return np.stack([
+        np.stack([1 - 2 * (y * y + z * z), 2 * (x * y - w * z), 2 * (x * z + w * y)], -1),
+        np.stack([2 * (x * y + w * z), 1 - 2 * (x * x + z * z), 2 * (y * z - w * x)], -1),
+        np.stack([2 * (x * z - w * y), 2 * (y * z + w * x), 1 - 2 * (x * x + y * y)], -1),
+    ], axis=1)
+
+
+@torch.no_grad()
+def activated(g: Gaussians) -> dict[str, np.ndarray]:
+    """Activated parameters as numpy: means [N,3], R [N,3,3], sigma [N,3] (std devs), opacity [N],
+    rgb [N,3] in [0,1] (DC term only)."""
+    return {
+        "means": g.means.detach().numpy().astype(np.float64),
+        "R": quat_to_matrix(g.quats.detach().numpy()),
+        "sigma": np.exp(g.scales.detach().numpy().astype(np.float64)),
+        "opacity": torch.sigmoid(g.opacities.detach()).numpy().astype(np.float64),
+        "rgb": sh_to_rgb(g.sh0.detach()[:, 0]).clamp(0, 1).numpy().astype(np.float64),
+    }
+
+
+def covariances(R: np.ndarray, sigma: np.ndarray) -> np.ndarray:
+    """Covariances [N,3,3] = R diag(sigma^2) R^T from rotations [N,3,3] and std devs [N,3]."""
+    Rs = R * sigma[:, None, :]
+    return Rs @ np.swapaxes(Rs, 1, 2)
+
+
+def ray_weights(act: dict[str, np.ndarray], origin, direction, visible: np.ndarray | None = None,
+                max_sigma: float = 2.0) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
+    """The Gaussians a ray passes within ``max_sigma`` (Mahalanobis) of, front to back.
+
+    act: ``activated(g)``; origin, direction [3] (world); visible [N] bool (hidden Gaussians are
+    transparent). Returns (index [M] int, alpha [M], weight [M] = T_i alpha_i), sorted by depth,
+    with alpha_i = opacity_i exp(-d_i^2/2) at the point of the ray closest to Gaussian i."""
+    o = np.asarray(origin, np.float64)
+    d = np.asarray(direction, np.float64)
+    d = d / max(np.linalg.norm(d), 1e-12)
+    means, R, sigma, opac = act["means"], act["R"], act["sigma"], act["opacity"]
+    cand = np.arange(len(means)) if visible is None else np.flatnonzero(visible)
+    # cheap pre-filter: Euclidean distance to the ray < max_sigma * largest std dev
+    rel = means[cand] - o
+    t_mu = rel @ d
+    reach = max_sigma * sigma[cand].max(axis=1)
+    perp = np.linalg.norm(rel - t_mu[:, None] * d, axis=1)
+    cand = cand[(perp < reach) & (t_mu > -reach)]
+    # exact: in each Gaussian's whitened frame, o' = S^-1 R^T (o - mu), d' = S^-1 R^T d
+    Rt = np.swapaxes(R[cand], 1, 2)
+    o_loc = np.einsum("nij,nj->ni", Rt, o - means[cand]) / sigma[cand]
+    d_loc = np.einsum("nij,j->ni", Rt, d) / sigma[cand]
+    dd = np.maximum((d_loc * d_loc).sum(1), 1e-24)
+    od = (o_loc * d_loc).sum(1)
+    t = -od / dd
+    m2 = np.maximum((o_loc * o_loc).sum(1) - od ** 2 / dd, 0.0)
+    ok = (m2 < max_sigma ** 2) & (t > 0)
+    cand, t, m2 = cand[ok], t[ok], m2[ok]
+    order = np.argsort(t, kind="stable")
+    cand, m2 = cand[order], m2[order]
+    alpha = np.clip(opac[cand] * np.exp(-0.5 * m2), 0.0, 0.999)
+    trans = np.concatenate([[1.0], np.cumprod(1.0 - alpha)[:-1]])
+    return cand, alpha, trans * alpha
+
+
+def pick(act: dict[str, np.ndarray], origin, direction, visible: np.ndarray | None = None,
+         max_sigma: float = 2.0, min_alpha: float = 0.5) -> int:
+    """Index of the Gaussian a ray hits, or -1 for none: the first (front to back) at which the
+    accumulated opacity 1 - prod(1 - alpha_j) reaches ``min_alpha``; if it never does, the one with
+    the largest blending weight T_i alpha_i. Arguments as ``ray_weights``."""
+    cand, alpha, weight = ray_weights(act, origin, direction, visible, max_sigma)
+    if not len(cand):
+        return -1
+    acc = 1.0 - np.cumprod(1.0 - alpha)
+    hit = np.flatnonzero(acc >= min_alpha)
+    if len(hit):
+        return int(cand[hit[0]])
+    return int(cand[np.argmax(weight)])
+
+
+def look_at_wxyz(position, target, up=(0.0, 0.0, 1.0)) -> np.ndarray:
+    """Camera-to-world rotation (w,x,y,z) of an OpenCV camera (x right, y down, z forward) at
+    ``position`` looking at ``target``."""
+    p, c = np.asarray(position, np.float64), np.asarray(target, np.float64)
+    z = c - p
+    z /= np.linalg.norm(z)
+    x = np.cross(z, np.asarray(up, np.float64))
+    if np.linalg.norm(x) < 1e-9:
+        x = np.cross(z, [1.0, 0.0, 0.0])
+    x /= np.linalg.norm(x)
+    y = np.cross(z, x)
+    return matrix_to_wxyz(np.stack([x, y, z], axis=1))
+
+
+def matrix_to_wxyz(m: np.ndarray) -> np.ndarray:
+    """Quaternion (w,x,y,z) [4] of a rotation matrix [3,3]."""
+    m = np.asarray(m, np.float64)
+    tr = np.trace(m)
+    if tr > 0:
+        s = 2.0 * np.sqrt(tr + 1.0)
+        q = [0.25 * s, (m[2, 1] - m[1, 2]) / s, (m[0, 2] - m[2, 0]) / s, (m[1, 0] - m[0, 1]) / s]
+    else:
+        i = int(np.argmax(np.diag(m)))
+        j, k = (i + 1) % 3, (i + 2) % 3
+        s = 2.0 * np.sqrt(max(1.0 + m[i, i] - m[j, j] - m[k, k], 1e-12))
+        q = np.zeros(4)
+        q[0] = (m[k, j] - m[j, k]) / s
+        q[1 + i] = 0.25 * s
+        q[1 + j] = (m[j, i] + m[i, j]) / s
+        q[1 + k] = (m[k, i] + m[i, k]) / s
+    q = np.asarray(q, np.float64)
+    return q / np.linalg.norm(q)
+
+
+def project(points: np.ndarray, position, wxyz, fov_y: float, width: int, height: int) -> np.ndarray:
+    """Pixel coordinates [M,2] (x right, y down) of world points [M,3] seen by an OpenCV pinhole
+    camera at ``position`` with camera-to-world rotation ``wxyz`` and vertical field of view fov_y (rad)."""
+    R = quat_to_matrix(np.asarray(wxyz, np.float64)[None])[0]
+    cam = (np.asarray(points, np.float64) - np.asarray(position, np.float64)) @ R
+    f = 0.5 * height / np.tan(0.5 * fov_y)
+    return np.stack([f * cam[:, 0] / cam[:, 2] + 0.5 * width, f * cam[:, 1] / cam[:, 2] + 0.5 * height], axis=1)

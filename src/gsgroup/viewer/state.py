@@ -1,0 +1,259 @@
+"""The viewer's model, independent of any web framework: the edited Gaussians, the selection, undo.
+
+Edits (remove, recolour, translate) go through the same functions as ``gsgroup edit``
+(``gsgroup.edit.commands.edit_remove/edit_recolor/edit_transform``) on a RunData of the current
+state; "save as new run" is ``gsgroup.edit.runio.write_run`` (config.json, point_cloud.ply,
+classifier.pt, labels.npy, objects.json, edit.json listing every viewer op); "export" is
+``gsgroup.edit.commands.export_objects``. Hide is a view-only op (not written), but undoable.
+"""
+
+from __future__ import annotations
+
+import copy
+from dataclasses import dataclass, field
+from pathlib import Path
+
+import numpy as np
+import torch
+
+from ..edit.commands import edit_recolor, edit_remove, edit_transform, export_objects
+from ..edit.ops import Seg, Transform, parse_color
+from ..edit.runio import RunData, check_out, load_run, write_run
+from ..edit.select import Segmentation, make_selection
+from ..errors import InputError
+from ..model import Gaussians
+from ..segment.idmaps import palette
+from . import splats
+
+MODES = ("RGB", "ids", "isolate")
+HIGHLIGHT = np.array([1.0, 0.85, 0.1])  # selection tint (yellow)
+MAX_UNDO = 20
+
+
+def open_run(run: str | Path) -> RunData:
+    """Load and validate a segmented run before any server starts; every problem -> one-line InputError."""
+    run = Path(run)
+    if not run.exists():
+        raise InputError(f"{run}: not found; give a run folder written by `gsgroup run` or `gsgroup train --masks`")
+    if not run.is_dir():
+        raise InputError(f"{run}: is not a folder; give a run folder (with config.json and point_cloud.ply)")
+    try:
+        data = load_run(run)
+    except InputError:
+        raise
+    except Exception as e:  # noqa: BLE001 - a truncated/garbled PLY or .pt raises many kinds of errors
+        raise InputError(f"{run}: could not read the run ({type(e).__name__}: {str(e).splitlines()[0] if str(e) else ''}); "
+                         f"point_cloud.ply or the segmentation is corrupt, re-run training or restore the files") from None
+    return data
+
+
+@dataclass
+class Snapshot:
+    g: Gaussians
+    seg: Seg
+    hidden: frozenset
+    ops: list
+
+
+@dataclass
+class ViewerState:
+    """Current Gaussians + segmentation, display mode, hidden ids, selection and undo history."""
+
+    src: RunData
+    g: Gaussians = None
+    seg: Seg = None
+    hidden: frozenset = frozenset()
+    ops: list = field(default_factory=list)
+    mode: str = "RGB"
+    selected: int | None = None
+    sel_mask: np.ndarray | None = None
+    threshold: float = 0.3
+    history: list = field(default_factory=list)
+
+    def __post_init__(self):
+        if self.g is None:
+            self.g, self.seg = self.src.gaussians, self.src.seg
+        self._refresh()
+
+    # ------------------------------------------------------------------ derived data
+    def _refresh(self) -> None:
+        self.data = RunData(self.src.path, self.src.config, self.g, self.seg)
+        self.segmentation: Segmentation = self.data.segmentation()
+        self.act = splats.activated(self.g)
+        self._selections = {}  # oid -> Selection of the current Gaussians (the 3D clean-up is not free)
+        if self.selected is not None:
+            self.sel_mask = self._mask_of(self.selected)
+
+    @property
+    def labels(self) -> np.ndarray:
+        """Per-Gaussian object id [N] (argmax of the classifier, or the lifted label)."""
+        return self.segmentation.labels
+
+    def object_ids(self) -> list[int]:
+        """All ids of the segmentation that still have Gaussians."""
+        return sorted(np.unique(self.labels).tolist())
+
+    def _selection_of(self, oid: int):
+        if oid not in self._selections:
+            self._selections[oid] = make_selection(self.g, self.segmentation, [oid], self.threshold,
+                                                   by=f"viewer id {oid}")
+        return self._selections[oid]
+
+    def _mask_of(self, oid: int) -> np.ndarray:
+        return self._selection_of(oid).mask
+
+    def visible(self) -> np.ndarray:
+        """Bool [N]: not hidden, and (isolate mode) in the selection."""
+        vis = ~np.isin(self.labels, list(self.hidden))
+        if self.mode == "isolate" and self.sel_mask is not None:
+            vis &= self.sel_mask
+        return vis
+
+    def colours(self) -> np.ndarray:
+        """Display colours [N,3] in [0,1] for the current mode; the selection is tinted in RGB mode."""
+        if self.mode == "ids":
+            n = int(max(self.segmentation.num_classes, self.labels.max() + 1 if len(self.labels) else 1))
+            rgb = palette(n)[self.labels].astype(np.float64) / 255.0
+            rgb[self.labels == 0] = 0.25  # the background is drawn grey (palette black is invisible)
+        else:
+            rgb = self.act["rgb"].copy()
+        if self.sel_mask is not None and self.mode != "isolate":
+            rgb[self.sel_mask] = 0.45 * rgb[self.sel_mask] + 0.55 * HIGHLIGHT
+        return rgb
+
+    def splat_arrays(self) -> dict[str, np.ndarray]:
+        """Arrays for viser's add_gaussian_splats: centers [M,3], covariances [M,3,3], rgbs [M,3],
+        opacities [M,1] (float32) of the visible Gaussians."""
+        vis = self.visible()
+        a = self.act
+        return {
+            "centers": a["means"][vis].astype(np.float32),
+            "covariances": splats.covariances(a["R"][vis], a["sigma"][vis]).astype(np.float32),
+            "rgbs": self.colours()[vis].astype(np.float32),
+            "opacities": a["opacity"][vis, None].astype(np.float32),
+        }
+
+    # ------------------------------------------------------------------ selection
+    def pick(self, origin, direction) -> int | None:
+        """Object id under a click ray (origin, direction [3], world), or None when the ray hits nothing.
+
+        Like a rendered pixel of ``gsgroup edit --pick``'s id map: the identity encodings of the
+        visible Gaussians along the ray are alpha-composited (weights T_i alpha_i, ``ray_weights``)
+        and classified (lifted runs: the weighted vote of the labels). Single Gaussians' argmax
+        labels are noisy; the composite is what the segmentation was trained on."""
+        vis = self.visible()
+        if splats.pick(self.act, origin, direction, vis) < 0:
+            return None
+        idx, _, w = splats.ray_weights(self.act, origin, direction, vis)
+        if self.seg.classifier is not None:
+            enc = torch.from_numpy(w.astype(np.float32)) @ self.g.ids.detach()[torch.from_numpy(idx)]
+            with torch.no_grad():
+                return int(self.seg.classifier(enc).argmax())
+        votes = np.bincount(self.labels[idx], weights=w)
+        return int(np.argmax(votes))
+
+    def select(self, oid: int | None) -> None:
+        """Select object ``oid`` (None clears)."""
+        if oid is not None and oid not in self.object_ids():
+            raise InputError(f"object {oid}: not in this run (ids {self.object_ids()})")
+        mask = None if oid is None else self._mask_of(oid)
+        self.selected, self.sel_mask = oid, mask
+
+    def selection_info(self) -> dict | None:
+        """id, Gaussian count, bounding box (min/max of the means) and opacity-weighted mean colour."""
+        if self.selected is None:
+            return None
+        m = self.sel_mask
+        if not m.any():
+            return {"id": self.selected, "gaussians": 0, "bbox_min": None, "bbox_max": None, "mean_color": None}
+        means = self.act["means"][m]
+        w = self.act["opacity"][m]
+        w = w / max(w.sum(), 1e-12)
+        return {"id": self.selected, "gaussians": int(m.sum()), "bbox_min": means.min(0).tolist(),
+                "bbox_max": means.max(0).tolist(), "mean_color": (w @ self.act["rgb"][m]).tolist()}
+
+    def _need_selection(self, what: str) -> None:
+        if self.selected is None or self.sel_mask is None or not self.sel_mask.any():
+            raise InputError(f"{what}: select an object first (click it or pick it in the list)")
+
+    # ------------------------------------------------------------------ edits
+    def _push(self) -> None:
+        self.history.append(Snapshot(self.g, self.seg, self.hidden, list(self.ops)))
+        del self.history[:-MAX_UNDO]
+
+    def _sel(self):
+        return self._selection_of(self.selected)
+
+    def hide(self) -> None:
+        """Hide the selected object (view only)."""
+        self._need_selection("hide")
+        self._push()
+        self.hidden = self.hidden | {self.selected}
+        self.ops.append({"op": "hide", "id": self.selected})
+        self.selected, self.sel_mask = None, None
+
+    def remove(self) -> None:
+        """Delete the selected object's Gaussians (``edit_remove``)."""
+        self._need_selection("remove")
+        sel = self._sel()
+        g, seg, info = edit_remove(self.data, sel)
+        self._apply(g, seg, {"op": "remove", "selection": sel.describe(self.g), **info})
+        self.selected, self.sel_mask = None, None
+
+    def recolor(self, color) -> None:
+        """Give the selection the hue of ``color`` ('#RRGGBB' or RGB 0..255 triple) (``edit_recolor``)."""
+        self._need_selection("recolour")
+        if not isinstance(color, str):
+            color = "#" + "".join(f"{int(round(c)):02x}" for c in color)
+        parse_color(color)
+        sel = self._sel()
+        g, seg, info = edit_recolor(self.data, sel, color)
+        self._apply(g, seg, {"op": "recolor", "selection": sel.describe(self.g), **info})
+
+    def translate(self, t) -> None:
+        """Move the selection by t [3] (``edit_transform``)."""
+        self._need_selection("translate")
+        t = np.asarray(t, np.float64)
+        if t.shape != (3,) or not np.isfinite(t).all():
+            raise InputError(f"translate {t}: give three finite numbers")
+        sel = self._sel()
+        tf = Transform(np.eye(3), t, 1.0, np.zeros(3))
+        g, seg, info = edit_transform(self.data, sel, tf)
+        self._apply(g, seg, {"op": "transform", "selection": sel.describe(self.g), **info})
+
+    def _apply(self, g: Gaussians, seg: Seg, op: dict) -> None:
+        self._push()
+        self.g, self.seg = g, seg
+        self.ops.append(op)
+        self._refresh()
+
+    def undo(self) -> bool:
+        """Revert the last op; False when there is nothing to undo."""
+        if not self.history:
+            return False
+        s = self.history.pop()
+        self.g, self.seg, self.hidden, self.ops = s.g, s.seg, s.hidden, s.ops
+        if self.selected is not None and self.selected not in self.object_ids():
+            self.selected, self.sel_mask = None, None
+        self._refresh()
+        return True
+
+    # ------------------------------------------------------------------ outputs
+    def save_run(self, out: str | Path, force: bool = False) -> dict:
+        """Write the edited Gaussians as a new run folder (``write_run``); edit.json lists the ops."""
+        out = Path(out)
+        check_out(self.src.path, out, force)
+        info = {"edit": "viewer", "source": str(self.src.path.resolve()),
+                "ops": copy.deepcopy([o for o in self.ops if o["op"] != "hide"]),
+                "hidden_in_viewer": sorted(self.hidden)}
+        return write_run(self.src, out, self.g, self.seg, info)
+
+    def export_selection(self, out: str | Path, force: bool = False) -> dict:
+        """Write the selected object's Gaussians (current state) as one PLY (``export_objects``)."""
+        self._need_selection("export")
+        out = Path(out)
+        if out.suffix.lower() != ".ply":
+            raise InputError(f"{out}: export writes a PLY file; give a name ending in .ply")
+        if out.exists() and not force:
+            raise InputError(f"{out}: exists; pick another name")
+        return export_objects(self.data, [self.selected], out, self.threshold)

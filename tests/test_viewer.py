@@ -1,0 +1,346 @@
+"""The web viewer: ray picking (against brute force), the viewer model's edits, and a real browser.
+
+The browser test drives Debian's chromium headless through Playwright's Python client; it is
+skipped when viser, playwright or /usr/bin/chromium is missing.
+"""
+
+from __future__ import annotations
+
+import json
+import shutil
+import socket
+from pathlib import Path
+
+import numpy as np
+import pytest
+import torch
+
+from gsgroup.errors import InputError
+from gsgroup.fileio import write_json
+from gsgroup.model import Gaussians, load_ply, save_ply
+from gsgroup.model.sh import rgb_to_sh
+from gsgroup.segment.grouping import object_summary, save_classifier, save_labels
+from gsgroup.segment.identity import IdentityClassifier
+from gsgroup.viewer import splats
+from gsgroup.viewer.state import ViewerState, open_run
+
+CENTRES = {1: (-0.5, 0.0, 0.4), 2: (0.5, 0.0, 0.4), 3: (0.0, 0.6, 0.4)}
+COLOURS = {0: (0.5, 0.5, 0.5), 1: (0.9, 0.1, 0.1), 2: (0.1, 0.8, 0.1), 3: (0.1, 0.2, 0.9)}
+ID_DIM = 16
+
+
+def make_run(path: Path, per_object: int = 300, seed: int = 0) -> Path:
+    """A small segmented run: a grey floor (id 0) and three coloured blobs (ids 1..3) with a
+    classifier whose class k reads identity channel k (so the labels are known exactly)."""
+    rng = np.random.default_rng(seed)
+    xs = np.linspace(-1.2, 1.2, 24)
+    floor = np.stack(np.meshgrid(xs, xs, indexing="ij"), -1).reshape(-1, 2)
+    means = [np.c_[floor, np.zeros(len(floor))]]
+    labels = [np.zeros(len(floor), int)]
+    for k, c in CENTRES.items():
+        means.append(np.asarray(c) + rng.normal(0, 0.08, (per_object, 3)))
+        labels.append(np.full(per_object, k))
+    means, labels = np.concatenate(means), np.concatenate(labels)
+    n = len(means)
+    scales = np.full((n, 3), np.log(0.04))
+    scales[labels == 0] = np.log([0.06, 0.06, 0.01])
+    ids = np.zeros((n, ID_DIM), np.float32)
+    ids[np.arange(n), labels] = 1.0
+    rgb = np.array([COLOURS[int(k)] for k in labels])
+    g = Gaussians(
+        means=torch.tensor(means, dtype=torch.float32),
+        quats=torch.tensor([[1.0, 0, 0, 0]]).repeat(n, 1),
+        scales=torch.tensor(scales, dtype=torch.float32),
+        opacities=torch.full((n,), 3.0),
+        sh0=rgb_to_sh(torch.tensor(rgb, dtype=torch.float32))[:, None, :],
+        shN=torch.zeros(n, 0, 3),
+        ids=torch.from_numpy(ids),
+    )
+    clf = IdentityClassifier(4, ID_DIM)
+    with torch.no_grad():
+        clf.linear.weight.zero_()
+        clf.linear.weight[:, :4] = 20.0 * torch.eye(4)
+        clf.linear.bias.zero_()
+    path.mkdir(parents=True, exist_ok=True)
+    write_json(path / "config.json", {"data": {"path": str(path / "no_data")}, "train": {"background": [1, 1, 1]}})
+    save_ply(path / "point_cloud.ply", g)
+    save_classifier(path / "classifier.pt", clf)
+    save_labels(path / "labels.npy", labels.astype(np.int32), np.ones(n, np.float32))
+    write_json(path / "objects.json", object_summary(g, labels))
+    return path
+
+
+@pytest.fixture(scope="module")
+def run(tmp_path_factory) -> Path:
+    return make_run(tmp_path_factory.mktemp("viewer") / "RUN")
+
+
+# ----------------------------------------------------------------------------- picking
+
+def _brute_force_pick(act, o, d, visible, max_sigma=2.0, min_alpha=0.5, samples=4000):
+    """Reference: march the ray densely, nearest-in-front candidate by sampled Mahalanobis minimum."""
+    d = np.asarray(d, float) / np.linalg.norm(d)
+    ts = np.linspace(0, 10, samples)
+    pts = np.asarray(o, float) + ts[:, None] * d
+    best = []
+    for i in np.flatnonzero(visible):
+        x = (pts - act["means"][i]) @ act["R"][i] / act["sigma"][i]
+        m2 = (x * x).sum(1)
+        j = int(np.argmin(m2))
+        if m2[j] < max_sigma ** 2 and 0 < j < samples - 1:
+            best.append((ts[j], i, m2[j]))
+    best.sort()
+    T, weights = 1.0, []
+    for _, i, m2 in best:
+        a = min(act["opacity"][i] * np.exp(-0.5 * m2), 0.999)
+        if 1 - T * (1 - a) >= min_alpha:
+            return i
+        weights.append((T * a, i))
+        T *= 1 - a
+    return max(weights)[1] if weights else -1  # never opaque enough: the largest blending weight
+
+
+def test_pick_matches_brute_force():
+    rng = np.random.default_rng(3)
+    n = 60
+    q = rng.normal(size=(n, 4))
+    act = {"means": rng.uniform(-1, 1, (n, 3)) + [0, 0, 4], "R": splats.quat_to_matrix(q),
+           "sigma": rng.uniform(0.05, 0.3, (n, 3)), "opacity": rng.uniform(0.2, 0.95, n)}
+    vis = rng.uniform(size=n) > 0.2
+    hits = 0
+    for _ in range(40):
+        o = rng.normal(0, 0.1, 3)
+        d = np.array([*rng.uniform(-0.25, 0.25, 2), 1.0])
+        got = splats.pick(act, o, d, vis)
+        want = _brute_force_pick(act, o, d, vis)
+        assert got == want
+        hits += got >= 0
+    assert hits > 5  # the rays do hit things
+
+
+def test_pick_front_most_opaque_and_hidden():
+    act = {"means": np.array([[0, 0, 2.0], [0, 0, 4.0], [0, 0, 1.0]]), "R": np.repeat(np.eye(3)[None], 3, 0),
+           "sigma": np.full((3, 3), 0.1), "opacity": np.array([0.95, 0.95, 0.1])}
+    o, d = np.zeros(3), np.array([0, 0, 1.0])
+    assert splats.pick(act, o, d) == 0  # the faint one in front (alpha 0.1) does not take the click
+    assert splats.pick(act, o, d, np.array([False, True, True])) == 1  # hidden ones let the ray through
+    assert splats.pick(act, o, -d) == -1  # behind the camera
+    assert splats.pick(act, [0.5, 0, 0], d) == -1  # 5 sigma off the ray
+
+
+def test_projection_roundtrip():
+    pos, target = np.array([0.0, -2.0, 1.5]), np.array([0.2, 0.1, 0.0])
+    wxyz = splats.look_at_wxyz(pos, target)
+    px = splats.project(target[None], pos, wxyz, np.deg2rad(60), 640, 480)[0]
+    assert np.allclose(px, [320, 240], atol=1e-6)
+    R = splats.quat_to_matrix(wxyz[None])[0]
+    assert np.allclose(R.T @ R, np.eye(3), atol=1e-9) and np.isclose(np.linalg.det(R), 1)
+    # a point to the camera's right projects right of the centre, a point above (world +z) above it
+    right = splats.project((target + R[:, 0] * 0.1)[None], pos, wxyz, 1.0, 640, 480)[0]
+    up = splats.project((target + [0, 0, 0.1])[None], pos, wxyz, 1.0, 640, 480)[0]
+    assert right[0] > 320 and up[1] < 240
+
+
+# ----------------------------------------------------------------------------- model (no browser)
+
+def test_state_pick_select_edit_undo_save(run, tmp_path):
+    st = ViewerState(open_run(run))
+    assert st.object_ids() == [0, 1, 2, 3]
+    cam = np.array([0.5, -3.0, 0.4])
+    assert st.pick(cam, np.array(CENTRES[2]) - cam) == 2
+    st.select(2)
+    info = st.selection_info()
+    assert info["gaussians"] == 300 and np.allclose(info["mean_color"], COLOURS[2], atol=0.01)
+    assert np.all(np.array(info["bbox_min"]) < CENTRES[2]) and np.all(np.array(info["bbox_max"]) > CENTRES[2])
+    st.mode = "isolate"
+    assert st.splat_arrays()["centers"].shape == (300, 3)
+    st.mode = "RGB"
+    st.hide()
+    assert 2 not in st.labels[st.visible()]
+    assert st.pick(cam, np.array(CENTRES[2]) - cam) in (0, None)  # hidden: the click goes through
+    assert st.undo() and st.hidden == frozenset()
+    st.select(1)
+    st.recolor((0, 0, 255))
+    assert st.act["rgb"][st.labels == 1][:, 2].mean() > 0.5
+    st.translate((0.0, 0.0, 1.0))
+    assert np.allclose(st.act["means"][st.labels == 1].mean(0), np.array(CENTRES[1]) + [0, 0, 1], atol=0.03)
+    st.select(3)
+    st.remove()
+    assert 3 not in st.object_ids() and len(st.g) == len(st.src.gaussians) - 300
+    st.undo()
+    assert 3 in st.object_ids()
+    st.select(3)
+    st.remove()
+    st.select(1)
+    ply = st.export_selection(tmp_path / "obj1.ply")
+    assert ply["gaussians"] == 300 and len(load_ply(tmp_path / "obj1.ply")) == 300
+    info = st.save_run(tmp_path / "NEW")
+    edit = json.loads((tmp_path / "NEW" / "edit.json").read_text())
+    assert [o["op"] for o in edit["ops"]] == ["recolor", "transform", "remove"]
+    new = open_run(tmp_path / "NEW")
+    assert len(new.gaussians) == len(st.src.gaussians) - 300 == info["gaussians_after"]
+    assert 3 not in np.unique(new.segmentation().labels)
+    with pytest.raises(InputError, match="exists and is not empty"):
+        st.save_run(tmp_path / "NEW")
+    with pytest.raises(InputError, match="is the input run"):
+        st.save_run(run)
+
+
+# ----------------------------------------------------------------------------- server errors
+
+def test_server_errors(run, tmp_path):
+    pytest.importorskip("viser")
+    from gsgroup.viewer.server import ViewerApp
+
+    with pytest.raises(InputError, match="not found"):
+        ViewerApp(tmp_path / "missing", port=0, verbose=False)
+    bad = tmp_path / "BAD"
+    shutil.copytree(run, bad)
+    (bad / "point_cloud.ply").write_bytes(b"ply\nformat binary_little_endian 1.0\nelement vertex 99\nend_header\n\x00\x01")
+    with pytest.raises(InputError, match="point_cloud.ply|corrupt"):
+        ViewerApp(bad, port=0, verbose=False)
+    trunc = tmp_path / "TRUNC"
+    shutil.copytree(run, trunc)
+    data = (run / "point_cloud.ply").read_bytes()
+    (trunc / "point_cloud.ply").write_bytes(data[: len(data) // 2])
+    with pytest.raises(InputError) as e:
+        ViewerApp(trunc, port=0, verbose=False)
+    assert "\n" not in str(e.value)
+    with socket.socket() as s:
+        s.bind(("127.0.0.1", 0))
+        s.listen(1)
+        port = s.getsockname()[1]
+        with pytest.raises(InputError, match=f"--port {port}: already in use"):
+            ViewerApp(run, host="127.0.0.1", port=port, verbose=False)
+
+
+# ----------------------------------------------------------------------------- a real browser
+
+CHROMIUM = shutil.which("chromium") or (Path("/usr/bin/chromium") if Path("/usr/bin/chromium").exists() else None)
+FLAGS = ["--no-sandbox", "--disable-gpu", "--disable-quic", "--no-first-run", "--disable-background-networking",
+         "--disable-component-update", "--disable-sync", "--use-angle=swiftshader", "--enable-unsafe-swiftshader"]
+
+
+def _wait(cond, timeout=60.0, what="condition"):
+    import time
+
+    t0 = time.time()
+    while time.time() - t0 < timeout:
+        v = cond()
+        if v:
+            return v
+        time.sleep(0.1)
+    raise AssertionError(f"timed out waiting for {what}")
+
+
+def _pixel(png: bytes, x: float, y: float, r: int = 2) -> np.ndarray:
+    import cv2
+
+    img = cv2.imdecode(np.frombuffer(png, np.uint8), cv2.IMREAD_COLOR)[:, :, ::-1]
+    x, y = int(round(x)), int(round(y))
+    return img[y - r:y + r + 1, x - r:x + r + 1].reshape(-1, 3).mean(0)
+
+
+def test_browser_click_remove_save(run, tmp_path):
+    pytest.importorskip("viser")
+    sync_api = pytest.importorskip("playwright.sync_api")
+    if CHROMIUM is None:
+        pytest.skip("chromium not installed (apt-get install -y chromium)")
+    from gsgroup.viewer.server import ViewerApp
+
+    app = ViewerApp(run, "127.0.0.1", 0, verbose=False)
+    try:
+        with sync_api.sync_playwright() as pw:
+            # Playwright gives each launch a fresh temporary profile (its own --user-data-dir)
+            browser = pw.chromium.launch(executable_path=str(CHROMIUM), headless=True, args=FLAGS)
+            page = browser.new_page(viewport={"width": 1000, "height": 700}, device_scale_factor=1)
+            page.goto(f"http://127.0.0.1:{app.port}")
+            page.wait_for_selector("canvas", timeout=60000)
+            page.get_by_text("No selection").wait_for(timeout=60000)
+            close = page.locator("button.mantine-CloseButton-root")  # "software WebGL" notice
+            if close.count():
+                close.first.click()
+            client = _wait(lambda: next(iter(app.server.get_clients().values()), None), what="the client")
+            _wait(lambda: client.camera.image_width > 0, what="the client camera")
+
+            # a known camera: object 2 lands left of the GUI panel
+            pos, target = np.array([-0.3, -2.4, 1.4]), np.array([0.4, 0.1, 0.3])
+            app.set_camera(pos, target, up=(0, 0, 1), fov_deg=50)
+            _wait(lambda: np.allclose(client.camera.position, pos, atol=1e-3)
+                  and np.allclose(client.camera.look_at, target, atol=1e-3), what="the camera pose")
+            w, h = client.camera.image_width, client.camera.image_height
+            assert np.isclose(client.camera.fov, np.deg2rad(50), atol=1e-3)
+            x, y = splats.project(np.array([CENTRES[2]]), client.camera.position, client.camera.wxyz,
+                                  client.camera.fov, w, h)[0]
+            box = page.locator("canvas").first.bounding_box()
+            sx, sy = box["x"] + x * box["width"] / w, box["y"] + y * box["height"] / h
+            assert 50 < sx < 600 and 50 < sy < 650, (sx, sy)
+
+            # the splats are drawn: object 2 (green) shows at its projected position
+            def green():
+                c = _pixel(page.screenshot(), sx, sy)
+                return bool(c[1] > 120 and c[1] > c[0] + 50 and c[1] > c[2] + 50)
+            _wait(green, what="the green object's splats at its projected position")
+            page.screenshot(path=str(tmp_path / "viewer_rgb.png"))
+
+            page.mouse.click(sx, sy)
+            _wait(lambda: app.state.selected == 2, what="a click selecting object 2")
+            panel = page.get_by_text("Selected object: id 2")
+            panel.wait_for(timeout=20000)
+            page.get_by_text("Gaussians: 300").wait_for(timeout=20000)
+            page.wait_for_timeout(1000)
+            page.screenshot(path=str(tmp_path / "viewer_selected.png"))
+
+            page.get_by_role("button", name="Remove").click()
+            _wait(lambda: [o["op"] for o in app.state.ops] == ["remove"], what="the remove op")
+            page.get_by_text("No selection").wait_for(timeout=20000)
+            out = tmp_path / "EDITED"
+            app.out_run.value = str(out)
+            page.locator(f"input[value='{out}']").wait_for(timeout=20000)
+            page.get_by_role("button", name="Save as new run").click()
+            _wait(lambda: (out / "edit.json").exists(), what="the saved run")
+            page.get_by_text("saved").first.wait_for(timeout=20000)
+            page.screenshot(path=str(tmp_path / "viewer_saved.png"))
+
+            # the object list selects as a click would; export writes the selection's PLY
+            page.locator("input[role='combobox'][value='(none)']").first.click()
+            page.get_by_role("option", name="1: 300 Gaussians").click()
+            page.get_by_text("Selected object: id 1").wait_for(timeout=20000)
+            assert app.state.selected == 1
+            ply = tmp_path / "object1.ply"
+            app.out_ply.value = str(ply)
+            page.locator(f"input[value='{ply}']").wait_for(timeout=20000)
+            page.get_by_role("button", name="Export selection as PLY").click()
+            _wait(ply.exists, what="the exported PLY")
+            assert len(load_ply(ply)) == 300
+            browser.close()
+    finally:
+        app.stop()
+
+    src = load_ply(run / "point_cloud.ply")
+    new = load_ply(out / "point_cloud.ply")
+    src_labels = np.load(run / "labels.npy")["id"]
+    assert len(new) == len(src) - int((src_labels == 2).sum())
+    # none of object 2's Gaussians is left, every other one is
+    gone = {tuple(m) for m in src.means[torch.from_numpy(src_labels == 2)].numpy().round(5)}
+    kept = {tuple(m) for m in new.means.numpy().round(5)}
+    assert not gone & kept and len(kept) == len(new)
+    assert 2 not in np.load(out / "labels.npy")["id"]
+    edit = json.loads((out / "edit.json").read_text())
+    assert edit["edit"] == "viewer" and edit["ops"][0]["op"] == "remove" and edit["ops"][0]["selection"]["ids"] == [2]
+    assert (out / "classifier.pt").exists() and (out / "config.json").exists()
+
+
+def test_view_command_wiring(run, tmp_path):
+    import argparse
+
+    from gsgroup.viewer.cli import add_view_command, cmd_view
+
+    parser = argparse.ArgumentParser()
+    add_view_command(parser.add_subparsers(dest="cmd"))
+    args = parser.parse_args(["view", str(run)])
+    assert (args.port, args.host, args.func) == (8080, "127.0.0.1", cmd_view)
+    args = parser.parse_args(["view", str(tmp_path / "nope"), "--port", "0"])
+    pytest.importorskip("viser")
+    with pytest.raises(InputError, match="nope: not found"):
+        cmd_view(args)
