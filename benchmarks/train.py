@@ -1,6 +1,6 @@
 """Training benchmark: quality, wall time, per-iteration speed and peak memory.
 
-    python benchmarks/train.py                 # built-in scene + fox + per-iteration speed, 3 runs each
+    python benchmarks/train.py                 # built-in scene (3 runs) + fox (1 run, --max-gaussians 60000) + speed (3 runs)
     python benchmarks/train.py --quick         # one short run of each, for a smoke test
 
 Each configuration runs in a fresh subprocess (so peak memory is its own); medians over runs
@@ -43,7 +43,7 @@ def run_one(kind: str, iterations: int, seed: int) -> dict:
         else:
             make_scene(tmp / "scene", seed=seed, progress=False)
             scene = load_scene(tmp / "scene", eval=True, cache_dir=tmp / "cache", progress=False)
-        densify = DensifyConfig().scaled(iterations)
+        densify = DensifyConfig(max_gaussians=60_000 if kind == "fox" else None).scaled(iterations)
         if kind == "speed":  # a fixed count of 5000 Gaussians (a subset of the SfM points): time the iteration
             densify = DensifyConfig(densify_until=0, max_gaussians=5000)
         cfg = TrainConfig(iterations=iterations, seed=seed, densify=densify)
@@ -73,7 +73,8 @@ def main() -> None:
     parser.add_argument("--runs", type=int, default=3)
     parser.add_argument("--scenes", default="builtin,fox,speed")
     parser.add_argument("--builtin-iterations", type=int, default=3000)
-    parser.add_argument("--fox-iterations", type=int, default=3000)
+    parser.add_argument("--fox-iterations", type=int, default=2000)
+    parser.add_argument("--fox-runs", type=int, default=1, help="fox runs take ~10 min each")
     parser.add_argument("--single", nargs=3, metavar=("KIND", "ITERATIONS", "SEED"), help=argparse.SUPPRESS)
     args = parser.parse_args()
     if args.single:
@@ -89,7 +90,7 @@ def main() -> None:
             print(f"skipping fox: {FOX} not found")
             continue
         results = []
-        for r in range(runs):
+        for r in range(args.fox_runs if kind == "fox" and not args.quick else runs):
             out = subprocess.run([sys.executable, __file__, "--single", kind, str(iters[kind]), str(r)],
                                  capture_output=True, text=True)
             if out.returncode:
@@ -97,7 +98,7 @@ def main() -> None:
             results.append(json.loads(out.stdout.strip().splitlines()[-1]))
             print(f"  {kind} run {r}: {results[-1]}", flush=True)
         raw += results
-        row = {"scene": kind, "size": results[0]["size"], "iterations": iters[kind], "runs": runs}
+        row = {"scene": kind, "size": results[0]["size"], "iterations": iters[kind], "runs": len(results)}
         for key in ("gaussians", "train_s", "ms_per_iter", "it_per_s", "test_psnr", "test_ssim", "peak_rss_mb"):
             row[key] = median([x[key] for x in results])
         rows.append(row)

@@ -301,16 +301,45 @@ def cmd_demo(args) -> int:
     for name in names[:3]:
         mask_images += [(f"{name} classical masks (ids differ per view)", _colourise(run / "masks" / f"{name}.png", out)),
                         (f"{name} associated (one id per object)", _colourise(run / "object_mask" / f"{name}.png", out))]
-    report = write_report(out / "report.html", "gsgroup demo: reconstruct, group, segment", [
+    pick, edit_images = _demo_edits(scene_dir, run, out, args.quiet)
+    report = write_report(out / "report.html", "gsgroup demo: reconstruct, group, segment, edit", [
         {"title": "Reconstruction (held-out test views)", "metrics": rec, "images": recon_images},
         {"title": "2D masks before and after association", "images": mask_images},
         {"title": "3D segmentation (held-out test views)", "metrics": seg,
          "text": "Per-pixel object ids rendered from the Gaussians' identity encodings, scored against the "
                  "scene's exact ground-truth masks (Hungarian matching).", "images": seg_images},
+        {"title": "Edits of the object picked at pixel " + pick + " (before | after)", "images": edit_images,
+         "text": "gsgroup edit remove / recolor / inpaint --pick " + pick + "; each wrote a new run folder "
+                 "under edits/."},
     ])
     print(f"open {report}")
     print(f"explore and edit the objects in your browser: gsgroup view {run}")
     return 0
+
+
+def _demo_edits(scene_dir: Path, run: Path, out: Path, quiet: bool) -> tuple[str, list]:
+    """Remove, recolour and inpaint the red sphere (object 1 of the built-in scene), picked by a pixel
+    inside it in the first test view. Returns the --pick text and the report's before/after images."""
+    import cv2
+    import numpy as np
+
+    from .data.masks import read_mask
+    from .edit.commands import cmd_edit
+
+    view = "view_000"
+    inside = (read_mask(scene_dir / "gt_mask" / f"{view}.png") == 1).astype(np.uint8)
+    depth = cv2.distanceTransform(inside, cv2.DIST_L2, 3)
+    y, x = np.unravel_index(int(np.argmax(depth)), depth.shape)  # the pixel deepest inside the sphere
+    pick = f"{view}:{x},{y}"
+    images = []
+    for op, extra in (("remove", []), ("recolor", ["--color", "#2a6fdb"]), ("inpaint", [])):
+        target = out / "edits" / op
+        if not (target / "edit.json").exists():
+            print(f"edit {op} --pick {pick} -> {target}")
+            argv = ["edit", op, str(run), "--out", str(target), "--pick", pick, "--force", *extra]
+            cmd_edit(build_parser().parse_args(argv + (["--quiet"] if quiet else [])))
+        images += [(f"{op}: {p.stem}", p) for p in sorted((target / "before_after").glob("*.png"))[:2]]
+    return pick, images
 
 
 def _colourise(mask_png: Path, out: Path) -> Path:
