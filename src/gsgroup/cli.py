@@ -308,8 +308,8 @@ def cmd_demo(args) -> int:
         {"title": "3D segmentation (held-out test views)", "metrics": seg,
          "text": "Per-pixel object ids rendered from the Gaussians' identity encodings, scored against the "
                  "scene's exact ground-truth masks (Hungarian matching).", "images": seg_images},
-        {"title": "Edits of the object picked at pixel " + pick + " (before | after)", "images": edit_images,
-         "text": "gsgroup edit remove / recolor / inpaint --pick " + pick + "; each wrote a new run folder "
+        {"title": "Edits of the sphere, selected by a 2D mask (before | after)", "images": edit_images,
+         "text": "gsgroup edit remove / recolor / inpaint RUN " + pick + "; each wrote a new run folder "
                  "under edits/."},
     ])
     print(f"open {report}")
@@ -318,28 +318,28 @@ def cmd_demo(args) -> int:
 
 
 def _demo_edits(scene_dir: Path, run: Path, out: Path, quiet: bool) -> tuple[str, list]:
-    """Remove, recolour and inpaint the red sphere (object 1 of the built-in scene), picked by a pixel
-    inside it in the first test view. Returns the --pick text and the report's before/after images."""
-    import cv2
+    """Remove, recolour and inpaint the red sphere (object 1 of the built-in scene), selected with a 2D
+    mask of it in the first test view (the ids covering most of the mask, so an object that the
+    masks split in two parts is still taken whole). Returns the selection text and the report's
+    before/after images."""
     import numpy as np
 
     from .data.masks import read_mask
     from .edit.commands import cmd_edit
+    from .fileio import write_image
 
     view = "view_000"
-    inside = (read_mask(scene_dir / "gt_mask" / f"{view}.png") == 1).astype(np.uint8)
-    depth = cv2.distanceTransform(inside, cv2.DIST_L2, 3)
-    y, x = np.unravel_index(int(np.argmax(depth)), depth.shape)  # the pixel deepest inside the sphere
-    pick = f"{view}:{x},{y}"
+    mask = out / "report_files" / "sphere_mask.png"
+    write_image(mask, (read_mask(scene_dir / "gt_mask" / f"{view}.png") == 1).astype(np.uint8) * 255)
     images = []
     for op, extra in (("remove", []), ("recolor", ["--color", "#2a6fdb"]), ("inpaint", [])):
         target = out / "edits" / op
         if not (target / "edit.json").exists():
-            print(f"edit {op} --pick {pick} -> {target}")
-            argv = ["edit", op, str(run), "--out", str(target), "--pick", pick, "--force", *extra]
-            cmd_edit(build_parser().parse_args(argv + (["--quiet"] if quiet else [])))
+            print(f"edit {op} --mask-view {view} --mask {mask} -> {target}")
+            argv = ["edit", op, str(run), "--out", str(target), "--mask-view", view, "--mask", str(mask), "--force"]
+            cmd_edit(build_parser().parse_args(argv + extra + (["--quiet"] if quiet else [])))
         images += [(f"{op}: {p.stem}", p) for p in sorted((target / "before_after").glob("*.png"))[:2]]
-    return pick, images
+    return f"--mask-view {view} --mask {mask.name}", images
 
 
 def _colourise(mask_png: Path, out: Path) -> Path:
