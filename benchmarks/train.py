@@ -11,6 +11,7 @@ from __future__ import annotations
 
 import argparse
 import json
+import os
 import resource
 import subprocess
 import sys
@@ -34,7 +35,7 @@ def run_one(kind: str, iterations: int, seed: int) -> dict:
     from gsgroup.train.densify import DensifyConfig
     from gsgroup.train.trainer import TrainConfig, Trainer
 
-    torch.set_num_threads(2)
+    torch.set_num_threads(int(os.environ.get("BENCH_TORCH_THREADS", "1")))  # as `gsgroup train` does
     with tempfile.TemporaryDirectory() as tmp:
         tmp = Path(tmp)
         if kind == "fox":

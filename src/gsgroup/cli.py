@@ -56,6 +56,8 @@ def _init_checkpoint(path: str | None, id_dim: int) -> Path | None:
 
 
 def cmd_train(args) -> int:
+    import torch
+
     from .data.masks import load_masks
     from .data.scene import load_scene
     from .fileio import write_json
@@ -100,6 +102,9 @@ def cmd_train(args) -> int:
           f"{scene.train[0].width}x{scene.train[0].height}, "
           f"{0 if scene.points is None else len(scene.points)} SfM points, extent {scene.extent:.3f}")
     gaussians = _initial_gaussians(args.init_from, cfg.id_dim, cfg.seed) if getattr(args, "init_from", None) else None
+    # The heavy work runs in the rasterizer's own threads; PyTorch's many small ops per iteration are
+    # faster on one thread (measured at 5k Gaussians, 200x150: 23.5 ms/iteration vs 27.8 ms with two).
+    torch.set_num_threads(1)
     if data_args.get("masks"):
         masks = load_masks(data_args["masks"], scene.train)
         trainer = GroupingTrainer(scene, cfg, run, masks, gaussians=gaussians)

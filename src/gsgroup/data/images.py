@@ -99,7 +99,8 @@ def image_size(path: str | os.PathLike) -> tuple[int, int]:
         return int(w), int(h)
 
 
-def read_image_raw(path: str | os.PathLike) -> np.ndarray:
+def read_image_raw(path: str | os.PathLike, what: str = "image",
+                   fix: str = "re-export the image or remove it from the dataset") -> np.ndarray:
     """Decode an image file unchanged (uint8 or uint16, [H,W], [H,W,3] BGR or [H,W,4] BGRA).
 
     EXIF orientation is ignored, like COLMAP and 3DGS. Raises InputError if unreadable.
@@ -108,10 +109,10 @@ def read_image_raw(path: str | os.PathLike) -> np.ndarray:
     try:
         data = np.fromfile(path, np.uint8)
     except OSError as e:
-        raise InputError(f"{path}: cannot read image ({e}); check the file permissions or remove the image") from e
+        raise InputError(f"{path}: cannot read {what} ({e}); check the file permissions") from e
     img = cv2.imdecode(data, cv2.IMREAD_UNCHANGED) if data.size else None
     if img is None or img.size == 0:
-        raise InputError(f"{path}: corrupt or unreadable image; re-export the image or remove it from the dataset")
+        raise InputError(f"{path}: corrupt or unreadable {what}; {fix}")
     return img
 
 

@@ -47,14 +47,9 @@ __all__ = [
 
 def _decode(path: Path) -> np.ndarray:
     """Decoded pixels unchanged: [H,W] or [H,W,C] (OpenCV channel order BGR(A))."""
-    try:
-        data = np.fromfile(path, np.uint8)
-    except OSError as e:
-        raise InputError(f"{path}: cannot read mask ({e}); check the file permissions") from e
-    img = cv2.imdecode(data, cv2.IMREAD_UNCHANGED) if data.size else None
-    if img is None or img.size == 0:
-        raise InputError(f"{path}: corrupt or unreadable mask image; re-export it as a grey PNG of integer ids")
-    return img
+    from gsgroup.data.images import read_image_raw
+
+    return read_image_raw(path, "mask image", "re-export it as a grey PNG of integer ids")
 
 
 def _integral(arr: np.ndarray, path: Path) -> np.ndarray:
