@@ -6,6 +6,7 @@ import numpy as np
 import torch
 
 from gsgroup.data.scene import Scene, View
+from gsgroup.data.synthetic import look_at
 from gsgroup.model import Gaussians, load_ply, save_ply
 from gsgroup.model.sh import rgb_to_sh, sh_to_rgb
 from gsgroup.render import dominant_gaussian, rasterize
@@ -15,18 +16,6 @@ from gsgroup.segment.grouping import (
 from gsgroup.segment.idmaps import render_ids
 from gsgroup.train.densify import DensifyConfig
 from gsgroup.train.trainer import TrainConfig, view_tensors
-
-
-def look_at(eye, target=(0.0, 0.0, 0.0)):
-    eye, target = np.asarray(eye, float), np.asarray(target, float)
-    f = (target - eye) / np.linalg.norm(target - eye)
-    r = np.cross(f, [0, 0, 1.0])
-    r /= np.linalg.norm(r)
-    d = np.cross(f, r)
-    R = np.stack([r, d, f])
-    V = np.eye(4)
-    V[:3, :3], V[:3, 3] = R, -R @ eye
-    return V.astype(np.float32)
 
 
 def two_blobs(n_per=150, seed=0):
@@ -54,7 +43,7 @@ def blob_scene(gauss, obj, n_views=8, w=64, h=48):
     views, masks = [], {}
     for i in range(n_views):
         a = 2 * math.pi * i / n_views
-        V = look_at([6 * math.cos(a), 6 * math.sin(a), 2.0])
+        V = look_at([6 * math.cos(a), 6 * math.sin(a), 2.0], (0.0, 0.0, 0.0)).astype(np.float32)
         out = rasterize(means, quats, scales, opac, rgb, torch.from_numpy(V), torch.from_numpy(K), w, h)
         dom = dominant_gaussian(means, quats, scales, opac, torch.from_numpy(V), torch.from_numpy(K), w, h).numpy()
         mask = np.where(dom >= 0, obj.numpy()[np.maximum(dom, 0)] + 1, 0).astype(np.int32)
