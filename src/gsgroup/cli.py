@@ -101,7 +101,8 @@ def cmd_train(args) -> int:
     print(f"scene: {len(scene.train)} train / {len(scene.test)} test views at "
           f"{scene.train[0].width}x{scene.train[0].height}, "
           f"{0 if scene.points is None else len(scene.points)} SfM points, extent {scene.extent:.3f}")
-    gaussians = _initial_gaussians(args.init_from, cfg.id_dim, cfg.seed) if getattr(args, "init_from", None) else None
+    init_ckpt = None if args.resume else _init_checkpoint(args.init_from, cfg.id_dim)
+    gaussians = _initial_gaussians(args.init_from, cfg.id_dim, cfg.seed) if args.init_from else None
     # The heavy work runs in the rasterizer's own threads; PyTorch's many small ops per iteration are
     # faster on one thread (measured at 5k Gaussians, 200x150: 23.5 ms/iteration vs 27.8 ms with two).
     torch.set_num_threads(1)
@@ -114,8 +115,8 @@ def cmd_train(args) -> int:
     if args.resume:
         trainer.load_checkpoint(ckpt)
         print(f"resumed at iteration {trainer.step_count}")
-    elif _init_checkpoint(args.init_from, cfg.id_dim):
-        trainer.load_checkpoint(_init_checkpoint(args.init_from, cfg.id_dim), weights_only=True)
+    elif init_ckpt:
+        trainer.load_checkpoint(init_ckpt, weights_only=True)
     if args.force and not args.resume:
         (run / "train_log.jsonl").unlink(missing_ok=True)
     write_json(run / "config.json", {"version": __version__, "data": data_args, "train": cfg.to_dict()})

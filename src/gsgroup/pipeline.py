@@ -59,13 +59,11 @@ def render_split(run: Path, out: Path, split: str, progress: bool = True) -> lis
 
 def evaluate_run(run: Path, progress: bool = True) -> dict:
     """PSNR / SSIM of a run on its test split; writes RUN/metrics.json."""
-    import numpy as np
     import torch
 
     from .fileio import write_json
-    from .train.losses import psnr, ssim
     from .train.run import load_run_gaussians, load_run_scene, read_config
-    from .train.trainer import render_view, view_tensors
+    from .train.trainer import mean_scores, score_views, view_tensors
 
     config = read_config(run)
     scene = load_run_scene(run, config, progress=progress)
@@ -73,19 +71,8 @@ def evaluate_run(run: Path, progress: bool = True) -> dict:
         raise InputError(f"{run}: no test views; train with --eval to hold out every 8th image")
     g = load_run_gaussians(run)
     bg = torch.tensor(config["train"]["background"], dtype=torch.float32)
-    per_view = {}
-    with torch.no_grad():
-        for view in scene.test:
-            vt = view_tensors(view)
-            img = render_view(g, vt, g.sh_degree, background=bg).image.clamp(0, 1)
-            per_view[view.name] = {"psnr": psnr(img, vt.image), "ssim": ssim(img, vt.image).item()}
-    metrics = {
-        "psnr": float(np.mean([v["psnr"] for v in per_view.values()])),
-        "ssim": float(np.mean([v["ssim"] for v in per_view.values()])),
-        "views": len(per_view),
-        "gaussians": len(g),
-        "per_view": per_view,
-    }
+    per_view = score_views(g, [view_tensors(v) for v in scene.test], g.sh_degree, bg)
+    metrics = {**mean_scores(per_view), "gaussians": len(g), "per_view": per_view}
     write_json(run / "metrics.json", metrics)
     return metrics
 

@@ -151,6 +151,26 @@ def render_view(
     )
 
 
+@torch.no_grad()
+def score_views(gaussians: Gaussians, views: list[ViewTensors], sh_degree: int, background: torch.Tensor) -> dict:
+    """PSNR and SSIM of each view's render against its image: {view name: {"psnr", "ssim"}}."""
+    from .losses import ssim
+
+    out = {}
+    for vt in views:
+        img = render_view(gaussians, vt, sh_degree, background=background).image.clamp(0, 1)
+        out[vt.name] = {"psnr": psnr(img, vt.image), "ssim": ssim(img, vt.image).item()}
+    return out
+
+
+def mean_scores(per_view: dict) -> dict:
+    """Means of score_views' output: {"psnr", "ssim", "views"} (None when there are no views)."""
+    values = list(per_view.values())
+    return {"psnr": float(np.mean([v["psnr"] for v in values])) if values else None,
+            "ssim": float(np.mean([v["ssim"] for v in values])) if values else None,
+            "views": len(values)}
+
+
 class Trainer:
     """Optimises Gaussians against a scene's training views; owns params, Adam and densification."""
 
@@ -331,20 +351,11 @@ class Trainer:
         bar.close()
         return self.gaussians()
 
-    @torch.no_grad()
     def evaluate(self, views: list[ViewTensors] | None = None) -> dict:
         """Mean PSNR and SSIM over views (default: the test split)."""
-        from .losses import ssim
-
         views = self.test_views if views is None else views
-        g = self.gaussians()
-        ps, ss = [], []
-        for vt in views:
-            img = render_view(g, vt, self.cfg.sh_degree, background=self.background).image.clamp(0, 1)
-            ps.append(psnr(img, vt.image))
-            ss.append(ssim(img, vt.image).item())
-        return {"psnr": float(np.mean(ps)) if ps else None, "ssim": float(np.mean(ss)) if ss else None,
-                "views": len(views)}
+        per_view = score_views(self.gaussians(), views, self.cfg.sh_degree, self.background)
+        return mean_scores(per_view)
 
     def save(self, plain: bool = False) -> Path:
         """Write point_cloud.ply (and keep checkpoint.pt for --resume)."""
