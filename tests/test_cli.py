@@ -29,8 +29,10 @@ def test_version():
 def test_train_render_eval_resume(tiny_scene, tmp_path, capsys):
     run = tmp_path / "run"
     assert main(["train", str(tiny_scene), "--out", str(run), "--iterations", "40", "--eval", "--quiet"]) == 0
-    for name in ("config.json", "point_cloud.ply", "checkpoint.pt", "train_log.jsonl"):
+    for name in ("config.json", "point_cloud.ply", "environment.pt", "checkpoint.pt", "train_log.jsonl"):
         assert (run / name).exists(), name
+    log = [json.loads(line) for line in (run / "train_log.jsonl").read_text().splitlines()]
+    assert log[-1]["step"] == 40 and "test_psnr" in log[-1]  # --eval: held-out PSNR logged while training
     config = json.loads((run / "config.json").read_text())
     assert config["train"]["iterations"] == 40 and config["data"]["eval"] is True
     g = load_ply(run / "point_cloud.ply")
@@ -46,7 +48,26 @@ def test_train_render_eval_resume(tiny_scene, tmp_path, capsys):
     assert names == ["view_000.png", "view_008.png"]
     assert main(["eval", str(run), "--quiet"]) == 0
     metrics = json.loads((run / "metrics.json").read_text())
-    assert metrics["views"] == 2 and 5 < metrics["psnr"] < 60 and 0 < metrics["ssim"] <= 1
+    assert metrics["views"] == 2 and metrics["train"]["views"] == 8
+    assert metrics["psnr_gap"] == pytest.approx(metrics["train"]["psnr"] - metrics["psnr"])
+    # the test PSNR is that of the written renders against the images (8-bit rounding aside)
+    from PIL import Image
+
+    for name in ("view_000", "view_008"):
+        render = np.asarray(Image.open(tmp_path / "r" / "rgb" / f"{name}.png"), np.float64) / 255
+        image = np.asarray(Image.open(tiny_scene / "images" / f"{name}.png"), np.float64) / 255
+        independent = 10 * np.log10(1 / np.mean((render - image) ** 2))
+        assert independent == pytest.approx(metrics["per_view"][name]["psnr"], abs=0.15)
+    assert "train - test PSNR gap" in capsys.readouterr().out
+
+
+def test_no_environment(tiny_scene, tmp_path):
+    run = tmp_path / "run"
+    args = ["train", str(tiny_scene), "--out", str(run), "--iterations", "20", "--eval", "--quiet", "--eval-every", "0"]
+    assert main([*args, "--no-environment"]) == 0
+    assert not (run / "environment.pt").exists()
+    assert json.loads((run / "config.json").read_text())["train"]["env_sh_degree"] == -1
+    assert all("test_psnr" not in line for line in (run / "train_log.jsonl").read_text().splitlines())
 
 
 def test_bad_input_gives_one_line_error(tmp_path, capsys):

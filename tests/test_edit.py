@@ -38,7 +38,6 @@ from gsgroup.edit.shrot import (
     matrix_to_quat,
     quat_multiply,
     rotate_sh,
-    sh_basis,
 )
 from gsgroup.fileio import write_json
 from gsgroup.model import Gaussians, load_ply, save_ply
@@ -139,15 +138,6 @@ def psnr(a, b, mask):
 # ----------------------------------------------------------------------------- SH rotation
 
 
-def test_sh_basis_matches_eval_sh():
-    gen = torch.Generator().manual_seed(0)
-    c = torch.randn(200, 16, 3, generator=gen, dtype=torch.float64) * 0.2
-    d = torch.nn.functional.normalize(torch.randn(200, 3, generator=gen, dtype=torch.float64), dim=1)
-    ref = eval_sh(3, c, d)
-    mine = torch.clamp_min(torch.einsum("nk,nkc->nc", torch.from_numpy(sh_basis(d.numpy())), c) + 0.5, 0)
-    assert torch.allclose(ref, mine, atol=1e-12)
-
-
 @pytest.mark.parametrize("angles", [(0, 0, 90), (30, -50, 110), (180, 0, 0), (12.5, 77, -140)])
 def test_sh_rotation_analytic(angles):
     """Rotated coefficients evaluated at d == original evaluated at R^T d, for every degree."""
@@ -243,6 +233,27 @@ def test_threshold_and_cleanup_do_not_swallow_neighbours():
 
 
 # ----------------------------------------------------------------------------- edits
+
+
+def test_edits_keep_the_environment(tiny, tmp_path):
+    """A run with a learned environment renders it behind the Gaussians, and edited runs keep it."""
+    import shutil
+
+    from gsgroup.train.environment import Environment
+
+    run = tmp_path / "run"
+    shutil.copytree(tiny["run"], run)
+    Environment.constant([0.2, 0.9, 0.4]).save(run / "environment.pt")
+    out = tmp_path / "removed"
+    assert cli(["edit", "remove", str(run), "--out", str(out), "--objects", "4"]) == 0
+    assert torch.equal(Environment.load(out / "environment.pt").coeffs, Environment.load(run / "environment.pt").coeffs)
+    view = tiny["data"].views("test")[0]
+    edited = load_run(out)
+    on_env = render_rgb(edited.gaussians, view, edited.background)
+    # reference: the rasterizer's own blend over a constant background of the same colour
+    on_colour = render_rgb(edited.gaussians, view, torch.tensor([0.2, 0.9, 0.4]))
+    np.testing.assert_allclose(on_env, on_colour, atol=1e-5)
+    assert np.abs(on_env - render_rgb(edited.gaussians, view, torch.zeros(3))).max() > 0.8  # not ignored
 
 
 def test_remove_cli(tiny):

@@ -9,7 +9,7 @@ import torch
 from gsgroup.errors import InputError
 from gsgroup.model import Gaussians, from_points, load_ply, save_ply
 from gsgroup.model.ply import ply_property_names
-from gsgroup.model.sh import C0, eval_sh, rgb_to_sh, sh_to_rgb
+from gsgroup.model.sh import C0, eval_sh, rgb_to_sh, sh_basis, sh_to_rgb
 
 
 def random_gaussians(n=50, degree=3, id_dim=16, seed=0):
@@ -112,3 +112,13 @@ def test_init_from_points_uses_knn_scale():
     assert torch.allclose(torch.exp(g.scales), torch.full((216, 3), 0.1), atol=1e-5)
     assert torch.allclose(torch.sigmoid(g.opacities), torch.full((216,), 0.1), atol=1e-6)
     assert torch.allclose(sh_to_rgb(g.sh0), torch.full((216, 1, 3), 0.5), atol=1e-6)
+
+
+@pytest.mark.parametrize("degree", [0, 1, 2, 3])
+def test_sh_basis_matches_eval_sh(degree):
+    gen = torch.Generator().manual_seed(0)
+    k = (degree + 1) ** 2
+    c = torch.randn(200, k, 3, generator=gen, dtype=torch.float64) * 0.2
+    d = torch.nn.functional.normalize(torch.randn(200, 3, generator=gen, dtype=torch.float64), dim=1)
+    mine = torch.clamp_min(torch.einsum("nk,nkc->nc", sh_basis(degree, d), c) + 0.5, 0)
+    assert torch.allclose(eval_sh(degree, c, d), mine, atol=1e-12)

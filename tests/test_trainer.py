@@ -63,6 +63,7 @@ def test_checkpoint_resume_is_exact(scene, tmp_path):
         b.train_step()
     for k in a.params:
         assert torch.equal(a.params[k], b.params[k]), k
+    assert torch.equal(a.env.coeffs, b.env.coeffs)  # the learned environment resumes exactly too
 
 
 def test_ctrl_c_saves_a_checkpoint(scene, tmp_path, monkeypatch, capsys):

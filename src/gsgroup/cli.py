@@ -88,7 +88,10 @@ def cmd_train(args) -> int:
             random_background=args.random_background,
             background=(1.0, 1.0, 1.0) if args.white_background else (0.0, 0.0, 0.0),
             densify=densify, ids_move_geometry=args.ids_move_geometry,
+            env_sh_degree=-1 if args.no_environment else TrainConfig.env_sh_degree,
         )
+        if args.eval_every is not None:
+            cfg.eval_every = args.eval_every
         if args.init_from:
             cfg.lr_means = cfg.lr_means_final * 10  # refining a reconstruction: start where a run ends
         masks_dir = _masks_dir(args)
@@ -154,6 +157,11 @@ def cmd_eval(args) -> int:
         print(json.dumps({k: result[k] for k in ("miou", "mbiou", "num_objects", "num_views", "split")}))
         return 0
     metrics = evaluate_run(run, progress=not args.quiet)
+    train = metrics["train"]
+    print(f"{'split':<6} {'views':>5} {'PSNR':>7} {'SSIM':>7}")
+    print(f"{'train':<6} {train['views']:>5} {train['psnr']:7.2f} {train['ssim']:7.4f}")
+    print(f"{'test':<6} {metrics['views']:>5} {metrics['psnr']:7.2f} {metrics['ssim']:7.4f}")
+    print(f"train - test PSNR gap: {metrics['psnr_gap']:.2f} dB ({metrics['gaussians']} Gaussians)")
     print(json.dumps({k: v for k, v in metrics.items() if k != "per_view"}))
     return 0
 
@@ -385,8 +393,13 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--init", choices=["auto", "points", "random"], default="auto",
                    help="initialise from SfM points, or randomly in the camera frustums (auto: points if any)")
     p.add_argument("--max-gaussians", type=int, default=None, help="cap on the number of Gaussians")
-    p.add_argument("--random-background", action="store_true", help="random background colour each iteration")
+    p.add_argument("--random-background", action="store_true",
+                   help="random background colour each iteration (instead of the learned environment)")
     p.add_argument("--white-background", action="store_true", help="composite RGBA images on white, not black")
+    p.add_argument("--no-environment", action="store_true",
+                   help="no learned environment behind the Gaussians: a fixed background colour, as plain 3DGS")
+    p.add_argument("--eval-every", type=int, default=None,
+                   help="log the test split's PSNR/SSIM to train_log.jsonl every N iterations (default 500; 0 = never)")
     p.add_argument("--resume", action="store_true", help="continue from RUN/checkpoint.pt")
     p.add_argument("--force", action="store_true", help="overwrite an existing run in --out")
     p.add_argument("--checkpoint-every", type=int, default=0, help="also save a checkpoint every N iterations")

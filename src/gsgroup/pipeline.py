@@ -25,7 +25,7 @@ def render_split(run: Path, out: Path, split: str, progress: bool = True) -> lis
     from .fileio import write_image
     from .segment.grouping import load_segmentation
     from .segment.idmaps import overlay, render_ids, shared_pca
-    from .train.run import load_run_gaussians, load_run_scene, read_config
+    from .train.run import load_run_backdrop, load_run_gaussians, load_run_scene, read_config
     from .train.trainer import render_view, view_tensors
 
     config = read_config(run)
@@ -35,7 +35,7 @@ def render_split(run: Path, out: Path, split: str, progress: bool = True) -> lis
         raise InputError(f"{run}: the '{split}' split is empty (train with --eval to hold out test views)")
     g = load_run_gaussians(run)
     classifier, labels = load_segmentation(run)
-    bg = torch.tensor(config["train"]["background"], dtype=torch.float32)
+    bg = load_run_backdrop(run, config)
     paths, features = [], {}
     with torch.no_grad():
         for view in tqdm(views, desc=f"render {split}", disable=not progress):
@@ -58,11 +58,11 @@ def render_split(run: Path, out: Path, split: str, progress: bool = True) -> lis
 
 
 def evaluate_run(run: Path, progress: bool = True) -> dict:
-    """PSNR / SSIM of a run on its test split; writes RUN/metrics.json."""
-    import torch
-
+    """PSNR / SSIM of a run on its test split, and on its training views beside it to show the gap;
+    writes RUN/metrics.json: {"psnr", "ssim", "views"} of the test split, "train" (the same on the
+    training views), "psnr_gap" (train - test), "gaussians", "per_view" (test views)."""
     from .fileio import write_json
-    from .train.run import load_run_gaussians, load_run_scene, read_config
+    from .train.run import load_run_backdrop, load_run_gaussians, load_run_scene, read_config
     from .train.trainer import mean_scores, score_views, view_tensors
 
     config = read_config(run)
@@ -70,22 +70,23 @@ def evaluate_run(run: Path, progress: bool = True) -> dict:
     if not scene.test:
         raise InputError(f"{run}: no test views; train with --eval to hold out every 8th image")
     g = load_run_gaussians(run)
-    bg = torch.tensor(config["train"]["background"], dtype=torch.float32)
+    bg = load_run_backdrop(run, config)
     per_view = score_views(g, [view_tensors(v) for v in scene.test], g.sh_degree, bg)
-    metrics = {**mean_scores(per_view), "gaussians": len(g), "per_view": per_view}
+    test = mean_scores(per_view)
+    train = mean_scores(score_views(g, [view_tensors(v) for v in scene.train], g.sh_degree, bg))
+    metrics = {**test, "train": train, "psnr_gap": train["psnr"] - test["psnr"], "gaussians": len(g),
+               "per_view": per_view}
     write_json(run / "metrics.json", metrics)
     return metrics
 
 
 def evaluate_segmentation_run(run: Path, gt_dir: Path, progress: bool = True) -> dict:
     """Score a segmented run's test-view id maps against ground-truth masks; writes RUN/seg_metrics.json."""
-    import torch
-
     from .fileio import write_json
     from .segment.grouping import load_segmentation
     from .segment.idmaps import render_ids
     from .segment.metrics import GtMaps, evaluate_segmentation, load_gt_dir
-    from .train.run import load_run_gaussians, load_run_scene, read_config
+    from .train.run import load_run_backdrop, load_run_gaussians, load_run_scene, read_config
     from .train.trainer import view_tensors
 
     config = read_config(run)
@@ -98,7 +99,7 @@ def evaluate_segmentation_run(run: Path, gt_dir: Path, progress: bool = True) ->
     if not views:
         raise InputError(f"{gt_dir}: no ground-truth mask matches a view name of {run} (e.g. {scene.train[0].name}.png)")
     g = load_run_gaussians(run)
-    bg = torch.tensor(config["train"]["background"], dtype=torch.float32)
+    bg = load_run_backdrop(run, config)
     preds = {v.name: render_ids(g, view_tensors(v), classifier, labels, background=bg).ids for v in views}
     gt = GtMaps({v.name: gt_all[v.name] for v in views}, names=getattr(gt_all, "names", None))
     result = evaluate_segmentation(gt, preds)
@@ -130,7 +131,7 @@ def lift_run(run: Path, masks_dir: Path, out: Path, background_bias: float, forc
     from .fileio import write_json
     from .segment.grouping import object_summary, save_labels
     from .segment.lift import lift_labels
-    from .train.run import load_run_gaussians, load_run_scene, read_config
+    from .train.run import ENVIRONMENT_FILE, load_run_gaussians, load_run_scene, read_config
 
     config = read_config(run)
     if (out / "labels.npy").exists() and not force:
@@ -145,8 +146,9 @@ def lift_run(run: Path, masks_dir: Path, out: Path, background_bias: float, forc
     seconds = time.perf_counter() - t0
     if out.resolve() != run.resolve():
         out.mkdir(parents=True, exist_ok=True)
-        for name in ("config.json", "point_cloud.ply"):
-            shutil.copyfile(run / name, out / name)
+        for name in ("config.json", "point_cloud.ply", ENVIRONMENT_FILE):
+            if (run / name).exists():
+                shutil.copyfile(run / name, out / name)
     save_labels(out / "labels.npy", labels, prob)
     write_json(out / "objects.json", object_summary(g, labels))
     return {"gaussians": len(labels), "objects": int(len(set(labels.tolist()) - {0})), "seconds": round(seconds, 2),

@@ -12,8 +12,9 @@
 
 Pixel convention: pixel (col i, row j) covers [i, i+1] x [j, j+1]; its centre ray goes through
 (i + 0.5, j + 0.5); the principal point is (W/2, H/2) — the COLMAP convention.
-Shading is Lambertian with a directional light, ambient term and cast shadows; the background
-(rays that hit nothing) is black.
+Shading is Lambertian with a directional light, ambient term and cast shadows. Rays that hit
+nothing see the background: ``"black"`` (default), ``"white"`` (a plain bright studio) or ``"sky"``
+(a gradient over the ray's elevation, infinitely far away, so consistent between views).
 """
 
 from __future__ import annotations
@@ -42,6 +43,7 @@ __all__ = [
     "view_name",
 ]
 
+BACKGROUNDS = ("black", "white", "sky")
 SCENE_OBJECTS = scene_spec(0).objects  # the objects for seed 0 (ids 1..6)
 HFOV_DEG = 55.0
 _SUBDIRS = ("images", "gt_mask", "depth", "without", "sparse")
@@ -156,12 +158,34 @@ def _trace(spec: SceneSpec, o: np.ndarray, d: np.ndarray, exclude=()) -> _Sample
     return _Samples(hit, t, albedo, ndl, block)
 
 
-def _shade(spec: SceneSpec, s: _Samples, removed: int = 0) -> np.ndarray:
-    """Colours [N,3] from samples; ``removed`` = object id whose shadows are ignored (0 = none)."""
+def background_colour(background: str, d: np.ndarray) -> np.ndarray:
+    """Colours [N,3] seen along ray directions ``d`` [N,3] that hit nothing.
+
+    "sky": a pale horizon that turns deep blue towards the zenith and blue-grey towards the nadir,
+    with a faint glow towards one azimuth; it depends on the direction only."""
+    n = len(d)
+    if background == "black":
+        return np.zeros((n, 3))
+    if background == "white":
+        return np.full((n, 3), 0.96)
+    if background != "sky":
+        raise InputError(f"unknown background {background!r}; use one of {', '.join(BACKGROUNDS)}")
+    u = d / np.linalg.norm(d, axis=1, keepdims=True)
+    el = u[:, 2:3]
+    horizon, zenith, nadir = np.array([0.85, 0.9, 0.95]), np.array([0.25, 0.45, 0.85]), np.array([0.4, 0.5, 0.68])
+    up = horizon + (zenith - horizon) * np.sqrt(np.clip(el, 0.0, 1.0))
+    down = horizon + (nadir - horizon) * np.clip(-el / 0.8, 0.0, 1.0)
+    glow = 0.08 * np.clip(u[:, 0:1] * 0.8 + u[:, 1:2] * 0.6, 0.0, 1.0) ** 2
+    return np.clip(np.where(el >= 0, up, down) + glow, 0.0, 1.0)
+
+
+def _shade(spec: SceneSpec, s: _Samples, d: np.ndarray, background: str, removed: int = 0) -> np.ndarray:
+    """Colours [N,3] from samples of rays ``d`` [N,3]; ``removed`` = object id whose shadows are ignored (0 = none)."""
     keep = np.uint16(0xFFFF ^ (1 << (removed - 1))) if removed else np.uint16(0xFFFF)
     lit = (s.block & keep) == 0
     rgb = s.albedo * (spec.ambient + (1.0 - spec.ambient) * s.ndl * lit)[:, None]
-    rgb[s.hit < 0] = spec.background
+    miss = s.hit < 0
+    rgb[miss] = background_colour(background, d[miss])
     return rgb
 
 
@@ -178,7 +202,8 @@ def _centre_pass(spec: SceneSpec, K, viewmat, width, height, exclude=()):
     return mask, depth
 
 
-def render_view(spec: SceneSpec, K, viewmat, width: int, height: int, exclude=(), supersample: int = 2) -> dict:
+def render_view(spec: SceneSpec, K, viewmat, width: int, height: int, exclude=(), supersample: int = 2,
+                background: str = "black") -> dict:
     """Render the ground truth for one camera (K [3,3], world-to-camera viewmat [4,4]).
 
     ``exclude``: object ids left out entirely (no shading, no shadows).
@@ -186,23 +211,23 @@ def render_view(spec: SceneSpec, K, viewmat, width: int, height: int, exclude=()
     centre ray (0 = floor or nothing), depth [H,W] float32 camera z-depth (0 = nothing hit))."""
     exclude = tuple(int(k) for k in exclude)
     o, d = camera_rays(K, viewmat, width, height, supersample)
-    rgb = _downsample(_shade(spec, _trace(spec, o, d, exclude)), width, height, supersample)
+    rgb = _downsample(_shade(spec, _trace(spec, o, d, exclude), d, background), width, height, supersample)
     mask, depth = _centre_pass(spec, K, viewmat, width, height, exclude)
     return {"rgb": rgb, "mask": mask, "depth": depth}
 
 
-def _render_with_removals(spec: SceneSpec, K, viewmat, width, height, supersample, remove_ids):
+def _render_with_removals(spec: SceneSpec, K, viewmat, width, height, supersample, remove_ids, background):
     """Full render plus one RGB per removed object, re-casting only the rays that hit it.
 
     Equivalent to render_view(..., exclude=(k,)) for each k, but much cheaper."""
     o, d = camera_rays(K, viewmat, width, height, supersample)
     full = _trace(spec, o, d)
-    rgb = _downsample(_shade(spec, full), width, height, supersample)
+    rgb = _downsample(_shade(spec, full, d, background), width, height, supersample)
     without = {}
     for k in remove_ids:
         sel = full.hit == k
         s = full.take(_trace(spec, o, d[sel], exclude=(k,)), sel) if sel.any() else full
-        without[k] = _downsample(_shade(spec, s, removed=k), width, height, supersample)
+        without[k] = _downsample(_shade(spec, s, d, background, removed=k), width, height, supersample)
     mask, depth = _centre_pass(spec, K, viewmat, width, height)
     return rgb, mask, depth, without
 
@@ -275,12 +300,14 @@ def make_scene(
     n_views: int = 40,
     supersample: int = 2,
     progress: bool = True,
+    background: str = "black",
 ) -> Path:
     """Write the synthetic dataset (see module docstring) into ``out_dir`` and return its path.
 
     Deterministic for a given (seed, width, height, n_views, supersample). ``without/<id>`` is
     written for every view and every object. An existing synthetic scene in ``out_dir`` is replaced;
-    any other non-empty folder is refused."""
+    any other non-empty folder is refused. ``background``: what rays that hit nothing see, one of
+    BACKGROUNDS (the point cloud never has points there)."""
     from tqdm import tqdm
 
     from gsgroup.data.colmap import ColmapCamera, ColmapImage, rotmat_to_qvec, write_model
@@ -288,6 +315,8 @@ def make_scene(
 
     if width < 8 or height < 8:
         raise InputError(f"synthetic scene size {width}x{height} is too small; use at least 8x8 pixels")
+    if background not in BACKGROUNDS:
+        raise InputError(f"unknown background {background!r}; use one of {', '.join(BACKGROUNDS)}")
     if n_views < 1 or supersample < 1:
         raise InputError("synthetic scene needs n_views >= 1 and supersample >= 1")
     out = Path(out_dir)
@@ -301,7 +330,8 @@ def make_scene(
     for i in tqdm(range(n_views), desc="synthetic views", unit="view", disable=not progress):
         K, view = cams[i]
         stem = view_name(i, n_views)
-        rgb, mask, depth, without = _render_with_removals(spec, K, view, width, height, supersample, ids)
+        rgb, mask, depth, without = _render_with_removals(spec, K, view, width, height, supersample, ids,
+                                                          background)
         rgb8 = _to_u8(rgb)
         write_image(out / "images" / f"{stem}.png", rgb8)
         write_image(out / "gt_mask" / f"{stem}.png", mask)
@@ -321,6 +351,7 @@ def make_scene(
 
     meta = spec.to_json()
     meta.update(
+        background=background,
         generator="gsgroup.data.synthetic",
         width=width,
         height=height,

@@ -59,7 +59,6 @@ class SceneSpec:
     floor_colour: tuple
     floor_colour2: tuple
     target: tuple  # camera look-at point
-    background: tuple = (0.0, 0.0, 0.0)
 
     def object(self, oid: int) -> SceneObject:
         return next(o for o in self.objects if o.id == oid)
@@ -84,7 +83,6 @@ class SceneSpec:
             "up": [0.0, 0.0, 1.0],
             "light": {"type": "directional", "direction_to_light": list(self.light_dir), "ambient": self.ambient,
                       "shading": "lambertian: albedo * (ambient + (1 - ambient) * max(0, n.l) * unshadowed)"},
-            "background": list(self.background),
             "floor": {"shape": "disc", "z": 0.0, "radius": self.floor_radius, "colour": list(self.floor_colour),
                       "colour2": list(self.floor_colour2), "mask_id": 0},
             "target": list(self.target),

@@ -31,6 +31,7 @@ from ..fileio import write_image
 from ..model import Gaussians
 from ..model.sh import rgb_to_sh
 from ..segment.idmaps import render_ids
+from ..train.environment import Environment
 from ..train.trainer import render_view, view_tensors
 from .ops import Seg, concat, remove
 
@@ -225,7 +226,8 @@ def seed_gaussians(points: np.ndarray, colours: np.ndarray, sizes: np.ndarray, g
     return g
 
 
-def finetune(fixed: Gaussians, new: Gaussians, holes: list[ViewHole], background: torch.Tensor, opts: InpaintOptions,
+def finetune(fixed: Gaussians, new: Gaussians, holes: list[ViewHole], background: torch.Tensor | Environment,
+             opts: InpaintOptions,
              extent: float, progress: bool = False) -> Gaussians:
     """Adam over the new Gaussians only (means, quats, log-scales, opacity logits, DC colour): L1 of the
     full render to each view's target (inpainted in the hole, pre-edit render outside). The fixed
@@ -245,6 +247,8 @@ def finetune(fixed: Gaussians, new: Gaussians, holes: list[ViewHole], background
     targets = [torch.from_numpy(h.target) for h in holes]
     vts = [view_tensors(h.view) for h in holes]
     colours: dict[int, torch.Tensor] = {}
+    env = background if isinstance(background, Environment) else None
+    env_images: dict[int, torch.Tensor] = {}
     rng = np.random.default_rng(opts.seed)
     order: list[int] = []
     for _ in tqdm(range(opts.iterations), desc="fine-tune", disable=not progress):
@@ -256,12 +260,16 @@ def finetune(fixed: Gaussians, new: Gaussians, holes: list[ViewHole], background
             with torch.no_grad():
                 dirs = torch.nn.functional.normalize(f_means - vt.campos, dim=-1)
                 colours[i] = eval_sh(fixed.sh_degree, fixed.sh_coeffs(), dirs)
+                if env is not None:
+                    env_images[i] = env.view_image(vt.viewmat, vt.K, vt.width, vt.height)
         new_rgb = torch.clamp_min(params["sh0"][:, 0] * 0.28209479177387814 + 0.5, 0.0)
         out = rasterize(
             torch.cat([f_means, params["means"]]), torch.cat([f_quats, params["quats"]]),
             torch.cat([f_scales, torch.exp(params["scales"])]), torch.cat([f_opac, torch.sigmoid(params["opacities"])]),
-            torch.cat([colours[i], new_rgb]), vt.viewmat, vt.K, vt.width, vt.height, background=background)
-        loss = (out.image - targets[i]).abs().mean()
+            torch.cat([colours[i], new_rgb]), vt.viewmat, vt.K, vt.width, vt.height,
+            background=None if env else background)
+        image = out.image if env is None else out.image + (1.0 - out.alpha) * env_images[i]
+        loss = (image - targets[i]).abs().mean()
         optim.zero_grad(set_to_none=True)
         loss.backward()
         optim.step()

@@ -10,6 +10,7 @@ from __future__ import annotations
 import json
 import shutil
 from dataclasses import dataclass
+from functools import cached_property
 from pathlib import Path
 
 import numpy as np
@@ -27,7 +28,8 @@ from ..segment.grouping import (
     save_labels,
 )
 from ..segment.idmaps import render_ids
-from ..train.run import load_run_gaussians, load_run_scene, read_config
+from ..train.environment import Environment
+from ..train.run import ENVIRONMENT_FILE, load_run_backdrop, load_run_gaussians, load_run_scene, read_config
 from ..train.trainer import render_view, view_tensors
 from .ops import Seg
 from .select import Segmentation, segmentation_for
@@ -43,9 +45,10 @@ class RunData:
     seg: Seg
     _scene: object = None
 
-    @property
-    def background(self) -> torch.Tensor:
-        return torch.tensor(self.config["train"]["background"], dtype=torch.float32)
+    @cached_property
+    def background(self) -> torch.Tensor | Environment:
+        """What renders show behind the Gaussians: the learned environment or a colour [3]."""
+        return load_run_backdrop(self.path, self.config)
 
     def scene(self):
         if self._scene is None:
@@ -115,6 +118,8 @@ def write_run(src: RunData, out: Path, g: Gaussians, seg: Seg, info: dict, plain
     config["edited_from"] = str(src.path.resolve())
     write_json(out / "config.json", config)
     save_ply(out / "point_cloud.ply", g, plain=plain)
+    if isinstance(src.background, Environment):
+        src.background.save(out / ENVIRONMENT_FILE)
     labels, prob = seg_labels(g, seg)
     if seg.classifier is not None:
         save_classifier(out / "classifier.pt", seg.classifier)

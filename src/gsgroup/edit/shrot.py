@@ -12,7 +12,7 @@ import numpy as np
 import torch
 from scipy.spatial.transform import Rotation
 
-from ..model.sh import C0, C1, C2, C3
+from ..model.sh import sh_basis
 
 BANDS = ((1, 4), (4, 9), (9, 16))  # coefficient index ranges of degrees 1, 2, 3 (index 0 = DC)
 
@@ -42,30 +42,14 @@ def quat_multiply(a: torch.Tensor, b: torch.Tensor) -> torch.Tensor:
     ], dim=-1)
 
 
-def sh_basis(dirs: np.ndarray) -> np.ndarray:
-    """Real SH basis of degrees 0-3 in the 3DGS convention: dirs [M,3] unit -> [M,16] (float64).
-
-    eval_sh(3, coeffs, d) == clamp(basis(d) @ coeffs + 0.5, 0) for every coefficient vector."""
-    d = np.asarray(dirs, np.float64)
-    x, y, z = d[:, 0], d[:, 1], d[:, 2]
-    xx, yy, zz = x * x, y * y, z * z
-    return np.stack([
-        np.full_like(x, C0),
-        -C1 * y, C1 * z, -C1 * x,
-        C2[0] * x * y, C2[1] * y * z, C2[2] * (2 * zz - xx - yy), C2[3] * x * z, C2[4] * (xx - yy),
-        C3[0] * y * (3 * xx - yy), C3[1] * x * y * z, C3[2] * y * (4 * zz - xx - yy),
-        C3[3] * z * (2 * zz - 3 * xx - 3 * yy), C3[4] * x * (4 * zz - xx - yy), C3[5] * z * (xx - yy),
-        C3[6] * x * (xx - 3 * yy),
-    ], axis=1)
-
-
 def sh_rotation_matrices(R: np.ndarray, samples: int = 256, seed: int = 0) -> list[np.ndarray]:
     """Per-band coefficient maps [D_1 (3x3), D_2 (5x5), D_3 (7x7)] (float64) for rotation R [3,3]."""
     rng = np.random.default_rng(seed)
     d = rng.normal(size=(samples, 3))
     d /= np.linalg.norm(d, axis=1, keepdims=True)
     R = np.asarray(R, np.float64)
-    y_new, y_old = sh_basis(d), sh_basis(d @ R)  # rows of d @ R are R^T d
+    y_new = sh_basis(3, torch.from_numpy(d)).numpy()
+    y_old = sh_basis(3, torch.from_numpy(d @ R)).numpy()  # rows of d @ R are R^T d
     return [np.linalg.lstsq(y_new[:, a:b], y_old[:, a:b], rcond=None)[0] for a, b in BANDS]
 
 

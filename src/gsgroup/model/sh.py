@@ -28,6 +28,27 @@ def sh_to_rgb(sh0: torch.Tensor) -> torch.Tensor:
     return sh0 * C0 + 0.5
 
 
+def sh_basis(degree: int, dirs: torch.Tensor) -> torch.Tensor:
+    """Real SH basis of degrees 0..degree (<= 3) in the 3DGS sign convention.
+
+    dirs [N,3] unit directions (any float dtype) -> [N,(degree+1)^2], so that
+    eval_sh(degree, coeffs, dirs) == clamp(einsum("nk,nkc->nc", basis, coeffs) + 0.5, 0)."""
+    x, y, z = dirs[:, 0], dirs[:, 1], dirs[:, 2]
+    cols = [torch.full_like(x, C0)]
+    if degree > 0:
+        cols += [-C1 * y, C1 * z, -C1 * x]
+    if degree > 1:
+        xx, yy, zz = x * x, y * y, z * z
+        cols += [C2[0] * x * y, C2[1] * y * z, C2[2] * (2 * zz - xx - yy), C2[3] * x * z, C2[4] * (xx - yy)]
+    if degree > 2:
+        cols += [
+            C3[0] * y * (3 * xx - yy), C3[1] * x * y * z, C3[2] * y * (4 * zz - xx - yy),
+            C3[3] * z * (2 * zz - 3 * xx - 3 * yy), C3[4] * x * (4 * zz - xx - yy), C3[5] * z * (xx - yy),
+            C3[6] * x * (xx - 3 * yy),
+        ]
+    return torch.stack(cols, dim=0).T  # stacking rows is much faster than columns
+
+
 def eval_sh(degree: int, coeffs: torch.Tensor, dirs: torch.Tensor) -> torch.Tensor:
     """Evaluate SH colour.
 

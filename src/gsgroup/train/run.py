@@ -1,4 +1,4 @@
-"""A run folder: config.json, point_cloud.ply, checkpoint.pt, train_log.jsonl, metrics.json, cache/."""
+"""A run folder: config.json, point_cloud.ply, environment.pt, checkpoint.pt, train_log.jsonl, metrics.json, cache/."""
 
 from __future__ import annotations
 
@@ -6,9 +6,14 @@ import json
 import os
 from pathlib import Path
 
+import torch
+
 from ..data.scene import Scene, load_scene
 from ..errors import InputError
 from ..model import Gaussians, load_ply
+from .environment import Environment
+
+ENVIRONMENT_FILE = "environment.pt"
 
 
 def read_config(run: str | os.PathLike) -> dict:
@@ -39,3 +44,13 @@ def load_run_gaussians(run: str | os.PathLike) -> Gaussians:
     if not path.exists():
         raise InputError(f"{path}: not found; train first with `gsgroup train DATA --out {run}`")
     return load_ply(path)
+
+
+def load_run_backdrop(run: str | os.PathLike, config: dict | None = None) -> torch.Tensor | Environment:
+    """What the run renders behind its Gaussians: its learned environment.pt when it has one,
+    else the fixed background colour [3] of its config."""
+    path = Path(run) / ENVIRONMENT_FILE
+    if path.exists():
+        return Environment.load(path)
+    config = config or read_config(run)
+    return torch.tensor(config["train"]["background"], dtype=torch.float32)

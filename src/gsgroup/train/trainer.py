@@ -20,6 +20,8 @@ from ..model import Gaussians, from_points, random_points_in_frustums, save_ply
 from ..model.sh import eval_sh
 from ..render import rasterize
 from .densify import Densifier, DensifyConfig
+from .environment import Environment, grid_directions
+from .run import ENVIRONMENT_FILE
 from .losses import psnr, rgb_loss
 
 
@@ -41,12 +43,17 @@ class TrainConfig:
     lr_quats: float = 1e-3
     lr_ids: float = 2.5e-3
     ssim_weight: float = 0.2
-    background: tuple[float, float, float] = (0.0, 0.0, 0.0)
-    random_background: bool = False
+    background: tuple[float, float, float] = (0.0, 0.0, 0.0)  # fixed colour, or the environment's first colour
+    random_background: bool = False  # a random colour each iteration instead of the environment
+    # A learned environment (train.environment) behind the Gaussians: sky and far backdrops are
+    # held by it, not painted by floaters. SH degree of its colour per direction; -1 = off.
+    env_sh_degree: int = 3
+    lr_env: float = 0.01
     init: str = "auto"  # "auto": SfM points when present, else random; "points"; "random"
     init_points: int = 20_000  # number of random points for random initialisation
     random_init_max_scale: float = 0.01  # cap on their initial scale, as a fraction of the scene extent
     log_every: int = 50
+    eval_every: int = 500  # test-split PSNR/SSIM into train_log.jsonl every this many iterations (0 = never)
     # identity training (Gaussian Grouping, segment.grouping.GroupingTrainer)
     lambda_2d: float = 1.0
     lambda_3d: float = 2.0
@@ -81,6 +88,7 @@ class ViewTensors:
     campos: torch.Tensor
     width: int
     height: int
+    env_dirs: torch.Tensor | None = None  # environment.grid_directions of this view, made on first use
 
 
 def view_tensors(view: View) -> ViewTensors:
@@ -124,14 +132,20 @@ def initial_gaussians(scene: Scene, cfg: TrainConfig) -> Gaussians:
 
 
 def render_view(
-    gaussians: Gaussians | dict, vt: ViewTensors, sh_degree: int, background: torch.Tensor | None = None,
+    gaussians: Gaussians | dict, vt: ViewTensors, sh_degree: int, background: torch.Tensor | Environment | None = None,
     extra_features: torch.Tensor | None = None, extra_moves_geometry: bool = True,
 ):
     """Render one view. Returns the rasterizer output (image [H,W,3+E], alpha, depth, radii, means2d).
 
-    extra_features [N,E] (e.g. identity encodings) are rendered in the same pass after the colour;
-    with ``extra_moves_geometry=False`` their losses train only the features, not the Gaussians' shape.
+    background: a colour [3] (or [3+E]), None (black), or an Environment composited behind the
+    colour channels per pixel (image = rendered + (1 - alpha) * environment).
+    extra_features [N,E] (e.g. identity encodings) are rendered in the same pass after the colour,
+    over a zero background; with ``extra_moves_geometry=False`` their losses train only the
+    features, not the Gaussians' shape.
     """
+    env = background if isinstance(background, Environment) else None
+    if env is not None:
+        background = None
     g = gaussians if isinstance(gaussians, dict) else gaussians.to_dict()
     quats = g["quats"]
     means = g["means"]
@@ -144,15 +158,22 @@ def render_view(
         features = torch.cat([features, extra_features], dim=1)
         if background is not None and background.numel() == 3:
             background = torch.cat([background, background.new_zeros(extra_features.shape[1])])
-    return rasterize(
+    out = rasterize(
         means, quats, torch.exp(g["scales"]), torch.sigmoid(g["opacities"]), features,
         vt.viewmat, vt.K, vt.width, vt.height, background=background,
         geometry_grad_channels=None if extra_moves_geometry else 3,
     )
+    if env is None:
+        return out
+    if vt.env_dirs is None:
+        vt.env_dirs = grid_directions(vt.viewmat, vt.K, vt.width, vt.height)
+    rgb = out.image[..., :3] + (1.0 - out.alpha) * env.image(vt.env_dirs, vt.width, vt.height)
+    return out._replace(image=torch.cat([rgb, out.image[..., 3:]], dim=-1) if extra_features is not None else rgb)
 
 
 @torch.no_grad()
-def score_views(gaussians: Gaussians, views: list[ViewTensors], sh_degree: int, background: torch.Tensor) -> dict:
+def score_views(gaussians: Gaussians, views: list[ViewTensors], sh_degree: int,
+                background: torch.Tensor | Environment) -> dict:
     """PSNR and SSIM of each view's render against its image: {view name: {"psnr", "ssim"}}."""
     from .losses import ssim
 
@@ -198,6 +219,11 @@ class Trainer:
         self.rng = np.random.default_rng(cfg.seed)
         self._order: list[int] = []
         self.background = torch.tensor(cfg.background, dtype=torch.float32)
+        self.env: Environment | None = None
+        if cfg.env_sh_degree >= 0 and not cfg.random_background:
+            self.env = Environment.constant(cfg.background, cfg.env_sh_degree)
+            self.env.coeffs.requires_grad_(True)
+            self.env_optimizer = torch.optim.Adam([self.env.coeffs], lr=cfg.lr_env, eps=1e-15)
 
     # ---- state -------------------------------------------------------------------------------
     def gaussians(self) -> Gaussians:
@@ -227,6 +253,8 @@ class Trainer:
             "torch_rng": torch.get_rng_state(),
             "config": self.cfg.to_dict(),
         }
+        if self.env is not None:
+            state["env"] = {"coeffs": self.env.coeffs.detach(), "optimizer": self.env_optimizer.state_dict()}
         with atomic_path(path) as tmp:
             torch.save(state, tmp)
         return path
@@ -244,6 +272,11 @@ class Trainer:
             group["params"] = [self.params[group["name"]]]
         self.optimizer.state.clear()
         self.optimizer.load_state_dict(state["optimizer"])
+        if self.env is not None and "env" in state:
+            with torch.no_grad():
+                self.env.coeffs.copy_(state["env"]["coeffs"])
+            self.env_optimizer.load_state_dict(state["env"]["optimizer"])
+            self.env_optimizer.param_groups[0]["lr"] = self.cfg.lr_env
         n = self.params["means"].shape[0]
         if weights_only:
             for group in self.optimizer.param_groups:
@@ -284,10 +317,15 @@ class Trainer:
             self._order = self.rng.permutation(len(self.views)).tolist()
         return self._order.pop()
 
-    def background_for_step(self) -> torch.Tensor:
+    @property
+    def backdrop(self) -> torch.Tensor | Environment:
+        """What renders of the trained model show behind the Gaussians: the environment or the colour."""
+        return self.env if self.env is not None else self.background
+
+    def background_for_step(self) -> torch.Tensor | Environment:
         if self.cfg.random_background:
             return torch.rand(3)
-        return self.background
+        return self.backdrop
 
     def train_step(self) -> dict:
         """One iteration: render a view, L1+SSIM loss (+ identity losses), backward, Adam, densification."""
@@ -312,19 +350,26 @@ class Trainer:
         self.densifier.accumulate(step, out.means2d.grad, out.radii, vt.width, vt.height)
         self.optimizer.step()
         self.optimizer.zero_grad(set_to_none=True)
+        if self.env is not None:
+            self.env_optimizer.step()
+            self.env_optimizer.zero_grad(set_to_none=True)
         self.after_step(self.densifier.step(step, self.params, self.optimizer))
         return {"loss": loss.item(), "image": image.detach(), "gt": gt}
 
     def train(self, iterations: int | None = None, progress: bool = True, log_path: str | os.PathLike | None = None,
               checkpoint_every: int = 0) -> Gaussians:
-        """Train until ``iterations`` total steps. Ctrl-C saves a checkpoint, then re-raises."""
+        """Train until ``iterations`` total steps. Ctrl-C saves a checkpoint, then re-raises.
+
+        Every ``log_every`` steps a line goes to train_log.jsonl (running loss and training PSNR,
+        Gaussian count); every ``eval_every`` steps it also holds the test split's PSNR and SSIM,
+        so the gap between training and held-out views shows while training runs."""
         total = iterations or self.cfg.iterations
         log_path = Path(log_path) if log_path else self.out_dir / "train_log.jsonl"
         self.out_dir.mkdir(parents=True, exist_ok=True)
         bar = tqdm(total=total, initial=self.step_count, disable=not progress, desc="train", unit="it",
                    dynamic_ncols=True)
         t0 = time.perf_counter()
-        ema_loss, ema_psnr = None, None
+        ema_loss, ema_psnr, test_psnr = None, None, None
         try:
             with open(log_path, "a", buffering=1) as log:  # line-buffered: the log is readable live
                 while self.step_count < total:
@@ -334,11 +379,20 @@ class Trainer:
                     if p is not None:
                         ema_psnr = p if ema_psnr is None else 0.7 * ema_psnr + 0.3 * p
                     bar.update(1)
-                    if self.step_count % self.cfg.log_every == 0 or self.step_count == total:
+                    record = {}
+                    if self.test_views and self.cfg.eval_every and (
+                            self.step_count % self.cfg.eval_every == 0 or self.step_count == total):
+                        scores = self.evaluate()
+                        test_psnr = scores["psnr"]
+                        record = {"test_psnr": scores["psnr"], "test_ssim": scores["ssim"]}
+                    if record or self.step_count % self.cfg.log_every == 0 or self.step_count == total:
                         n = self.params["means"].shape[0]
-                        bar.set_postfix(loss=f"{ema_loss:.4f}", psnr=f"{ema_psnr or 0:.2f}", n=n)
+                        post = {"loss": f"{ema_loss:.4f}", "psnr": f"{ema_psnr or 0:.2f}", "n": n}
+                        if test_psnr is not None:
+                            post["test"] = f"{test_psnr:.2f}"
+                        bar.set_postfix(post)
                         log.write(json.dumps({
-                            "step": self.step_count, "loss": ema_loss, "psnr": ema_psnr, "gaussians": n,
+                            "step": self.step_count, "loss": ema_loss, "psnr": ema_psnr, **record, "gaussians": n,
                             "seconds": time.perf_counter() - t0,
                         }) + "\n")
                     if checkpoint_every and self.step_count % checkpoint_every == 0:
@@ -354,11 +408,13 @@ class Trainer:
     def evaluate(self, views: list[ViewTensors] | None = None) -> dict:
         """Mean PSNR and SSIM over views (default: the test split)."""
         views = self.test_views if views is None else views
-        per_view = score_views(self.gaussians(), views, self.cfg.sh_degree, self.background)
+        per_view = score_views(self.gaussians(), views, self.cfg.sh_degree, self.backdrop)
         return mean_scores(per_view)
 
     def save(self, plain: bool = False) -> Path:
-        """Write point_cloud.ply (and keep checkpoint.pt for --resume)."""
+        """Write point_cloud.ply and, with an environment, environment.pt (keep checkpoint.pt for --resume)."""
         path = self.out_dir / "point_cloud.ply"
         save_ply(path, self.gaussians(), plain=plain)
+        if self.env is not None:
+            self.env.save(self.out_dir / ENVIRONMENT_FILE)
         return path
