@@ -1,5 +1,6 @@
 """Trainer behaviour: determinism, schedules, checkpoints, Ctrl-C."""
 
+import json
 import math
 
 import pytest
@@ -7,7 +8,7 @@ import torch
 
 from gsgroup.data.scene import load_scene
 from gsgroup.data.synthetic import make_scene
-from gsgroup.train.densify import DensifyConfig
+from gsgroup.train.densify import Densifier, DensifyConfig
 from gsgroup.train.trainer import TrainConfig, Trainer
 
 
@@ -89,3 +90,16 @@ def test_max_gaussians_cap(scene, tmp_path):
     for _ in range(30):
         t.train_step()
         assert t.params["means"].shape[0] <= 3000
+
+
+def test_test_psnr_is_logged_but_not_right_after_an_opacity_reset(scene, tmp_path):
+    d = DensifyConfig(densify_from=5, densify_until=50, densify_every=10, reset_every=20)
+    assert [Densifier(d, 1.0, 1).steps_since_reset(s) for s in (19, 20, 25, 49, 70)] == [None, 0, 5, 9, 30]
+    t = Trainer(scene, TrainConfig(iterations=60, eval_every=10, densify=d), tmp_path)
+    t.train(progress=False)
+    log = [json.loads(line) for line in (tmp_path / "train_log.jsonl").read_text().splitlines()]
+    evaluated = [r["step"] for r in log if "test_psnr" in r]
+    assert evaluated == [10, 30, 50, 60]  # 20 and 40 are reset steps: those wait 10 steps
+    last = t.evaluate()
+    assert log[-1]["test_psnr"] == pytest.approx(last["psnr"]) and log[-1]["test_ssim"] == pytest.approx(last["ssim"])
+

@@ -43,7 +43,7 @@ __all__ = [
     "view_name",
 ]
 
-BACKGROUNDS = ("black", "white", "sky")
+BACKGROUNDS = ("black", "white", "sky", "dusk")
 SCENE_OBJECTS = scene_spec(0).objects  # the objects for seed 0 (ids 1..6)
 HFOV_DEG = 55.0
 _SUBDIRS = ("images", "gt_mask", "depth", "without", "sparse")
@@ -162,16 +162,26 @@ def background_colour(background: str, d: np.ndarray) -> np.ndarray:
     """Colours [N,3] seen along ray directions ``d`` [N,3] that hit nothing.
 
     "sky": a pale horizon that turns deep blue towards the zenith and blue-grey towards the nadir,
-    with a faint glow towards one azimuth; it depends on the direction only."""
+    with a faint glow towards one azimuth. "dusk" (added after the learned environment was fixed,
+    to measure it on a background it was not developed on): orange at the horizon, violet above,
+    dark slate below, and a small sharp-edged sun disc just below the horizon, finer than the
+    environment's SH can hold. Both depend on the direction only."""
     n = len(d)
     if background == "black":
         return np.zeros((n, 3))
     if background == "white":
         return np.full((n, 3), 0.96)
-    if background != "sky":
+    if background not in ("sky", "dusk"):
         raise InputError(f"unknown background {background!r}; use one of {', '.join(BACKGROUNDS)}")
     u = d / np.linalg.norm(d, axis=1, keepdims=True)
     el = u[:, 2:3]
+    if background == "dusk":
+        horizon, above, below = np.array([0.98, 0.62, 0.3]), np.array([0.35, 0.25, 0.55]), np.array([0.2, 0.22, 0.3])
+        up = horizon + (above - horizon) * np.clip(el / 0.6, 0.0, 1.0) ** 0.7
+        down = horizon + (below - horizon) * np.clip(-el / 0.3, 0.0, 1.0)
+        sun_dir = np.array([-0.6, 0.78, -0.14]) / np.linalg.norm([-0.6, 0.78, -0.14])
+        sun = (u @ sun_dir > np.cos(np.radians(6.0)))[:, None]
+        return np.clip(np.where(sun, np.array([1.0, 0.95, 0.8]), np.where(el >= 0, up, down)), 0.0, 1.0)
     horizon, zenith, nadir = np.array([0.85, 0.9, 0.95]), np.array([0.25, 0.45, 0.85]), np.array([0.4, 0.5, 0.68])
     up = horizon + (zenith - horizon) * np.sqrt(np.clip(el, 0.0, 1.0))
     down = horizon + (nadir - horizon) * np.clip(-el / 0.8, 0.0, 1.0)

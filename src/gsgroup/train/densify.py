@@ -128,6 +128,13 @@ class Densifier:
         self.grad_sum[visible] += g.norm(dim=-1)
         self.count[visible] += 1
 
+    def steps_since_reset(self, step: int) -> int | None:
+        """Iterations since the last opacity reset at or before ``step`` (None if there was none yet).
+        Renders right after a reset are nearly transparent and say nothing about the model."""
+        cfg = self.cfg
+        last = min(step, cfg.densify_until - 1) // cfg.reset_every * cfg.reset_every
+        return step - last if last > 0 else None
+
     @torch.no_grad()
     def step(self, step: int, params: dict[str, nn.Parameter], optimizer: torch.optim.Optimizer) -> bool:
         """Run the schedule after optimiser step ``step`` (1-based). Returns True if the set of Gaussians changed."""

@@ -362,7 +362,8 @@ class Trainer:
 
         Every ``log_every`` steps a line goes to train_log.jsonl (running loss and training PSNR,
         Gaussian count); every ``eval_every`` steps it also holds the test split's PSNR and SSIM,
-        so the gap between training and held-out views shows while training runs."""
+        so the gap between training and held-out views shows while training runs (an evaluation
+        that falls just after an opacity reset waits ``densify_every`` steps for it to recover)."""
         total = iterations or self.cfg.iterations
         log_path = Path(log_path) if log_path else self.out_dir / "train_log.jsonl"
         self.out_dir.mkdir(parents=True, exist_ok=True)
@@ -370,6 +371,7 @@ class Trainer:
                    dynamic_ncols=True)
         t0 = time.perf_counter()
         ema_loss, ema_psnr, test_psnr = None, None, None
+        eval_due = False  # a test evaluation waits until the opacities have recovered from a reset
         try:
             with open(log_path, "a", buffering=1) as log:  # line-buffered: the log is readable live
                 while self.step_count < total:
@@ -380,8 +382,12 @@ class Trainer:
                         ema_psnr = p if ema_psnr is None else 0.7 * ema_psnr + 0.3 * p
                     bar.update(1)
                     record = {}
+                    eval_due |= bool(self.test_views and self.cfg.eval_every and self.step_count % self.cfg.eval_every == 0)
+                    since_reset = self.densifier.steps_since_reset(self.step_count)
+                    settled = since_reset is None or since_reset >= self.densifier.cfg.densify_every
                     if self.test_views and self.cfg.eval_every and (
-                            self.step_count % self.cfg.eval_every == 0 or self.step_count == total):
+                            (eval_due and settled) or self.step_count == total):
+                        eval_due = False
                         scores = self.evaluate()
                         test_psnr = scores["psnr"]
                         record = {"test_psnr": scores["psnr"], "test_ssim": scores["ssim"]}
