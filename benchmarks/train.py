@@ -1,7 +1,7 @@
 """Training benchmark: quality on training and held-out views, wall time, per-iteration speed, peak memory.
 
     python benchmarks/train.py                 # built-in scene (3 runs) + fox (1 run, --max-gaussians 60000) + speed (3 runs)
-    python benchmarks/train.py --scenes sky,white,dusk --iterations 5000 --jobs 2   # novel-view quality
+    python benchmarks/train.py --scenes fox:1,sky,white,dusk,builtin:1:3000 --iterations 5000 --jobs 2 --name novel_views
     python benchmarks/train.py --no-environment ...   # the same with a fixed black background (plain 3DGS)
     python benchmarks/train.py --quick         # one short run of each, for a smoke test
 
@@ -110,16 +110,21 @@ def main() -> None:
     if args.single:
         print(json.dumps(run_one(args.single[0], int(args.single[1]), int(args.single[2]), env_on)))
         return
-    runs = 1 if args.quick else args.runs
-    kinds = args.scenes.split(",")
     iters = {k: args.iterations or args.builtin_iterations for k in SYNTHETIC}
     iters.update(fox=args.iterations or args.fox_iterations, speed=500)
     if args.quick:
         iters = {k: 300 for k in SYNTHETIC} | {"fox": 200, "speed": 200}
-    if "fox" in kinds and not FOX.exists():
-        print(f"skipping fox: {FOX} not found")
-        kinds.remove("fox")
-    jobs = [(k, r) for k in kinds for r in range(args.fox_runs if k == "fox" and not args.quick else runs)]
+    kinds, runs = [], {}
+    for item in args.scenes.split(","):  # KIND[:RUNS[:ITERATIONS]]
+        kind, *rest = item.split(":")
+        if kind == "fox" and not FOX.exists():
+            print(f"skipping fox: {FOX} not found")
+            continue
+        kinds.append(kind)
+        runs[kind] = 1 if args.quick else int(rest[0]) if rest else args.fox_runs if kind == "fox" else args.runs
+        if len(rest) > 1:
+            iters[kind] = int(rest[1])
+    jobs = [(k, r) for k in kinds for r in range(runs[k])]
     results: dict[str, list] = {k: [] for k in kinds}
     running: list = []
     while jobs or running:

@@ -28,6 +28,10 @@ class DensifyConfig:
     densify_every: int = 100
     reset_every: int = 3_000
     max_gaussians: int | None = None
+    # Gaussians whose blending weight alpha*T summed over all training views (in pixels) is below
+    # this are pruned when densification ends and when training ends: no training view constrains
+    # them, so they can float anywhere and veil novel views (LightGaussian's global significance).
+    prune_unseen_weight: float = 1.0
 
     def scaled(self, iterations: int) -> "DensifyConfig":
         """The same schedule stretched to ``iterations``.

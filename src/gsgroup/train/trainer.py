@@ -18,8 +18,8 @@ from ..data.scene import Scene, View
 from ..fileio import atomic_path
 from ..model import Gaussians, from_points, random_points_in_frustums, save_ply
 from ..model.sh import eval_sh
-from ..render import rasterize
-from .densify import Densifier, DensifyConfig
+from ..render import contributions, rasterize
+from .densify import Densifier, DensifyConfig, keep_gaussians
 from .environment import Environment, grid_directions
 from .run import ENVIRONMENT_FILE
 from .losses import psnr, rgb_loss
@@ -353,8 +353,34 @@ class Trainer:
         if self.env is not None:
             self.env_optimizer.step()
             self.env_optimizer.zero_grad(set_to_none=True)
-        self.after_step(self.densifier.step(step, self.params, self.optimizer))
+        changed = self.densifier.step(step, self.params, self.optimizer)
+        if step in (self.densifier.cfg.densify_until, cfg.iterations):
+            changed |= self.prune_unseen() > 0
+        self.after_step(changed)
         return {"loss": loss.item(), "image": image.detach(), "gt": gt}
+
+    @torch.no_grad()
+    def training_weights(self) -> torch.Tensor:
+        """Per Gaussian [N]: its blending weight alpha*T summed over every pixel of every training view."""
+        p = self.params
+        args = (p["means"].detach(), p["quats"].detach(), torch.exp(p["scales"].detach()),
+                torch.sigmoid(p["opacities"].detach()))
+        total = torch.zeros(p["means"].shape[0])
+        for vt in self.views:
+            labels = torch.zeros(vt.height, vt.width, dtype=torch.int64)
+            total += contributions(*args, vt.viewmat, vt.K, vt.width, vt.height, labels, num_labels=1)[:, 0]
+        return total
+
+    def prune_unseen(self) -> int:
+        """Remove the Gaussians that no training view sees (training_weights below
+        densify.prune_unseen_weight); returns how many. Their Adam state and statistics go too."""
+        keep = self.training_weights() >= self.densifier.cfg.prune_unseen_weight
+        removed = int((~keep).sum())
+        if removed and keep.any():
+            keep_gaussians(self.params, self.optimizer, keep)
+            self.densifier.grad_sum = self.densifier.grad_sum[keep]
+            self.densifier.count = self.densifier.count[keep]
+        return removed if keep.any() else 0
 
     def train(self, iterations: int | None = None, progress: bool = True, log_path: str | os.PathLike | None = None,
               checkpoint_every: int = 0) -> Gaussians:
