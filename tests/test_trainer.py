@@ -8,8 +8,8 @@ import torch
 
 from gsgroup.data.scene import load_scene
 from gsgroup.data.synthetic import make_scene
-from gsgroup.train.densify import Densifier, DensifyConfig
-from gsgroup.train.trainer import TrainConfig, Trainer
+from gsgroup.train.densify import Densifier, DensifyConfig, append_gaussians
+from gsgroup.train.trainer import TrainConfig, Trainer, render_view
 
 
 @pytest.fixture(scope="module")
@@ -103,3 +103,39 @@ def test_test_psnr_is_logged_but_not_right_after_an_opacity_reset(scene, tmp_pat
     last = t.evaluate()
     assert log[-1]["test_psnr"] == pytest.approx(last["psnr"]) and log[-1]["test_ssim"] == pytest.approx(last["ssim"])
 
+
+
+def test_gaussians_no_training_view_sees_are_pruned(scene, tmp_path):
+    t = Trainer(scene, cfg(), tmp_path)
+    for _ in range(5):
+        t.train_step()
+    weights = t.training_weights()
+    # independent check: summed over Gaussians, the weights are the rendered alpha of every view
+    with torch.no_grad():
+        alpha = sum(float(render_view(t.params, vt, 0).alpha.sum()) for vt in t.views)
+    assert float(weights.sum()) == pytest.approx(alpha, rel=1e-4)
+    # a Gaussian behind every camera (far below the floor) is never seen: it goes, and only the
+    # Gaussians under the threshold go with it, parameters and Adam moments alike
+    with torch.no_grad():
+        far = {k: v[:1].clone() for k, v in t.params.items()}
+        far["means"][:] = torch.tensor([0.0, 0.0, -1e4])
+    append_gaussians(t.params, t.optimizer, far)
+    t.densifier.grad_sum = torch.cat([t.densifier.grad_sum, torch.zeros(1)])
+    t.densifier.count = torch.cat([t.densifier.count, torch.zeros(1)])
+    weights = t.training_weights()
+    assert weights[-1] == 0
+    threshold = min(t.cfg.densify.prune_unseen_weight, float(weights.mean()) / 20)
+    expected = int((weights < threshold).sum())
+    n = len(weights)
+    assert t.prune_unseen() == expected >= 1
+    assert t.params["means"].shape[0] == n - expected and t.densifier.count.shape[0] == n - expected
+    assert (t.params["means"][:, 2] > -1e3).all()
+    state = t.optimizer.state[t.params["means"]]
+    assert state["exp_avg"].shape == t.params["means"].shape
+
+
+def test_config_round_trip_and_old_configs():
+    d = TrainConfig(env_sh_degree=2).to_dict()
+    assert TrainConfig.from_dict(d) == TrainConfig(env_sh_degree=2)
+    old = {k: v for k, v in d.items() if k not in ("env_sh_degree", "lr_env", "eval_every")}
+    assert TrainConfig.from_dict(old).env_sh_degree == -1  # written before the environment existed

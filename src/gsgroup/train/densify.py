@@ -29,8 +29,9 @@ class DensifyConfig:
     reset_every: int = 3_000
     max_gaussians: int | None = None
     # Gaussians whose blending weight alpha*T summed over all training views (in pixels) is below
-    # this are pruned when densification ends and when training ends: no training view constrains
-    # them, so they can float anywhere and veil novel views (LightGaussian's global significance).
+    # this are pruned when densification ends and when training ends (only in runs that densify):
+    # no training view constrains them, so they can float anywhere and veil novel views
+    # (LightGaussian's global significance, used here as a floater filter).
     prune_unseen_weight: float = 1.0
 
     def scaled(self, iterations: int) -> "DensifyConfig":

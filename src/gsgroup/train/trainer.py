@@ -74,6 +74,7 @@ class TrainConfig:
         d = dict(d)
         d["densify"] = DensifyConfig(**d.get("densify", {}))
         d["background"] = tuple(d.get("background", (0.0, 0.0, 0.0)))
+        d.setdefault("env_sh_degree", -1)  # runs from before the learned environment had none
         return cls(**d)
 
 
@@ -354,7 +355,8 @@ class Trainer:
             self.env_optimizer.step()
             self.env_optimizer.zero_grad(set_to_none=True)
         changed = self.densifier.step(step, self.params, self.optimizer)
-        if step in (self.densifier.cfg.densify_until, cfg.iterations):
+        until = self.densifier.cfg.densify_until
+        if until > 0 and step in (until, cfg.iterations):  # without densification the set stays fixed
             changed |= self.prune_unseen() > 0
         self.after_step(changed)
         return {"loss": loss.item(), "image": image.detach(), "gt": gt}
@@ -372,9 +374,12 @@ class Trainer:
         return total
 
     def prune_unseen(self) -> int:
-        """Remove the Gaussians that no training view sees (training_weights below
-        densify.prune_unseen_weight); returns how many. Their Adam state and statistics go too."""
-        keep = self.training_weights() >= self.densifier.cfg.prune_unseen_weight
+        """Remove the Gaussians that no training view sees: training_weights below
+        densify.prune_unseen_weight pixels, or below 1/20 of the mean weight where that is smaller
+        (in tiny images many Gaussians cover under a pixel and together still matter).
+        Returns how many went; their Adam state and statistics go too."""
+        weights = self.training_weights()
+        keep = weights >= min(self.densifier.cfg.prune_unseen_weight, float(weights.mean()) / 20)
         removed = int((~keep).sum())
         if removed and keep.any():
             keep_gaussians(self.params, self.optimizer, keep)
