@@ -104,6 +104,8 @@ def main() -> None:
     parser.add_argument("--no-environment", action="store_true", help="fixed black background (plain 3DGS)")
     parser.add_argument("--jobs", type=int, default=1, help="runs at once (each then on 1 thread)")
     parser.add_argument("--name", default="train", help="results file benchmarks/results/NAME.json")
+    parser.add_argument("--add-runs", nargs="*", default=[], metavar="JSON",
+                        help="JSON lists of per-run results of an earlier invocation to merge into the table")
     parser.add_argument("--single", nargs=3, metavar=("KIND", "ITERATIONS", "SEED"), help=argparse.SUPPRESS)
     args = parser.parse_args()
     env_on = not args.no_environment
@@ -115,36 +117,48 @@ def main() -> None:
     if args.quick:
         iters = {k: 300 for k in SYNTHETIC} | {"fox": 200, "speed": 200}
     kinds, runs = [], {}
-    for item in args.scenes.split(","):  # KIND[:RUNS[:ITERATIONS]]
+    first = {}
+    for item in filter(None, args.scenes.split(",")):  # KIND[:RUNS[:ITERATIONS[:FIRST_SEED]]]
         kind, *rest = item.split(":")
         if kind == "fox" and not FOX.exists():
             print(f"skipping fox: {FOX} not found")
             continue
         kinds.append(kind)
-        runs[kind] = 1 if args.quick else int(rest[0]) if rest else args.fox_runs if kind == "fox" else args.runs
-        if len(rest) > 1:
+        runs[kind] = 1 if args.quick else int(rest[0]) if rest and rest[0] else args.fox_runs if kind == "fox" else args.runs
+        if len(rest) > 1 and rest[1]:
             iters[kind] = int(rest[1])
-    jobs = [(k, r) for k in kinds for r in range(runs[k])]
+        first[kind] = int(rest[2]) if len(rest) > 2 else 0
+    jobs = [(k, first[k] + r) for k in kinds for r in range(runs[k])]
     results: dict[str, list] = {k: [] for k in kinds}
+    for path in args.add_runs:  # runs of the same configuration measured by an earlier invocation
+        for run in json.loads(Path(path).read_text()):
+            results.setdefault(run["scene"], []).append(run)
+            if run["scene"] not in kinds:
+                kinds.append(run["scene"])
     running: list = []
     while jobs or running:
         while jobs and len(running) < args.jobs:
             kind, r = jobs.pop(0)
             threads = 1 if args.jobs > 1 else None
             running.append((kind, r, launch(kind, iters[kind], r, env_on, threads)))
-        kind, r, proc = running.pop(0)
+        done = next((job for job in running if job[2].poll() is not None), None)
+        if done is None:
+            time.sleep(1)
+            continue
+        running.remove(done)
+        kind, r, proc = done
         out, err = proc.communicate()
         if proc.returncode:
             sys.exit(f"benchmark run failed:\n{err[-3000:]}")
         results[kind].append(json.loads(out.strip().splitlines()[-1]))
-        print(f"  {kind} run {r}: {results[kind][-1]}", flush=True)
+        print(f"  {kind} run {r}: {json.dumps(results[kind][-1])}", flush=True)
     rows, raw = [], []
     keys = ("gaussians", "train_s", "ms_per_iter", "it_per_s", "train_psnr", "test_psnr", "gap_psnr", "test_ssim",
             "peak_rss_mb")
     for kind in kinds:
         res = results[kind]
         raw += res
-        row = {"scene": kind, "size": res[0]["size"], "iterations": iters[kind], "runs": len(res),
+        row = {"scene": kind, "size": res[0]["size"], "iterations": res[0]["iterations"], "runs": len(res),
                "environment": env_on}
         row.update({key: median([x[key] for x in res]) for key in keys})
         rows.append(row)
