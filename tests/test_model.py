@@ -76,6 +76,88 @@ def test_bad_ply_gives_clear_error(tmp_path):
         load_ply(tmp_path / "t.ply")
 
 
+def _inria_bytes(g, id_dim):
+    """A PLY built by hand in the Inria layout, as the reference 3DGS code (and gsgroup's old writer) wrote it."""
+    n = len(g)
+    names = ["x", "y", "z", "nx", "ny", "nz", "f_dc_0", "f_dc_1", "f_dc_2"]
+    names += [f"f_rest_{i}" for i in range(3 * g.shN.shape[1])] + ["opacity", "scale_0", "scale_1", "scale_2"]
+    names += ["rot_0", "rot_1", "rot_2", "rot_3"] + [f"obj_dc_{i}" for i in range(id_dim)]
+    head = ["ply", "format binary_little_endian 1.0", f"element vertex {n}"] + [f"property float {p}" for p in names]
+    rows = np.concatenate([
+        g.means.numpy(), np.zeros((n, 3), np.float32), g.sh0.reshape(n, 3).numpy(),
+        g.shN.transpose(1, 2).reshape(n, -1).numpy(), g.opacities.reshape(n, 1).numpy(),
+        g.scales.numpy(), g.quats.numpy(), g.ids[:, :id_dim].numpy(),
+    ], axis=1)
+    return ("\n".join(head + ["end_header"]) + "\n").encode() + rows.astype("<f4").tobytes(), names, rows
+
+
+@pytest.mark.parametrize("degree,id_dim,plain", [(3, 16, False), (3, 16, True), (1, 0, False)])
+def test_ply_is_byte_identical_to_inria_layout_and_reads_with_plyfile(tmp_path, degree, id_dim, plain):
+    plyfile = pytest.importorskip("plyfile")
+    g = random_gaussians(n=20, degree=degree, id_dim=id_dim)
+    expected, names, rows = _inria_bytes(g, 0 if plain else id_dim)
+    save_ply(tmp_path / "a.ply", g, plain=plain)
+    assert (tmp_path / "a.ply").read_bytes() == expected
+    # independent read-back with plyfile: one float32 vertex element, Inria property order and values
+    ply = plyfile.PlyData.read(str(tmp_path / "a.ply"))
+    assert not ply.text and ply.byte_order == "<"
+    assert [e.name for e in ply.elements] == ["vertex"] and ply["vertex"].count == 20
+    assert [p.name for p in ply["vertex"].properties] == names
+    assert {p.val_dtype for p in ply["vertex"].properties} == {"f4"}
+    for i, name in enumerate(names):
+        np.testing.assert_array_equal(ply["vertex"][name], rows[:, i])
+
+
+def test_hand_written_and_other_encodings_load(tmp_path):
+    """Files from the old hand-written writer (= the reference layout) load bit-exact; so do ASCII and
+    big-endian PLYs with the same properties, and files with the properties in another order."""
+    plyfile = pytest.importorskip("plyfile")
+    g = random_gaussians(n=9, degree=2, id_dim=8)
+    raw, names, rows = _inria_bytes(g, 8)
+    (tmp_path / "old.ply").write_bytes(raw)
+    rec = np.zeros(9, [(n, "f4") for n in names])
+    for i, n in enumerate(names):
+        rec[n] = rows[:, i]
+    shuffled = np.zeros(9, [(n, "f4") for n in reversed(names)])
+    for n in names:
+        shuffled[n] = rec[n]
+    for name, data in [("ascii", plyfile.PlyData([plyfile.PlyElement.describe(rec, "vertex")], text=True)),
+                       ("big", plyfile.PlyData([plyfile.PlyElement.describe(rec, "vertex")], byte_order=">")),
+                       ("order", plyfile.PlyData([plyfile.PlyElement.describe(shuffled, "vertex")],
+                                                 byte_order="<"))]:
+        data.write(str(tmp_path / f"{name}.ply"))
+    for name in ("old", "ascii", "big", "order"):
+        h = load_ply(tmp_path / f"{name}.ply")
+        for key, t in g.to_dict().items():
+            assert torch.equal(getattr(h, key), t), (name, key)
+
+
+def test_malformed_ply_errors_are_one_line_and_name_the_file(tmp_path):
+    cases = {
+        "folder.ply": None,
+        "empty.ply": b"",
+        "latin.ply": b"ply\nformat binary_little_endian 1.0\ncomment caf\xe9\nelement vertex 1\nproperty float x\nend_header\n0000",
+        "fmt.ply": b"ply\nformat binary_middle_endian 1.0\nelement vertex 1\nproperty float x\nend_header\n0000",
+        "nohead.ply": b"ply\nformat ascii 1.0\nelement vertex 1\nproperty float x\n",
+        "noverts.ply": b"ply\nformat ascii 1.0\nelement face 0\nproperty list uchar int vertex_indices\nend_header\n",
+        "list.ply": b"ply\nformat ascii 1.0\nelement vertex 1\nproperty list uchar float x\nend_header\n1 0.5\n",
+        "props.ply": b"ply\nformat ascii 1.0\nelement vertex 1\nproperty float x\nend_header\n1\n",
+        "text.ply": b"ply\nformat ascii 1.0\nelement vertex 2\nproperty float x\nend_header\n1\nabc\n",
+        "short.ply": b"ply\nformat ascii 1.0\nelement vertex 3\nproperty float x\nend_header\n1\n2\n",
+    }
+    for name, raw in cases.items():
+        if raw is None:
+            (tmp_path / name).mkdir()
+        else:
+            (tmp_path / name).write_bytes(raw)
+        with pytest.raises(InputError) as e:
+            load_ply(tmp_path / name)
+        msg = str(e.value)
+        assert name in msg and "\n" not in msg and ";" in msg, msg  # names the file, then says what to do
+    assert "truncated" in str(pytest.raises(InputError, load_ply, tmp_path / "short.ply").value)
+    assert "missing properties" in str(pytest.raises(InputError, load_ply, tmp_path / "props.ply").value)
+
+
 def test_sh_basis_is_orthonormal():
     # Independent check of the SH constants: the 16 real basis functions are orthonormal on the sphere.
     n = 200_000

@@ -214,6 +214,38 @@ def test_ply_points(tmp_path, fmt):
     np.testing.assert_allclose(got_rgb, rgb / 255.0, atol=1e-7)
 
 
+def test_ply_points_colour_types_element_order_and_errors(tmp_path):
+    """16-bit and float colours, no colours, a face element before the vertices, and one-line errors."""
+    plyfile = pytest.importorskip("plyfile")
+    rec = np.zeros(3, [("x", "f8"), ("y", "f8"), ("z", "f8"), ("red", "u2"), ("green", "u2"), ("blue", "u2")])
+    rec["x"], rec["red"], rec["blue"] = [1, 2, 3], [65535, 0, 13107], [0, 65535, 0]
+    faces = np.array([([0, 1, 2],)], [("vertex_indices", "O")])
+    plyfile.PlyData([plyfile.PlyElement.describe(faces, "face"), plyfile.PlyElement.describe(rec, "vertex")],
+                    byte_order=">").write(str(tmp_path / "u16.ply"))
+    xyz, rgb = read_ply_points(tmp_path / "u16.ply")
+    np.testing.assert_array_equal(xyz[:, 0], [1, 2, 3])
+    np.testing.assert_allclose(rgb, [[1, 0, 0], [0, 0, 1], [0.2, 0, 0]], atol=1e-7)
+    frec = np.array([(0.0, 1.0, 2.0, 0.25, 0.5, 1.5)], [(k, "f4") for k in ("x", "y", "z", "r", "g", "b")])
+    plyfile.PlyData([plyfile.PlyElement.describe(frec, "vertex")], text=True).write(str(tmp_path / "f.ply"))
+    np.testing.assert_allclose(read_ply_points(tmp_path / "f.ply")[1], [[0.25, 0.5, 1.0]])
+    plyfile.PlyData([plyfile.PlyElement.describe(frec[["x", "y", "z"]].astype([(k, "f4") for k in "xyz"]), "vertex")]
+                    ).write(str(tmp_path / "plain.ply"))
+    assert read_ply_points(tmp_path / "plain.ply")[1] is None
+    head = "ply\nformat binary_little_endian 1.0\nelement vertex 4\nproperty float x\nproperty float y\nproperty float z\nend_header\n"
+    bad = {
+        "trunc.ply": (head.encode() + bytes(20), "truncated"),
+        "noxyz.ply": (b"ply\nformat ascii 1.0\nelement vertex 1\nproperty float u\nend_header\n1\n", "no x, y, z"),
+        "junk.ply": (b"PK\x03\x04", "not a PLY"),
+        "text.ply": (b"ply\nformat ascii 1.0\nelement vertex 1\nproperty float x\nproperty float y\nproperty float z\n"
+                     b"end_header\n1 2 nan?\n", "malformed"),
+    }
+    for name, (raw, what) in bad.items():
+        (tmp_path / name).write_bytes(raw)
+        with pytest.raises(InputError, match=what) as e:
+            read_ply_points(tmp_path / name)
+        assert name in str(e.value) and "re-export" in str(e.value) and "\n" not in str(e.value)
+
+
 def test_points3d_ply_loaded_into_scene(tmp_path):
     make_nerf(tmp_path, [(f"im/{i}.png", f"im/{i}.png", e, {}) for i, e in enumerate(ring(2))], {"camera_angle_x": 0.8})
     (tmp_path / "points3d.ply").write_text(

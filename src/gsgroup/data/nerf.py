@@ -8,7 +8,8 @@
 - Poses: ``transform_matrix`` is an OpenGL camera-to-world matrix (x right, y up, looking down -z);
   it is converted to an OpenCV world-to-camera matrix (flip the camera's y and z axes, invert).
 - ``transforms_val.json`` is ignored (like 3DGS).
-- Points: an optional ``points3d.ply`` (ASCII or binary; x,y,z and optional red,green,blue).
+- Points: an optional ``points3d.ply`` (ASCII or binary; x,y,z and optional red,green,blue), read
+  with the ``plyfile`` package.
 """
 
 from __future__ import annotations
@@ -19,6 +20,7 @@ import warnings
 from pathlib import Path
 
 import numpy as np
+from plyfile import PlyData, PlyElementParseError, PlyHeaderParseError, PlyListProperty
 
 from gsgroup.data.images import IMAGE_EXTS, Frame, image_size
 from gsgroup.errors import InputError
@@ -222,72 +224,43 @@ def find_points_file(root: Path) -> Path | None:
     return None
 
 
-_PLY_TYPES = {
-    "char": "i1", "int8": "i1", "uchar": "u1", "uint8": "u1", "short": "i2", "int16": "i2",
-    "ushort": "u2", "uint16": "u2", "int": "i4", "int32": "i4", "uint": "u4", "uint32": "u4",
-    "float": "f4", "float32": "f4", "double": "f8", "float64": "f8",
-}
-
-
 def read_ply_points(path: Path) -> tuple[np.ndarray, np.ndarray | None]:
-    """Read the vertex element of a PLY file (ascii, binary_little_endian or binary_big_endian).
+    """Read the vertex element of a point-cloud PLY (ascii, binary_little_endian or binary_big_endian).
 
     Returns (xyz [P,3] float32, rgb [P,3] float32 in [0,1] or None when the file has no colours).
-    The vertex element must come first (as in every point-cloud PLY).
+    Colours may be ``red green blue`` or ``r g b``; integer colours are scaled by 255 (8-bit) or
+    65535 (wider), float colours are taken as [0,1]. Parsing is done by the ``plyfile`` package.
     """
-    data = path.read_bytes()
-    end = data.find(b"end_header")
-    if not data.startswith(b"ply") or end < 0:
-        raise InputError(f"{path}: not a PLY file; re-export the point cloud as PLY (x, y, z, red, green, blue)")
-    nl = data.find(b"\n", end)
-    header = data[:end].decode("ascii", "replace").splitlines()
-    body = data[nl + 1 :]
-    fmt, count, props, in_vertex, seen_other = None, 0, [], False, False
-    for line in header:
-        f = line.split()
-        if not f:
-            continue
-        if f[0] == "format":
-            fmt = f[1]
-        elif f[0] == "element":
-            in_vertex = f[1] == "vertex"
-            if in_vertex:
-                if seen_other:
-                    raise InputError(f"{path}: the vertex element must come first; re-export the point cloud")
-                count = int(f[2])
-            else:
-                seen_other = True
-        elif f[0] == "property" and in_vertex:
-            if f[1] == "list":
-                raise InputError(f"{path}: list properties in vertices are not supported; re-export the point cloud")
-            if f[1] not in _PLY_TYPES:
-                raise InputError(f"{path}: unknown PLY type {f[1]!r}; re-export the point cloud")
-            props.append((f[2], _PLY_TYPES[f[1]]))
-    names = [n for n, _ in props]
-    if not all(k in names for k in "xyz"):
-        raise InputError(f"{path}: vertices have no x, y, z; re-export the point cloud")
+    fix = "re-export the point cloud as PLY (x, y, z, red, green, blue)"
     try:
-        if fmt == "ascii":
-            text = body.decode("ascii").split("\n")[:count] if count else []
-            arr = np.array([ln.split()[: len(props)] for ln in text], dtype=np.float64).reshape(count, len(props))
-            cols = {n: arr[:, i] for i, n in enumerate(names)}
-        elif fmt in ("binary_little_endian", "binary_big_endian"):
-            order = "<" if fmt == "binary_little_endian" else ">"
-            dt = np.dtype([(n, order + t) for n, t in props])
-            rec = np.frombuffer(body, dt, count)
-            cols = {n: rec[n].astype(np.float64) for n in names}
-        else:
-            raise InputError(f"{path}: unknown PLY format {fmt!r}; re-export the point cloud")
-    except ValueError as e:
-        raise InputError(f"{path}: truncated or malformed PLY ({e}); re-export the point cloud") from e
-    xyz = np.stack([cols["x"], cols["y"], cols["z"]], 1).astype(np.float32)
+        ply = PlyData.read(path)
+    except FileNotFoundError:
+        raise InputError(f"{path}: file not found; {fix} or remove the reference to it") from None
+    except OSError as e:
+        raise InputError(f"{path}: cannot read the point cloud ({e.strerror}); check the file") from None
+    except (PlyHeaderParseError, UnicodeDecodeError) as e:
+        why = "non-ASCII bytes" if isinstance(e, UnicodeDecodeError) else e
+        raise InputError(f"{path}: not a PLY file (bad header: {why}); {fix}") from None
+    except PlyElementParseError as e:
+        kind = "truncated" if "end-of-file" in e.message else "malformed"
+        raise InputError(f"{path}: {kind} PLY ({e}); {fix}") from None
+    if "vertex" not in ply:
+        raise InputError(f"{path}: the PLY has no vertex element; {fix}")
+    element = ply["vertex"]
+    if any(isinstance(p, PlyListProperty) for p in element.properties):
+        raise InputError(f"{path}: list properties in vertices are not supported; {fix}")
+    rec = element.data
+    names = rec.dtype.names or ()
+    if not all(k in names for k in "xyz"):
+        raise InputError(f"{path}: vertices have no x, y, z; {fix}")
+    xyz = np.stack([rec["x"], rec["y"], rec["z"]], 1).astype(np.float32)
     rgb = None
     for keys in (("red", "green", "blue"), ("r", "g", "b")):
-        if all(k in cols for k in keys):
-            t = dict(props)[keys[0]]
-            rgb = np.stack([cols[k] for k in keys], 1)
-            if t[0] == "u" or t[0] == "i":
-                rgb = rgb / (255.0 if t in ("u1", "i1") else 65535.0)
+        if all(k in names for k in keys):
+            t = rec.dtype[keys[0]]
+            rgb = np.stack([rec[k] for k in keys], 1).astype(np.float64)
+            if t.kind in "ui":
+                rgb = rgb / (255.0 if t.itemsize == 1 else 65535.0)
             rgb = np.clip(rgb, 0.0, 1.0).astype(np.float32)
             break
     return xyz, rgb

@@ -3,7 +3,10 @@
 Vertex properties, all float32, in this order:
 x y z nx ny nz f_dc_0..2 f_rest_0..(3(K-1)-1) opacity scale_0..2 rot_0..3 obj_dc_0..(D-1)
 where f_rest is channel-major (index = c*(K-1) + k), scales are log and opacity is a logit,
-exactly as the reference 3DGS code writes them.
+exactly as the reference 3DGS code writes them (binary little endian).
+
+Parsing and serialisation are done by the ``plyfile`` package (the reader the reference code
+uses); this module maps its errors to one-line :class:`InputError` messages.
 """
 
 from __future__ import annotations
@@ -14,17 +17,12 @@ from pathlib import Path
 
 import numpy as np
 import torch
+from numpy.lib import recfunctions
+from plyfile import PlyData, PlyElement, PlyElementParseError, PlyHeaderParseError, PlyListProperty
 
 from ..errors import InputError
 from ..fileio import atomic_path
 from .gaussians import Gaussians
-
-_PLY_TYPES = {
-    "float": "f4", "float32": "f4", "double": "f8", "float64": "f8",
-    "uchar": "u1", "uint8": "u1", "char": "i1", "int8": "i1",
-    "ushort": "u2", "uint16": "u2", "short": "i2", "int16": "i2",
-    "uint": "u4", "uint32": "u4", "int": "i4", "int32": "i4",
-}
 
 
 def ply_property_names(sh_degree: int, id_dim: int) -> list[str]:
@@ -50,7 +48,7 @@ def save_ply(path: str | os.PathLike, gaussians: Gaussians, plain: bool = False)
         g.means,
         torch.zeros(n, 3),
         g.sh0.reshape(n, 3),
-        g.shN.transpose(1, 2).reshape(n, -1),
+        g.shN.transpose(1, 2).reshape(n, 3 * g.shN.shape[1]),
         g.opacities.reshape(n, 1),
         g.scales,
         g.quats,
@@ -59,54 +57,38 @@ def save_ply(path: str | os.PathLike, gaussians: Gaussians, plain: bool = False)
         columns.append(g.ids)
     data = torch.cat([c.float() for c in columns], dim=1).numpy()
     assert data.shape[1] == len(names)
-    header = ["ply", "format binary_little_endian 1.0", f"element vertex {n}"]
-    header += [f"property float {name}" for name in names]
-    header.append("end_header")
+    vertices = recfunctions.unstructured_to_structured(data, np.dtype([(name, "<f4") for name in names]))
+    ply = PlyData([PlyElement.describe(vertices, "vertex")], text=False, byte_order="<")
     with atomic_path(path) as tmp:
-        with open(tmp, "wb") as fh:
-            fh.write(("\n".join(header) + "\n").encode("ascii"))
-            fh.write(np.ascontiguousarray(data, dtype="<f4").tobytes())
+        ply.write(tmp)
 
 
 def _read_vertices(path: Path) -> np.ndarray:
-    """Read the vertex element of a PLY as a structured array."""
+    """Read the vertex element of a PLY (ascii or binary) as a structured array."""
     try:
-        raw = path.read_bytes()
+        ply = PlyData.read(path)
     except FileNotFoundError:
         raise InputError(f"{path}: file not found; pass the path of a point_cloud.ply") from None
-    end = raw.find(b"end_header")
-    if not raw.startswith(b"ply") or end < 0:
-        raise InputError(f"{path}: not a PLY file (no 'ply' magic or no end_header)")
-    body_start = raw.index(b"\n", end) + 1
-    lines = raw[:end].decode("ascii", errors="replace").splitlines()
-    fmt, count, props, element = None, 0, [], None
-    for line in lines:
-        parts = line.split()
-        if not parts:
-            continue
-        if parts[0] == "format":
-            fmt = parts[1]
-        elif parts[0] == "element":
-            element = parts[1]
-            if element == "vertex":
-                count = int(parts[2])
-        elif parts[0] == "property" and element == "vertex":
-            if parts[1] == "list" or parts[1] not in _PLY_TYPES:
-                raise InputError(f"{path}: unsupported vertex property '{line.strip()}'")
-            props.append((parts[2], "<" + _PLY_TYPES[parts[1]]))
-    dtype = np.dtype(props)
-    if fmt == "binary_little_endian":
-        need = count * dtype.itemsize
-        if len(raw) - body_start < need:
-            raise InputError(f"{path}: truncated PLY ({len(raw) - body_start} of {need} vertex bytes); re-export it")
-        return np.frombuffer(raw, dtype=dtype, count=count, offset=body_start)
-    if fmt == "ascii":
-        table = np.loadtxt(raw[body_start:].decode().splitlines()[:count], ndmin=2)
-        out = np.zeros(count, dtype=dtype)
-        for i, (name, _) in enumerate(props):
-            out[name] = table[:, i]
-        return out
-    raise InputError(f"{path}: unsupported PLY format '{fmt}'; use binary_little_endian or ascii")
+    except IsADirectoryError:
+        raise InputError(f"{path}: is a folder; pass the path of a point_cloud.ply (or the run folder holding it)") from None
+    except OSError as e:
+        raise InputError(f"{path}: cannot read the file ({e.strerror}); check its permissions") from None
+    except (PlyHeaderParseError, UnicodeDecodeError) as e:
+        why = "non-ASCII bytes" if isinstance(e, UnicodeDecodeError) else e
+        raise InputError(f"{path}: not a PLY file (bad header: {why}); pass a 3DGS point_cloud.ply") from None
+    except PlyElementParseError as e:
+        if "end-of-file" in e.message:
+            total = e.element.count if e.element is not None else "?"
+            raise InputError(f"{path}: truncated PLY (data ends at vertex {e.row} of {total}); re-export it") from None
+        raise InputError(f"{path}: malformed PLY data ({e}); re-export it") from None
+    if "vertex" not in ply:
+        raise InputError(f"{path}: the PLY has no vertex element; pass a 3DGS point_cloud.ply")
+    element = ply["vertex"]
+    for prop in element.properties:
+        if isinstance(prop, PlyListProperty):
+            raise InputError(f"{path}: vertex property '{prop.name}' is a list, which a 3DGS PLY never has; "
+                             f"pass a 3DGS point_cloud.ply")
+    return element.data
 
 
 def load_ply(path: str | os.PathLike) -> Gaussians:
@@ -118,7 +100,8 @@ def load_ply(path: str | os.PathLike) -> Gaussians:
     required += [f"rot_{i}" for i in range(4)]
     missing = [r for r in required if r not in names]
     if missing:
-        raise InputError(f"{path}: not a 3DGS PLY, missing properties {missing[:4]}")
+        raise InputError(f"{path}: not a 3DGS PLY, missing properties {missing[:4]}; "
+                         f"pass a point_cloud.ply written by 3DGS or gsgroup")
     n = len(v)
     if n == 0:
         raise InputError(f"{path}: the PLY holds zero Gaussians; train a scene first")
@@ -133,7 +116,8 @@ def load_ply(path: str | os.PathLike) -> Gaussians:
     k_rest = rest.shape[1] // 3
     degree = int(round(math.sqrt(k_rest + 1))) - 1
     if 3 * ((degree + 1) ** 2 - 1) != rest.shape[1]:
-        raise InputError(f"{path}: {rest.shape[1]} f_rest fields is not a valid SH layout")
+        raise InputError(f"{path}: {rest.shape[1]} f_rest fields is not a valid SH layout (3*((d+1)^2-1) for degree d); "
+                         f"re-export the PLY")
     g = Gaussians(
         means=torch.from_numpy(np.stack([v["x"], v["y"], v["z"]], 1).astype(np.float32)),
         quats=torch.from_numpy(cols("rot_")),

@@ -4,12 +4,28 @@ Install: ``pip install segment-anything==1.0`` (the ``sam`` extra). Weights are 
 checkpoint from the official links (see ``SAM_CHECKPOINT_URLS``) and pass ``--sam-checkpoint PATH
 --sam-model vit_h|vit_l|vit_b``.
 
-torchvision: ``segment_anything`` imports four small torchvision functions (``ops.boxes.batched_nms``,
-``ops.boxes.box_area``, ``transforms.functional.resize`` and ``to_pil_image``). PyPI only has CUDA
-builds of torchvision, which do not import next to the CPU torch used here, so when no working
-torchvision is importable ``import_segment_anything`` registers a tiny pure torch/PIL stand-in for
-exactly those functions while importing the package (and removes it from ``sys.modules`` afterwards).
-A working real torchvision is always preferred.
+torchvision: ``segment_anything`` cannot be imported without a module named ``torchvision``, and
+the stand-in below is the smallest way to run the package's own code on CPU torch:
+
+- its ``__init__`` eagerly imports ``predictor`` and ``automatic_mask_generator``, so even the
+  submodules that need no torchvision (``modeling``, ``build_sam``, ``utils.amg``) are reached only
+  through it: ``import segment_anything.modeling`` raises ModuleNotFoundError: torchvision;
+- the automatic mask generator calls ``torchvision.ops.boxes.batched_nms`` (dropping duplicate masks
+  within a crop, across crops and after the small-region clean-up) and ``box_area`` (preferring
+  masks from smaller crops), and the predictor's ``ResizeLongestSide.apply_image``
+  calls ``torchvision.transforms.functional.resize`` and ``to_pil_image`` on every image;
+- torchvision is unusable beside the pinned CPU torch: PyPI has only CUDA builds (e.g. 0.28.0+cu130
+  for torch 2.13.0), whose ``_C.so`` links ``libtorch_cuda.so``/``libc10_cuda.so``, absent from the
+  CPU wheel, so ``import torchvision`` itself fails ("operator torchvision::nms does not exist") and
+  even its pure-Python functions cannot be reached; the ``+cpu`` builds live only on PyTorch's own
+  package index.
+
+Avoiding the stand-in would mean bypassing the package's ``__init__`` or keeping our own copy of the
+mask generator and predictor, i.e. not using the maintained code. So when no working torchvision is
+importable, ``import_segment_anything`` registers a tiny pure torch/PIL stand-in for exactly those
+four functions (same semantics: torchvision's coordinate-offset batched NMS with its ``IoU >
+threshold`` rule; PIL bilinear resize to ``[h, w]``) while importing the package, and removes it from
+``sys.modules`` afterwards. A working real torchvision is always preferred.
 
 Defaults of the automatic mask generator follow the original Gaussian Grouping pipeline, which made
 its "everything" masks with DEVA (``script/prepare_pseudo_label.sh``): DEVA's SAM settings are
