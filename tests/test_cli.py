@@ -8,6 +8,8 @@ import numpy as np
 import pytest
 import torch
 
+from reference_ssim import ssim_map_zero_pad
+
 from gsgroup import __version__
 from gsgroup.cli import main
 from gsgroup.data.masks import read_mask
@@ -58,6 +60,14 @@ def test_train_render_eval_resume(tiny_scene, tmp_path, capsys):
         image = np.asarray(Image.open(tiny_scene / "images" / f"{name}.png"), np.float64) / 255
         independent = 10 * np.log10(1 / np.mean((render - image) ** 2))
         assert independent == pytest.approx(metrics["per_view"][name]["psnr"], abs=0.15)
+        # the SSIM too, from an independent float64 SciPy SSIM (same window, zero padding)
+        independent_ssim = ssim_map_zero_pad(render, image).mean()
+        assert independent_ssim == pytest.approx(metrics["per_view"][name]["ssim"], abs=2e-3)
+        # and 50 iterations render the view far better than its mean colour everywhere (~22 dB / 0.8 vs
+        # ~13 dB / 0.35 here): a broken renderer or an untrained model fails this
+        flat = np.broadcast_to(image.mean((0, 1)), image.shape)
+        assert independent > 10 * np.log10(1 / np.mean((flat - image) ** 2)) + 4
+        assert independent_ssim > ssim_map_zero_pad(flat, image).mean() + 0.25
     assert "train - test PSNR gap" in capsys.readouterr().out
 
 

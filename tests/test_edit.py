@@ -12,6 +12,7 @@ import argparse
 import colorsys
 import json
 import math
+import re
 
 import numpy as np
 import pytest
@@ -39,6 +40,7 @@ from gsgroup.edit.shrot import (
     quat_multiply,
     rotate_sh,
 )
+from gsgroup.errors import InputError
 from gsgroup.fileio import write_json
 from gsgroup.model import Gaussians, load_ply, save_ply
 from gsgroup.model.ply import ply_property_names
@@ -186,8 +188,12 @@ def test_selection_by_id_pick_and_mask(tiny):
     assert got == [4]
     mask = dilate_mask(ids == 5, 1)
     assert ids_in_mask(ids, mask) == [5]
-    with pytest.raises(ValueError, match="background"):
-        resolve_ids(data, pick=f"{view.name}:0,0") if ids[0, 0] == 0 else (_ for _ in ()).throw(ValueError("background"))
+    # picking a background pixel (id 0 in the id map) or one outside the image is refused, naming the pick
+    by, bx = np.argwhere(ids == 0)[0]
+    with pytest.raises(InputError, match=rf"pick {view.name}:{bx},{by}: that pixel shows background \(id 0\)"):
+        resolve_ids(data, pick=f"{view.name}:{bx},{by}")
+    with pytest.raises(InputError, match=rf"pick {view.name}:{W},0: outside the {W}x{H} image"):
+        resolve_ids(data, pick=f"{view.name}:{W},0")
     with pytest.raises(ValueError, match="exactly one"):
         resolve_ids(data, objects="1", pick=f"{view.name}:1,1")
 
@@ -482,5 +488,9 @@ def test_fill_depth_plane_exact():
 
 
 def test_export_python_api_refuses_empty(tiny, tmp_path):
-    with pytest.raises(ValueError):
+    # each Gaussian of id 6 has probability softmax(4 * onehot)[6] = e^4 / (e^4 + 6) ~ 0.90 < 0.9999
+    msg = f"{tiny['data'].path}: no Gaussian has probability > 0.9999 for ids [6]; lower"
+    with pytest.raises(InputError, match=re.escape(msg)):
         export_objects(tiny["data"], [6], tmp_path / "x.ply", threshold=0.9999)
+    assert not (tmp_path / "x.ply").exists()
+    assert export_objects(tiny["data"], [6], tmp_path / "y.ply", threshold=0.85)["gaussians"] > 0

@@ -1,5 +1,6 @@
 """Mask I/O: reading rules, bad-input rules and the uint8/uint16 writer (gsgroup.data.masks)."""
 
+import re
 import warnings
 from types import SimpleNamespace
 
@@ -35,8 +36,10 @@ def test_uint16_round_trip_over_255_labels(tmp_path):
     raw = cv2.imread(str(tmp_path / "big.png"), cv2.IMREAD_UNCHANGED)
     assert raw.dtype == np.uint16
     assert np.array_equal(read_mask(tmp_path / "big.png"), labels)
-    with pytest.raises(ValueError):
-        write_mask(tmp_path / "huge.png", np.full((2, 2), 70000))
+    huge = tmp_path / "huge.png"
+    with pytest.raises(ValueError, match=re.escape(f"{huge}: 70000 exceeds the uint16 PNG range; renumber the ids")):
+        write_mask(huge, np.full((2, 2), 70000))
+    assert not huge.exists()
 
 
 def test_resize_same_aspect_warns_once_with_count(tmp_path):

@@ -211,7 +211,8 @@ def export_objects(data: RunData, ids: list[int], out: Path, threshold: float = 
 
     sel = make_selection(data.gaussians, data.segmentation(), ids, threshold, cleanup=cleanup, floaters=floaters)
     if not sel.mask.any():
-        raise InputError(f"{data.path}: no Gaussian belongs to ids {ids}; see objects.json")
+        raise InputError(f"{data.path}: no Gaussian has probability > {threshold} for ids {ids}; lower --threshold "
+                         f"or check the ids in objects.json")
     save_ply(out, data.gaussians.select(torch.from_numpy(sel.mask)), plain=plain)
     return {"ids": ids, "gaussians": int(sel.mask.sum()), "path": str(out), "plain": plain}
 
