@@ -10,10 +10,8 @@ from gsgroup.data.colmap import (
     ColmapCamera,
     ColmapImage,
     ColmapPoint,
-    qvec_to_rotmat,
     read_model,
     read_points3d_arrays,
-    rotmat_to_qvec,
     write_model,
 )
 from gsgroup.errors import InputError
@@ -158,15 +156,6 @@ def test_binary_byte_layout(tmp_path):
     assert (tmp_path / "cameras.bin").read_bytes() == cam_ref
     assert (tmp_path / "images.bin").read_bytes() == img_ref
     assert (tmp_path / "points3D.bin").read_bytes() == pt_ref
-
-
-def test_quaternion_matches_scipy():
-    for seed in range(5):
-        rot = Rotation.random(random_state=seed)
-        x, y, z, w = rot.as_quat()
-        np.testing.assert_allclose(qvec_to_rotmat([w, x, y, z]), rot.as_matrix(), atol=1e-12)
-        q = rotmat_to_qvec(rot.as_matrix())
-        np.testing.assert_allclose(q, np.array([w, x, y, z]) * np.sign(w), atol=1e-9)
 
 
 def test_truncated_binary_names_file(tmp_path):

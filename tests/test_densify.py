@@ -5,7 +5,7 @@ import math
 import torch
 from torch import nn
 
-from gsgroup.train.densify import DensifyConfig, Densifier, quat_to_rotmat
+from gsgroup.train.densify import DensifyConfig, Densifier
 
 
 def make_params(n=6):
@@ -72,10 +72,3 @@ def test_cap_limits_growth_and_reset_opacity():
     d.step(2, params, opt)
     assert torch.allclose(torch.sigmoid(params["opacities"]), torch.full((7,), 0.01), atol=1e-4)
 
-
-def test_quat_to_rotmat_matches_axis_angle():
-    angle = 0.7
-    q = torch.tensor([[math.cos(angle / 2), 0.0, 0.0, math.sin(angle / 2)]]) * 3.0  # unnormalised, about z
-    r = quat_to_rotmat(q)[0]
-    expected = torch.tensor([[math.cos(angle), -math.sin(angle), 0], [math.sin(angle), math.cos(angle), 0], [0, 0, 1]])
-    assert torch.allclose(r, expected, atol=1e-6)

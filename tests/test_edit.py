@@ -34,21 +34,16 @@ from gsgroup.edit.select import (
     make_selection,
     select_gaussians,
 )
-from gsgroup.edit.shrot import (
-    euler_deg_to_matrix,
-    matrix_to_quat,
-    quat_multiply,
-    rotate_sh,
-)
+from gsgroup.edit.shrot import euler_deg_to_matrix, rotate_sh
 from gsgroup.errors import InputError
 from gsgroup.fileio import write_json
+from gsgroup.geometry import quat_multiply, quat_to_rotmat, rotmat_to_quat
 from gsgroup.model import Gaussians, load_ply, save_ply
 from gsgroup.model.ply import ply_property_names
 from gsgroup.model.sh import eval_sh, rgb_to_sh
 from gsgroup.render import rasterize
 from gsgroup.segment.grouping import load_labels, save_segmentation
 from gsgroup.segment.identity import IdentityClassifier
-from gsgroup.train.densify import quat_to_rotmat
 from gsgroup.train.trainer import TrainConfig, view_tensors
 
 W, H, NVIEWS = 64, 48, 16
@@ -163,7 +158,7 @@ def test_sh_rotation_analytic(angles):
 def test_quaternion_composition_matches_matrices():
     R = euler_deg_to_matrix(20, 40, -60)
     q = torch.nn.functional.normalize(torch.randn(50, 4, generator=torch.Generator().manual_seed(2)), dim=1)
-    qr = torch.from_numpy(matrix_to_quat(R)).float()
+    qr = torch.from_numpy(rotmat_to_quat(R)).float()
     got = quat_to_rotmat(quat_multiply(qr, q))
     want = torch.from_numpy(R).float() @ quat_to_rotmat(q)
     assert torch.allclose(got, want, atol=1e-5)

@@ -9,11 +9,11 @@ from gsgroup.data.synthetic import (
     background_colour,
     camera_rays,
     intrinsics,
-    look_at,
     make_cameras,
     make_scene,
     scene_spec,
 )
+from gsgroup.geometry import look_at
 from gsgroup.model import from_points
 from gsgroup.render import rasterize
 from gsgroup.train.densify import DensifyConfig

@@ -6,7 +6,7 @@ import numpy as np
 import torch
 
 from gsgroup.data.scene import Scene, View
-from gsgroup.data.synthetic import look_at
+from gsgroup.geometry import look_at
 from gsgroup.model import Gaussians, load_ply, save_ply
 from gsgroup.model.sh import rgb_to_sh, sh_to_rgb
 from gsgroup.render import dominant_gaussian, rasterize

@@ -10,23 +10,10 @@ import pytest
 import torch
 
 from gsgroup.errors import InputError
+from gsgroup.geometry import look_at
 from gsgroup.model.gaussians import Gaussians
 from gsgroup.render import contributions, dominant_gaussian
 from gsgroup.segment.lift import accumulate_weights, assign_labels, lift_labels
-
-
-def look_at(eye, target, down=(0.0, 0.0, -1.0)):
-    """World-to-camera [4,4] (OpenCV axes), world z up."""
-    eye = np.asarray(eye, float)
-    f = np.asarray(target, float) - eye
-    f /= np.linalg.norm(f)
-    r = np.cross(np.asarray(down, float), f)
-    r /= np.linalg.norm(r)
-    d = np.cross(f, r)
-    V = np.eye(4)
-    V[:3, :3] = np.stack([r, d, f])
-    V[:3, 3] = -V[:3, :3] @ eye
-    return V.astype(np.float32)
 
 
 def make_gaussians(means, scales, opacity=0.9):
@@ -76,7 +63,7 @@ def ring_views(n=6, radius=4.0, heights=(0.8, 2.5), width=96, height=72):
         for i in range(n):
             a = 2 * math.pi * (i + 0.5 * j) / n
             eye = (radius * math.cos(a), radius * math.sin(a), hz)
-            views.append(make_view(f"v{j}_{i:02d}", look_at(eye, (0, 0, 0.3)), width, height))
+            views.append(make_view(f"v{j}_{i:02d}", look_at(eye, (0, 0, 0.3)).astype(np.float32), width, height))
     return views
 
 

@@ -9,9 +9,11 @@ import cv2
 import numpy as np
 import pytest
 
+from conftest import opengl_c2w, ring_eyes
 from gsgroup.data import load_scene
 from gsgroup.data.nerf import opengl_c2w_to_opencv_w2c, parse_transforms, read_ply_points
 from gsgroup.errors import InputError
+from gsgroup.geometry import camera_center
 
 FOX = Path("/work/shared/data/fox")
 
@@ -21,19 +23,6 @@ def write_png(path, rgb_or_rgba_uint8):
     bgr = a[:, :, [2, 1, 0, 3]] if a.shape[2] == 4 else a[:, :, ::-1]
     path.parent.mkdir(parents=True, exist_ok=True)
     assert cv2.imwrite(str(path), np.ascontiguousarray(bgr))
-
-
-def gl_lookat(eye, target=(0, 0, 0), up=(0, 0, 1)):
-    """OpenGL camera-to-world: camera looks down -z, y up."""
-    eye, target, up = (np.asarray(v, float) for v in (eye, target, up))
-    back = eye - target
-    back /= np.linalg.norm(back)
-    right = np.cross(up, back)
-    right /= np.linalg.norm(right)
-    upc = np.cross(back, right)
-    m = np.eye(4)
-    m[:3, 0], m[:3, 1], m[:3, 2], m[:3, 3] = right, upc, back, eye
-    return m
 
 
 def project(K, viewmat, X):
@@ -57,18 +46,18 @@ def test_opengl_to_opencv_identity_camera():
 
 def test_opengl_to_opencv_blender_z_up():
     # Blender convention: world z up, camera on -y looking at the origin.
-    c2w = gl_lookat([0, -5, 0])
+    c2w = opengl_c2w([0, -5, 0])
     V = opengl_c2w_to_opencv_w2c(c2w)
     K = np.array([[200.0, 0, 100], [0, 200.0, 80], [0, 0, 1]])
     np.testing.assert_allclose(project(K, V, [0, 0, 0]), [100, 80], atol=1e-9)
     u, v = project(K, V, [0, 0, 1])
     assert abs(u - 100) < 1e-9 and v == pytest.approx(80 - 200 / 5)
     # general position: the origin still lands on the principal point
-    V2 = opengl_c2w_to_opencv_w2c(gl_lookat([3, -2, 1.5]))
+    V2 = opengl_c2w_to_opencv_w2c(opengl_c2w([3, -2, 1.5]))
     np.testing.assert_allclose(project(K, V2, [0, 0, 0]), [100, 80], atol=1e-9)
     assert project(K, V2, [0, 0, 0.5])[1] < 80
     # camera centre of the world-to-camera matrix equals the transform's translation
-    np.testing.assert_allclose(-V2[:3, :3].T @ V2[:3, 3], [3, -2, 1.5], atol=1e-12)
+    np.testing.assert_allclose(camera_center(V2), [3, -2, 1.5], atol=1e-12)
 
 
 def make_nerf(root: Path, frames, top=None, size=(40, 30), name="transforms.json", alpha=None):
@@ -84,21 +73,17 @@ def make_nerf(root: Path, frames, top=None, size=(40, 30), name="transforms.json
             if alpha is not None:
                 img[..., 3] = alpha
             write_png(root / real, img)
-        out.append({"file_path": fp, "transform_matrix": gl_lookat(eye).tolist(), **extra})
+        out.append({"file_path": fp, "transform_matrix": opengl_c2w(eye).tolist(), **extra})
     meta = dict(top or {})
     meta["frames"] = out
     (root / name).write_text(json.dumps(meta))
     return root / name
 
 
-def ring(n, r=4.0):
-    return [[r * math.cos(2 * math.pi * i / n), r * math.sin(2 * math.pi * i / n), 1.0] for i in range(n)]
-
-
 def test_intrinsics_camera_angle_vs_fl(tmp_path):
     ang = 0.9
     f_expected = 0.5 * 40 / math.tan(0.5 * ang)
-    eyes = ring(3)
+    eyes = ring_eyes(3)
     frames = [(f"./im/{i}.png", f"im/{i}.png", e, {}) for i, e in enumerate(eyes)]
     a = make_nerf(tmp_path / "a", frames, {"camera_angle_x": ang})
     b = make_nerf(tmp_path / "b", frames, {"fl_x": f_expected, "fl_y": f_expected, "cx": 20, "cy": 15, "w": 40, "h": 30})
@@ -115,7 +100,7 @@ def test_intrinsics_camera_angle_vs_fl(tmp_path):
 
 
 def test_per_frame_overrides(tmp_path):
-    eyes = ring(2)
+    eyes = ring_eyes(2)
     frames = [
         ("im/0.png", "im/0.png", eyes[0], {}),
         ("im/1.png", "im/1.png", eyes[1], {"fl_x": 77.0, "fl_y": 66.0, "cx": 10.0, "k1": 0.0}),
@@ -127,7 +112,7 @@ def test_per_frame_overrides(tmp_path):
 
 
 def test_missing_extension_and_missing_frames_warning(tmp_path):
-    eyes = ring(6)
+    eyes = ring_eyes(6)
     frames = [
         ("./train/r_0", "train/r_0.png", eyes[0], {}),
         ("train/r_1", "train/r_1.jpg", eyes[1], {}),
@@ -149,7 +134,7 @@ def test_missing_extension_and_missing_frames_warning(tmp_path):
 
 
 def test_rgba_composited_on_background(tmp_path):
-    frames = [(f"im/{i}", f"im/{i}.png", e, {}) for i, e in enumerate(ring(2))]
+    frames = [(f"im/{i}", f"im/{i}.png", e, {}) for i, e in enumerate(ring_eyes(2))]
     make_nerf(tmp_path / "d", frames, {"camera_angle_x": 0.8}, alpha=64)
     bg = (0.0, 1.0, 0.25)
     scene = load_scene(tmp_path / "d", background=bg, progress=False, cache_dir=tmp_path / "c")
@@ -165,7 +150,7 @@ def test_rgba_composited_on_background(tmp_path):
 def test_split_files_and_names(tmp_path):
     """transforms_train/test: test split used with eval=True, merged into train otherwise; val ignored."""
     root = tmp_path / "blender"
-    eyes = ring(5)
+    eyes = ring_eyes(5)
     make_nerf(root, [(f"./train/r_{i}", f"train/r_{i}.png", eyes[i], {}) for i in range(3)], {"camera_angle_x": 0.7}, name="transforms_train.json")
     make_nerf(root, [(f"./test/r_{i}", f"test/r_{i}.png", eyes[3 + i], {}) for i in range(2)], {"camera_angle_x": 0.7}, name="transforms_test.json")
     make_nerf(root, [("./val/r_0", "val/r_0.png", eyes[0], {})], {"camera_angle_x": 0.7}, name="transforms_val.json")
@@ -177,7 +162,7 @@ def test_split_files_and_names(tmp_path):
 
 
 def test_nan_pose_names_file_and_frame(tmp_path):
-    p = make_nerf(tmp_path, [(f"im/{i}.png", f"im/{i}.png", e, {}) for i, e in enumerate(ring(3))], {"camera_angle_x": 0.8})
+    p = make_nerf(tmp_path, [(f"im/{i}.png", f"im/{i}.png", e, {}) for i, e in enumerate(ring_eyes(3))], {"camera_angle_x": 0.8})
     meta = json.loads(p.read_text())
     meta["frames"][1]["transform_matrix"][0][3] = float("nan")
     p.write_text(json.dumps(meta))  # json.dumps writes NaN, which Python's json reads back
@@ -247,7 +232,7 @@ def test_ply_points_colour_types_element_order_and_errors(tmp_path):
 
 
 def test_points3d_ply_loaded_into_scene(tmp_path):
-    make_nerf(tmp_path, [(f"im/{i}.png", f"im/{i}.png", e, {}) for i, e in enumerate(ring(2))], {"camera_angle_x": 0.8})
+    make_nerf(tmp_path, [(f"im/{i}.png", f"im/{i}.png", e, {}) for i, e in enumerate(ring_eyes(2))], {"camera_angle_x": 0.8})
     (tmp_path / "points3d.ply").write_text(
         "ply\nformat ascii 1.0\nelement vertex 2\nproperty float x\nproperty float y\nproperty float z\n"
         "property uchar red\nproperty uchar green\nproperty uchar blue\nend_header\n1 2 3 255 0 0\n-1 0 0.5 0 51 255\n"
@@ -281,7 +266,7 @@ def test_fox_transforms_parsing():
         np.testing.assert_allclose(R @ R.T, np.eye(3), atol=1e-5)
         assert np.linalg.det(R) == pytest.approx(1.0, abs=1e-5)
         c2w = by_path[f.key]
-        np.testing.assert_allclose(-R.T @ f.viewmat[:3, 3], c2w[:3, 3], atol=1e-5)  # same camera centre (fox R is orthonormal to ~1e-7)
+        np.testing.assert_allclose(camera_center(f.viewmat), c2w[:3, 3], atol=1e-5)  # same camera centre (fox R is orthonormal to ~1e-7)
         np.testing.assert_allclose(R.T[:, 2], -c2w[:3, 2], atol=1e-5)  # OpenCV forward = OpenGL -z
 
 
@@ -304,7 +289,7 @@ def test_fox_loads(tmp_path):
     # K scaled by 270/1080 = 0.25; the undistorted pinhole may zoom slightly (< 5 %) to crop invalid borders
     assert K[0, 0] == pytest.approx(meta["fl_x"] * 0.25, rel=0.05) and K[1, 1] == pytest.approx(meta["fl_y"] * 0.25, rel=0.05)
     assert K[0, 2] == pytest.approx(meta["cx"] * 0.25, abs=10) and K[1, 2] == pytest.approx(meta["cy"] * 0.25, abs=10)
-    centres = np.array([-(v.viewmat[:3, :3].T @ v.viewmat[:3, 3]) for v in s.train])
+    centres = camera_center(np.stack([v.viewmat for v in s.train]))
     assert s.extent == pytest.approx(1.1 * np.linalg.norm(centres - centres.mean(0), axis=1).max(), rel=1e-5)
     assert 0.5 < s.extent < 50
     assert len(list((tmp_path / "cache" / "undistorted").iterdir())) == 50

@@ -11,6 +11,7 @@ import pytest
 import torch
 
 import reference_rasterizer as ref
+from gsgroup.geometry import look_at
 from gsgroup.render import contributions, dominant_gaussian, rasterize
 
 TOL = 1e-4
@@ -28,25 +29,10 @@ def assert_close(a, b, name, tol=TOL):
     assert e <= tol, f"{name}: relative error {e:.3g} > {tol}"
 
 
-def look_at(eye, target, up=(0.0, -1.0, 0.0)):
-    """World-to-camera [4,4] (OpenCV: x right, y down, z forward)."""
-    eye = np.asarray(eye, float)
-    f = np.asarray(target, float) - eye
-    f /= np.linalg.norm(f)
-    r = np.cross(np.asarray(up, float), f)  # with y-down 'up' vector: x right
-    r /= np.linalg.norm(r)
-    d = np.cross(f, r)
-    R = np.stack([r, d, f])
-    V = np.eye(4)
-    V[:3, :3] = R
-    V[:3, 3] = -R @ eye
-    return V
-
-
 def make_scene(n, d, width, height, seed, kind="mixed"):
     """Random Gaussians in world space around a look-at camera; returns a dict of float32 tensors."""
     rng = np.random.default_rng(seed)
-    V = look_at([0.3, -0.4, -4.0], [0.0, 0.0, 0.5])
+    V = look_at([0.3, -0.4, -4.0], [0.0, 0.0, 0.5], up=(0.0, 1.0, 0.0))
     f = 0.9 * width
     K = np.array([[f, 0, width / 2 + 1.7], [0, f * 1.05, height / 2 - 1.3], [0, 0, 1]])
     # sample in camera space via pixel + depth, then map to world

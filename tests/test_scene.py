@@ -1,7 +1,6 @@
 """load_scene on synthetic COLMAP/NeRF datasets: sizes, intrinsics, split, extent, undistortion, bad input."""
 
 import json
-import math
 import warnings
 from pathlib import Path
 
@@ -9,27 +8,11 @@ import cv2
 import numpy as np
 import pytest
 
+from conftest import opengl_c2w, ring_eyes
 from gsgroup.data import load_scene, target_size
-from gsgroup.data.colmap import ColmapCamera, ColmapImage, ColmapPoint, rotmat_to_qvec, write_model
+from gsgroup.data.colmap import ColmapCamera, ColmapImage, ColmapPoint, write_model
 from gsgroup.errors import InputError
-
-
-def lookat_w2c(eye, target=(0.0, 0.0, 0.0), up=(0.0, 0.0, 1.0)):
-    """OpenCV world-to-camera [4,4] for a camera at ``eye`` looking at ``target`` (x right, y down, z fwd)."""
-    eye, target, up = (np.asarray(v, float) for v in (eye, target, up))
-    f = target - eye
-    f /= np.linalg.norm(f)
-    r = np.cross(f, up)
-    r /= np.linalg.norm(r)
-    d = np.cross(f, r)
-    R = np.stack([r, d, f])
-    V = np.eye(4)
-    V[:3, :3], V[:3, 3] = R, -R @ eye
-    return V
-
-
-def ring(n, r=4.0, z=1.0):
-    return [np.array([r * math.cos(2 * math.pi * i / n), r * math.sin(2 * math.pi * i / n), z]) for i in range(n)]
+from gsgroup.geometry import camera_center, look_at, rotmat_to_quat
 
 
 def make_colmap(root: Path, n=5, size=(41, 31), camera=None, n_points=10, binary=True, names=None, sparse="sparse/0"):
@@ -39,9 +22,9 @@ def make_colmap(root: Path, n=5, size=(41, 31), camera=None, n_points=10, binary
     rng = np.random.default_rng(0)
     names = names or [f"img_{i:02d}.png" for i in range(n)]
     images = {}
-    for i, (eye, name) in enumerate(zip(ring(n), names)):
-        V = lookat_w2c(eye)
-        images[i + 1] = ColmapImage(i + 1, rotmat_to_qvec(V[:3, :3]), V[:3, 3], camera.id, name)
+    for i, (eye, name) in enumerate(zip(ring_eyes(n), names)):
+        V = look_at(eye, (0.0, 0.0, 0.0))
+        images[i + 1] = ColmapImage(i + 1, rotmat_to_quat(V[:3, :3]), V[:3, 3], camera.id, name)
         (root / "images" / name).parent.mkdir(parents=True, exist_ok=True)
         cv2.imwrite(str(root / "images" / name), rng.integers(0, 256, (h, w, 3), dtype=np.uint8))
     points = {
@@ -89,7 +72,7 @@ def test_colmap_scene_sizes_intrinsics_points(tmp_path, binary):
     sx, sy = w / 41, h / 31  # real per-axis ratios
     np.testing.assert_allclose(v.K, [[30 * sx, 0, 20.5 * sx], [0, 32 * sy, 15.5 * sy], [0, 0, 1]], rtol=1e-6)
     assert v.K.dtype == np.float32 and v.viewmat.dtype == np.float32
-    np.testing.assert_allclose(v.viewmat, lookat_w2c(ring(5)[0]), atol=1e-6)
+    np.testing.assert_allclose(v.viewmat, look_at(ring_eyes(5)[0], (0.0, 0.0, 0.0)), atol=1e-6)
     assert v.image_path == data / "images" / "img_00.png"  # pinhole: the original is read
     # full-resolution pixels equal the file (RGB order)
     full = load_scene(data, resolution=1, progress=False).train[0]
@@ -132,7 +115,7 @@ def test_eval_every_8th_by_sorted_name(tmp_path):
     s = load_scene(tmp_path, eval=True, progress=False)
     assert [v.name for v in s.test] == ["v00", "v08", "v16"]
     assert [v.name for v in s.train] == [f"v{i:02d}" for i in range(17) if i % 8]
-    cams = [-(v.viewmat[:3, :3].T @ v.viewmat[:3, 3]) for v in s.train]
+    cams = [camera_center(v.viewmat) for v in s.train]
     c = np.mean(cams, 0)
     assert s.extent == pytest.approx(1.1 * max(np.linalg.norm(np.array(cams) - c, axis=1)), rel=1e-5)  # train cameras
     s2 = load_scene(tmp_path, eval=False, progress=False)
@@ -161,15 +144,13 @@ def test_test_list_matching_nothing_is_an_error(tmp_path):
 def test_nerf_single_file_every_8th(tmp_path):
     frames = []
     for i in range(9):
-        eye = ring(9)[i]
-        V = lookat_w2c(eye)
-        c2w = np.linalg.inv(V) @ np.diag([1.0, -1, -1, 1])  # OpenCV w2c -> OpenGL c2w
+        c2w = opengl_c2w(ring_eyes(9)[i])
         cv2.imwrite(str(tmp_path / f"f{i}.png"), np.full((6, 8, 3), 50, np.uint8))
         frames.append({"file_path": f"./f{i}", "transform_matrix": c2w.tolist()})
     (tmp_path / "transforms.json").write_text(json.dumps({"camera_angle_x": 1.0, "frames": frames}))
     s = load_scene(tmp_path, eval=True, progress=False)
     assert [v.name for v in s.test] == ["f0", "f8"]
-    np.testing.assert_allclose(s.train[0].viewmat, lookat_w2c(ring(9)[1]), atol=1e-6)  # round trip of the convention
+    np.testing.assert_allclose(s.train[0].viewmat, look_at(ring_eyes(9)[1], (0.0, 0.0, 0.0)), atol=1e-6)  # round trip of the convention
 
 
 # ----------------------------------------------------------------------------- undistortion

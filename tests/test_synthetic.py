@@ -9,9 +9,10 @@ import cv2
 import numpy as np
 import pytest
 
-from gsgroup.data.colmap import qvec_to_rotmat, read_model
-from gsgroup.data.synthetic import look_at, make_scene, render_view, scene_spec
+from gsgroup.data.colmap import read_model
+from gsgroup.data.synthetic import make_scene, render_view, scene_spec
 from gsgroup.errors import InputError
+from gsgroup.geometry import intrinsics_matrix, look_at, quat_to_rotmat
 
 W, H, NV = 64, 48, 8
 
@@ -35,11 +36,11 @@ def _poses(scene):
     cams, imgs, pts = read_model(scene / "sparse" / "0")
     cam = cams[1]
     fx, fy, cx, cy = cam.params
-    K = np.array([[fx, 0, cx], [0, fy, cy], [0, 0, 1.0]])
+    K = intrinsics_matrix(fx, fy, cx, cy)
     views = {}
     for im in imgs.values():
         V = np.eye(4)
-        V[:3, :3] = qvec_to_rotmat(im.qvec)
+        V[:3, :3] = quat_to_rotmat(im.qvec)
         V[:3, 3] = im.tvec
         views[im.name[:-4]] = V
     return K, views, pts

@@ -17,6 +17,7 @@ import torch
 
 from gsgroup.errors import InputError
 from gsgroup.fileio import write_json
+from gsgroup.geometry import look_at, quat_to_rotmat, rotmat_to_quat
 from gsgroup.model import Gaussians, load_ply, save_ply
 from gsgroup.model.sh import rgb_to_sh
 from gsgroup.segment.grouping import object_summary, save_classifier, save_labels
@@ -104,7 +105,7 @@ def test_pick_matches_brute_force():
     rng = np.random.default_rng(3)
     n = 60
     q = rng.normal(size=(n, 4))
-    act = {"means": rng.uniform(-1, 1, (n, 3)) + [0, 0, 4], "R": splats.quat_to_matrix(q),
+    act = {"means": rng.uniform(-1, 1, (n, 3)) + [0, 0, 4], "R": quat_to_rotmat(q),
            "sigma": rng.uniform(0.05, 0.3, (n, 3)), "opacity": rng.uniform(0.2, 0.95, n)}
     vis = rng.uniform(size=n) > 0.2
     hits = 0
@@ -130,10 +131,10 @@ def test_pick_front_most_opaque_and_hidden():
 
 def test_projection_roundtrip():
     pos, target = np.array([0.0, -2.0, 1.5]), np.array([0.2, 0.1, 0.0])
-    wxyz = splats.look_at_wxyz(pos, target)
+    wxyz = rotmat_to_quat(look_at(pos, target)[:3, :3].T)  # camera-to-world rotation
     px = splats.project(target[None], pos, wxyz, np.deg2rad(60), 640, 480)[0]
     assert np.allclose(px, [320, 240], atol=1e-6)
-    R = splats.quat_to_matrix(wxyz[None])[0]
+    R = quat_to_rotmat(wxyz)
     assert np.allclose(R.T @ R, np.eye(3), atol=1e-9) and np.isclose(np.linalg.det(R), 1)
     # a point to the camera's right projects right of the centre, a point above (world +z) above it
     right = splats.project((target + R[:, 0] * 0.1)[None], pos, wxyz, 1.0, 640, 480)[0]

@@ -24,6 +24,7 @@ from pathlib import Path
 import numpy as np
 
 from gsgroup.errors import InputError
+from gsgroup.geometry import intrinsics_matrix, quat_to_rotmat
 
 # model name -> (model id, number of params)
 CAMERA_MODELS: dict[str, tuple[int, int]] = {
@@ -92,35 +93,6 @@ class PointArrays:
 
 
 # ----------------------------------------------------------------------------- helpers
-
-
-def qvec_to_rotmat(qvec: np.ndarray) -> np.ndarray:
-    """Unit quaternion [4] (w,x,y,z) -> rotation matrix [3,3] (normalises first)."""
-    q = np.asarray(qvec, np.float64)
-    w, x, y, z = q / np.linalg.norm(q)
-    return np.array(
-        [
-            [1 - 2 * (y * y + z * z), 2 * (x * y - w * z), 2 * (x * z + w * y)],
-            [2 * (x * y + w * z), 1 - 2 * (x * x + z * z), 2 * (y * z - w * x)],
-            [2 * (x * z - w * y), 2 * (y * z + w * x), 1 - 2 * (x * x + y * y)],
-        ]
-    )
-
-
-def rotmat_to_qvec(R: np.ndarray) -> np.ndarray:
-    """Rotation matrix [3,3] -> unit quaternion [4] (w,x,y,z) with w >= 0."""
-    R = np.asarray(R, np.float64).T  # the symmetric-matrix method below is written for R transposed
-    K = np.array(
-        [
-            [R[0, 0] - R[1, 1] - R[2, 2], 0, 0, 0],
-            [R[1, 0] + R[0, 1], R[1, 1] - R[0, 0] - R[2, 2], 0, 0],
-            [R[2, 0] + R[0, 2], R[2, 1] + R[1, 2], R[2, 2] - R[0, 0] - R[1, 1], 0],
-            [R[1, 2] - R[2, 1], R[2, 0] - R[0, 2], R[0, 1] - R[1, 0], R[0, 0] + R[1, 1] + R[2, 2]],
-        ]
-    ) / 3.0
-    vals, vecs = np.linalg.eigh(K)
-    q = vecs[[3, 0, 1, 2], np.argmax(vals)]
-    return -q if q[0] < 0 else q
 
 
 def _model_files(path: Path, ext: str) -> tuple[Path, Path, Path]:
@@ -594,7 +566,7 @@ def camera_calibration(cam: ColmapCamera, cameras_file: Path) -> tuple[np.ndarra
         dist = p[4:8].copy()
     elif m == "FULL_OPENCV":
         dist = p[4:12].copy()
-    K = np.array([[fx, 0.0, cx], [0.0, fy, cy], [0.0, 0.0, 1.0]])
+    K = intrinsics_matrix(fx, fy, cx, cy)
     if not (np.all(np.isfinite(K)) and fx > 0 and fy > 0) or (dist is not None and not np.all(np.isfinite(dist))):
         raise InputError(f"{cameras_file}: camera {cam.id} has invalid parameters {p.tolist()}; re-run COLMAP")
     return K, dist
@@ -643,7 +615,7 @@ def colmap_frames(root: Path, images_dir: str = "images") -> tuple[list, Path]:
             missing += 1
             continue
         viewmat = np.eye(4)
-        viewmat[:3, :3] = qvec_to_rotmat(q)
+        viewmat[:3, :3] = quat_to_rotmat(q)
         viewmat[:3, 3] = t
         cam = cameras[im.camera_id]
         frames.append(Frame(path, K, (cam.width, cam.height), dist, viewmat, im.name, None, img_file))

@@ -26,6 +26,7 @@ from gsgroup.data.colmap import colmap_frames, colmap_points_file, read_points3d
 from gsgroup.data.images import Frame
 from gsgroup.data.nerf import find_points_file, find_transforms, nerf_frames, read_ply_points
 from gsgroup.errors import InputError
+from gsgroup.geometry import camera_center
 
 log = logging.getLogger(__name__)
 LLFF_HOLD = 8
@@ -119,7 +120,7 @@ def camera_extent(viewmats: list[np.ndarray]) -> tuple[float, np.ndarray]:
 
     A single camera (or coincident centres) gives radius 1.0 instead of 0.
     """
-    centers = np.stack([-(v[:3, :3].T @ v[:3, 3]) for v in viewmats]).astype(np.float64)
+    centers = camera_center(np.stack(viewmats))
     center = centers.mean(0)
     radius = 1.1 * float(np.linalg.norm(centers - center, axis=1).max())
     if not np.isfinite(radius) or radius < 1e-9:

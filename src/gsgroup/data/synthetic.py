@@ -29,6 +29,7 @@ import numpy as np
 from gsgroup.data.synthetic_raycast import FLOOR, cast, normal_local, rot_z, shadow_blockers
 from gsgroup.data.synthetic_scene import SceneObject, SceneSpec, floor_albedo, object_albedo, scene_spec
 from gsgroup.errors import InputError
+from gsgroup.geometry import camera_center, intrinsics_matrix, look_at, rotmat_to_quat
 
 __all__ = [
     "SceneObject",
@@ -37,7 +38,6 @@ __all__ = [
     "SCENE_OBJECTS",
     "render_view",
     "camera_rays",
-    "look_at",
     "make_cameras",
     "make_scene",
     "view_name",
@@ -52,26 +52,10 @@ _SUBDIRS = ("images", "gt_mask", "depth", "without", "sparse")
 # ----------------------------------------------------------------------------- cameras
 
 
-def look_at(eye, target, up=(0.0, 0.0, 1.0)) -> np.ndarray:
-    """World-to-camera matrix [4,4] for a camera at ``eye`` [3] looking at ``target`` [3]
-    (OpenCV axes: x right, y down, z forward)."""
-    eye, target, up = (np.asarray(v, np.float64) for v in (eye, target, up))
-    f = target - eye
-    f /= np.linalg.norm(f)
-    r = np.cross(f, up)
-    r /= np.linalg.norm(r)
-    dn = np.cross(f, r)
-    R = np.stack([r, dn, f])  # rows: camera axes in world coordinates
-    view = np.eye(4)
-    view[:3, :3] = R
-    view[:3, 3] = -R @ eye
-    return view
-
-
 def intrinsics(width: int, height: int, hfov_deg: float = HFOV_DEG) -> np.ndarray:
     """Pinhole K [3,3] with fx = fy from the horizontal field of view, principal point at the centre."""
     f = 0.5 * width / np.tan(np.radians(hfov_deg) / 2)
-    return np.array([[f, 0, width / 2], [0, f, height / 2], [0, 0, 1.0]])
+    return intrinsics_matrix(f, f, width / 2, height / 2)
 
 
 def make_cameras(spec: SceneSpec, n_views: int, width: int, height: int) -> list[tuple[np.ndarray, np.ndarray]]:
@@ -101,9 +85,8 @@ def camera_rays(K: np.ndarray, viewmat: np.ndarray, width: int, height: int, sup
     x = (u - K[0, 2]) / K[0, 0]
     y = (v - K[1, 2]) / K[1, 1]
     R = np.asarray(viewmat, np.float64)[:3, :3]
-    t = np.asarray(viewmat, np.float64)[:3, 3]
     d = x[None, :, None] * R[0] + y[:, None, None] * R[1] + R[2]  # R^T (x, y, 1)
-    return -R.T @ t, d.reshape(-1, 3)
+    return camera_center(viewmat), d.reshape(-1, 3)
 
 
 # ----------------------------------------------------------------------------- rendering
@@ -320,7 +303,7 @@ def make_scene(
     BACKGROUNDS (the point cloud never has points there)."""
     from tqdm import tqdm
 
-    from gsgroup.data.colmap import ColmapCamera, ColmapImage, rotmat_to_qvec, write_model
+    from gsgroup.data.colmap import ColmapCamera, ColmapImage, write_model
     from gsgroup.fileio import atomic_path, write_image, write_json
 
     if width < 8 or height < 8:
@@ -351,7 +334,7 @@ def make_scene(
             write_image(out / "without" / str(k) / f"{stem}.png", _to_u8(img))
         if i in pc_views:
             store[i] = (rgb8, mask, depth)
-        images[i + 1] = ColmapImage(i + 1, rotmat_to_qvec(view[:3, :3]), view[:3, 3].copy(), 1, f"{stem}.png")
+        images[i + 1] = ColmapImage(i + 1, rotmat_to_quat(view[:3, :3]), view[:3, 3].copy(), 1, f"{stem}.png")
 
     rng = np.random.default_rng([seed, 4242])
     points, sigma = _point_cloud(spec, cams, store, width, height, rng, 8000)

@@ -32,10 +32,11 @@ import numpy as np
 import torch
 
 from ..errors import InputError
+from ..geometry import quat_multiply, rotmat_to_quat
 from ..model import Gaussians
 from ..model.sh import rgb_to_sh, sh_to_rgb
 from ..segment.identity import IdentityClassifier
-from .shrot import matrix_to_quat, quat_multiply, rotate_sh
+from .shrot import rotate_sh
 
 LUMA = torch.tensor([0.299, 0.587, 0.114])
 LOGIT_MARGIN = 8.0  # logit lead of a new class on its own Gaussians (softmax prob > 0.999 against the source)
@@ -164,7 +165,7 @@ def transform(g: Gaussians, mask: np.ndarray | None, tf: Transform, rotate_sh_co
         return out
     means = out.means[sel].double().numpy()
     out.means[sel] = torch.from_numpy(tf.apply_points(means)).to(out.means.dtype)
-    q = torch.from_numpy(matrix_to_quat(tf.R)).to(out.quats.dtype)
+    q = torch.from_numpy(rotmat_to_quat(tf.R)).to(out.quats.dtype)
     out.quats[sel] = quat_multiply(q, out.quats[sel])
     out.scales[sel] = out.scales[sel] + float(np.log(tf.s))
     if out.shN.shape[1]:

@@ -1,4 +1,4 @@
-"""Rotations for Gaussians: Euler angles, quaternion products and real-SH coefficient rotation.
+"""Rotations for Gaussians: Euler angles and real-SH coefficient rotation (quaternions: ``gsgroup.geometry``).
 
 SH rotation (degrees 1-3) is done per band by least squares on sampled directions: for a rotation
 R, the rotated colour function is f'(d) = f(R^T d); with Y_l(d) [M, 2l+1] the band-l basis (the
@@ -21,25 +21,6 @@ def euler_deg_to_matrix(rx: float, ry: float, rz: float) -> np.ndarray:
     """Rotation [3,3] (float64) rotating points about the world x, then y, then z axis (degrees),
     i.e. R = Rz @ Ry @ Rx."""
     return Rotation.from_euler("xyz", [rx, ry, rz], degrees=True).as_matrix()
-
-
-def matrix_to_quat(R: np.ndarray) -> np.ndarray:
-    """Rotation matrix [3,3] -> unit quaternion [4] (w, x, y, z)."""
-    x, y, z, w = Rotation.from_matrix(np.asarray(R, np.float64)).as_quat()
-    return np.array([w, x, y, z])
-
-
-def quat_multiply(a: torch.Tensor, b: torch.Tensor) -> torch.Tensor:
-    """Hamilton product a*b of wxyz quaternions; a [4] or [N,4], b [N,4] -> [N,4]."""
-    a = a.expand_as(b)
-    aw, ax, ay, az = a.unbind(-1)
-    bw, bx, by, bz = b.unbind(-1)
-    return torch.stack([
-        aw * bw - ax * bx - ay * by - az * bz,
-        aw * bx + ax * bw + ay * bz - az * by,
-        aw * by - ax * bz + ay * bw + az * bx,
-        aw * bz + ax * by - ay * bx + az * bw,
-    ], dim=-1)
 
 
 def sh_rotation_matrices(R: np.ndarray, samples: int = 256, seed: int = 0) -> list[np.ndarray]:

@@ -12,6 +12,8 @@ from dataclasses import asdict, dataclass, replace
 import torch
 from torch import nn
 
+from ..geometry import quat_to_rotmat
+
 REFERENCE_ITERATIONS = 30_000  # the 3DGS schedule below is defined for this many iterations
 
 
@@ -84,20 +86,6 @@ def append_gaussians(params, optimizer, new: dict[str, torch.Tensor]) -> None:
 def keep_gaussians(params, optimizer, keep: torch.Tensor) -> None:
     """Keep only Gaussians where ``keep`` [N] bool is True, parameters and Adam moments alike."""
     _edit(params, optimizer, lambda name, p: p[keep], lambda s: s[keep])
-
-
-def quat_to_rotmat(q: torch.Tensor) -> torch.Tensor:
-    """Unit or non-unit quaternions [N,4] (w,x,y,z) -> rotation matrices [N,3,3]."""
-    q = q / q.norm(dim=-1, keepdim=True).clamp_min(1e-12)
-    w, x, y, z = q.unbind(-1)
-    return torch.stack(
-        [
-            1 - 2 * (y * y + z * z), 2 * (x * y - w * z), 2 * (x * z + w * y),
-            2 * (x * y + w * z), 1 - 2 * (x * x + z * z), 2 * (y * z - w * x),
-            2 * (x * z - w * y), 2 * (y * z + w * x), 1 - 2 * (x * x + y * y),
-        ],
-        dim=-1,
-    ).reshape(-1, 3, 3)
 
 
 class Densifier:

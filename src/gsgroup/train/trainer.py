@@ -16,6 +16,7 @@ from tqdm import tqdm
 
 from ..data.scene import Scene, View
 from ..fileio import atomic_path
+from ..geometry import camera_center
 from ..model import Gaussians, from_points, random_points_in_frustums, save_ply
 from ..model.sh import eval_sh
 from ..render import contributions, rasterize
@@ -95,13 +96,12 @@ class ViewTensors:
 def view_tensors(view: View) -> ViewTensors:
     """Convert a loaded View to tensors once, so the training loop does no conversions."""
     viewmat = torch.from_numpy(np.asarray(view.viewmat, dtype=np.float32)).contiguous()
-    rot, t = viewmat[:3, :3], viewmat[:3, 3]
     return ViewTensors(
         name=view.name,
         image=torch.from_numpy(np.ascontiguousarray(view.image, dtype=np.float32)),
         viewmat=viewmat,
         K=torch.from_numpy(np.asarray(view.K, dtype=np.float32)).contiguous(),
-        campos=-(rot.T @ t),
+        campos=camera_center(viewmat),
         width=view.width,
         height=view.height,
     )

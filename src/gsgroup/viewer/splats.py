@@ -14,20 +14,9 @@ from __future__ import annotations
 import numpy as np
 import torch
 
+from ..geometry import quat_to_rotmat
 from ..model import Gaussians
 from ..model.sh import sh_to_rgb
-
-
-def quat_to_matrix(q: np.ndarray) -> np.ndarray:
-    """Rotation matrices [N,3,3] of quaternions [N,4] (w,x,y,z, normalised here)."""
-    q = np.asarray(q, np.float64)
-    q = q / np.maximum(np.linalg.norm(q, axis=1, keepdims=True), 1e-12)
-    w, x, y, z = q.T
-    return np.stack([
-        np.stack([1 - 2 * (y * y + z * z), 2 * (x * y - w * z), 2 * (x * z + w * y)], -1),
-        np.stack([2 * (x * y + w * z), 1 - 2 * (x * x + z * z), 2 * (y * z - w * x)], -1),
-        np.stack([2 * (x * z - w * y), 2 * (y * z + w * x), 1 - 2 * (x * x + y * y)], -1),
-    ], axis=1)
 
 
 @torch.no_grad()
@@ -36,7 +25,7 @@ def activated(g: Gaussians) -> dict[str, np.ndarray]:
     rgb [N,3] in [0,1] (DC term only)."""
     return {
         "means": g.means.detach().numpy().astype(np.float64),
-        "R": quat_to_matrix(g.quats.detach().numpy()),
+        "R": quat_to_rotmat(g.quats.detach().numpy()),
         "sigma": np.exp(g.scales.detach().numpy().astype(np.float64)),
         "opacity": torch.sigmoid(g.opacities.detach()).numpy().astype(np.float64),
         "rgb": sh_to_rgb(g.sh0.detach()[:, 0]).clamp(0, 1).numpy().astype(np.float64),
@@ -99,44 +88,10 @@ def pick(act: dict[str, np.ndarray], origin, direction, visible: np.ndarray | No
     return int(cand[np.argmax(weight)])
 
 
-def look_at_wxyz(position, target, up=(0.0, 0.0, 1.0)) -> np.ndarray:
-    """Camera-to-world rotation (w,x,y,z) of an OpenCV camera (x right, y down, z forward) at
-    ``position`` looking at ``target``."""
-    p, c = np.asarray(position, np.float64), np.asarray(target, np.float64)
-    z = c - p
-    z /= np.linalg.norm(z)
-    x = np.cross(z, np.asarray(up, np.float64))
-    if np.linalg.norm(x) < 1e-9:
-        x = np.cross(z, [1.0, 0.0, 0.0])
-    x /= np.linalg.norm(x)
-    y = np.cross(z, x)
-    return matrix_to_wxyz(np.stack([x, y, z], axis=1))
-
-
-def matrix_to_wxyz(m: np.ndarray) -> np.ndarray:
-    """Quaternion (w,x,y,z) [4] of a rotation matrix [3,3]."""
-    m = np.asarray(m, np.float64)
-    tr = np.trace(m)
-    if tr > 0:
-        s = 2.0 * np.sqrt(tr + 1.0)
-        q = [0.25 * s, (m[2, 1] - m[1, 2]) / s, (m[0, 2] - m[2, 0]) / s, (m[1, 0] - m[0, 1]) / s]
-    else:
-        i = int(np.argmax(np.diag(m)))
-        j, k = (i + 1) % 3, (i + 2) % 3
-        s = 2.0 * np.sqrt(max(1.0 + m[i, i] - m[j, j] - m[k, k], 1e-12))
-        q = np.zeros(4)
-        q[0] = (m[k, j] - m[j, k]) / s
-        q[1 + i] = 0.25 * s
-        q[1 + j] = (m[j, i] + m[i, j]) / s
-        q[1 + k] = (m[k, i] + m[i, k]) / s
-    q = np.asarray(q, np.float64)
-    return q / np.linalg.norm(q)
-
-
 def project(points: np.ndarray, position, wxyz, fov_y: float, width: int, height: int) -> np.ndarray:
     """Pixel coordinates [M,2] (x right, y down) of world points [M,3] seen by an OpenCV pinhole
     camera at ``position`` with camera-to-world rotation ``wxyz`` and vertical field of view fov_y (rad)."""
-    R = quat_to_matrix(np.asarray(wxyz, np.float64)[None])[0]
+    R = quat_to_rotmat(wxyz)
     cam = (np.asarray(points, np.float64) - np.asarray(position, np.float64)) @ R
     f = 0.5 * height / np.tan(0.5 * fov_y)
     return np.stack([f * cam[:, 0] / cam[:, 2] + 0.5 * width, f * cam[:, 1] / cam[:, 2] + 0.5 * height], axis=1)
