@@ -35,22 +35,22 @@ def scene_and_model(cache: Path, iterations: int, seed: int = 0, model: str | No
     from gsgroup.data.scene import load_scene
     from gsgroup.data.synthetic import make_scene
     from gsgroup.model import load_ply, save_ply
-    from gsgroup.train.densify import DensifyConfig
-    from gsgroup.train.trainer import TrainConfig, Trainer
+    from gsgroup.train.config import TrainConfig
+    from gsgroup.train.trainer import Trainer
 
     scene_dir = cache / f"scene_{seed}"
     if not (scene_dir / "scene.json").is_file():
         make_scene(scene_dir, seed=seed, progress=False)
     if model:
         return scene_dir, load_ply(model), {"model": model}
-    ply = cache / f"run_{seed}_{iterations}" / "point_cloud.ply"
+    ply = cache / f"model_{seed}_{iterations}.ply"
     info = {"model": str(ply), "iterations": iterations}
     if not ply.is_file():
         torch.set_num_threads(2)
         scene = load_scene(scene_dir, eval=False, cache_dir=cache / "cache", progress=False)
-        cfg = TrainConfig(iterations=iterations, seed=seed, densify=DensifyConfig().scaled(iterations))
+        cfg = TrainConfig.for_length(iterations, seed=seed)
         t0 = time.perf_counter()
-        g = Trainer(scene, cfg, ply.parent).train(progress=False)
+        g = Trainer(scene, cfg).train(progress=False)
         info["train_seconds"] = round(time.perf_counter() - t0, 1)
         save_ply(ply, g)
     return scene_dir, load_ply(ply), info

@@ -24,7 +24,6 @@ from __future__ import annotations
 import argparse
 import colorsys
 import math
-import subprocess
 import sys
 import time
 from pathlib import Path
@@ -32,18 +31,19 @@ from pathlib import Path
 sys.path.insert(0, str(Path(__file__).resolve().parent))
 from _common import machine, save, table
 
+from gsgroup.run import Run  # noqa: E402
+
 
 def build(work: Path) -> tuple[Path, Path]:
     from gsgroup.data.synthetic import make_scene
+    from gsgroup.pipeline import PipelineConfig, run_pipeline
 
     scene, run = work / "scene200", work / "run200"
     if not (scene / "scene.json").exists():
         make_scene(scene, seed=0, width=200, height=150, n_views=40, progress=False)
-    if not (run / "classifier.pt").exists():
-        exe = Path(sys.executable).with_name("gsgroup")
-        subprocess.run([str(exe), "run", str(scene), "--out", str(run), "--eval", "--object-masks",
-                        str(scene / "gt_mask"), "--recon-iterations", "2000", "--id-iterations", "600", "--quiet"],
-                       check=True)
+    if not (run / Run.CLASSIFIER).exists():
+        run_pipeline(PipelineConfig(str(scene), str(run), eval=True, object_masks=str(scene / "gt_mask"),
+                                    recon_iterations=2000, id_iterations=600, progress=False))
     return scene, run
 
 
@@ -62,36 +62,34 @@ def main() -> int:
     import numpy as np
     import torch
 
-    import gsgroup  # noqa: F401
+    from gsgroup import edit
     from gsgroup.edit import ops
-    from gsgroup.edit.commands import export_objects
-    from gsgroup.edit.inpaint import (
-        InpaintOptions,
-        dilate_mask,
-        dilation_px,
-        hole_mask,
-        inpaint,
-        psnr_in,
-    )
-    from gsgroup.edit.runio import id_map, load_run, render_rgb
-    from gsgroup.edit.select import make_selection
+    from gsgroup.edit.inpainting import InpaintOptions, dilate_mask, dilation_px, hole_mask, psnr_in
     from gsgroup.edit.shrot import euler_deg_to_matrix, rotate_sh
     from gsgroup.model import load_ply
     from gsgroup.model.ply import ply_property_names
     from gsgroup.model.sh import eval_sh
     from gsgroup.render import rasterize
+    from gsgroup.segment.idmaps import render_ids
+    from gsgroup.train.trainer import render_view, view_tensors
+
+    def render_rgb(g, view, background):
+        return render_view(g, view_tensors(view), g.sh_degree, background=background).image.clamp(0, 1).numpy()
+
+    def id_map(g, seg, view, background):
+        return render_ids(g, view_tensors(view), seg, background=background).ids
 
     if args.run:
         run, scene = Path(args.run), Path(args.scene)
     else:
         scene, run = build(Path(args.work))
-    data = load_run(run)
-    seg = data.segmentation()
+    data = Run.open(run)
+    seg = data.segmentation
     views = data.views("test")
-    bg = data.background
+    bg = data.backdrop
     px = dilation_px(views[0].width, None)
     before = {v.name: render_rgb(data.gaussians, v, bg) for v in views}
-    ids0 = {v.name: id_map(data.gaussians, data.seg, v, bg) for v in views}
+    ids0 = {v.name: id_map(data.gaussians, seg, v, bg) for v in views}
     rows, results = [], {"machine": machine(), "run": str(run), "test_views": [v.name for v in views], "dilate_px": px}
 
     def read_rgb(path):
@@ -99,8 +97,8 @@ def main() -> int:
 
     # ---- remove
     oid = args.remove_id
-    sel = make_selection(data.gaussians, seg, [oid], 0.3)
-    g_rm, seg_rm = ops.remove(data.gaussians, data.seg, sel.mask)
+    sel = edit.select(data, objects=[oid])
+    g_rm, seg_rm = ops.remove(data.gaussians, seg, sel.mask)
     still, total, outs = 0, 0, []
     for v in views:
         obj = ids0[v.name] == oid
@@ -118,7 +116,8 @@ def main() -> int:
 
     # ---- inpaint
     t0 = time.perf_counter()
-    g_in, _, info = inpaint(data, sel, InpaintOptions(iterations=args.iterations))
+    inpainted = edit.inpaint(data, sel, InpaintOptions(iterations=args.iterations))
+    g_in, info = inpainted.gaussians, inpainted.edit
     seconds = time.perf_counter() - t0
     p_in, p_rm, p_out = [], [], []
     for v in views:
@@ -147,7 +146,7 @@ def main() -> int:
     # ---- recolor
     oid = args.recolor_id
     target = np.array([0x2a, 0x6f, 0xdb]) / 255.0
-    sel = make_selection(data.gaussians, seg, [oid], 0.3)
+    sel = edit.select(data, objects=[oid])
     g_rc = ops.recolor(data.gaussians, sel.mask, target)
     th = colorsys.rgb_to_hsv(*target)[0] * 360
     errs, outs = [], []
@@ -175,11 +174,11 @@ def main() -> int:
         return np.array([(a * xs).sum(), (a * ys).sum()]) / max(a.sum(), 1e-9)
 
     oid = args.move_id
-    sel = make_selection(data.gaussians, seg, [oid], 0.3)
+    sel = edit.select(data, objects=[oid])
     tf = ops.Transform(euler_deg_to_matrix(0, 0, 40), np.array([0.25, -0.15, 0.1]), 1.15, ops.centroid(data.gaussians, sel.mask))
     g_tf = ops.transform(data.gaussians, sel.mask, tf)
-    g_cp, _, _ = ops.compose(data.gaussians, data.seg, ops.transform(data.gaussians.select(torch.from_numpy(sel.mask)), None, tf),
-                             seg.labels[sel.mask], [oid])
+    g_cp, _, _ = ops.compose(data.gaussians, seg, ops.transform(data.gaussians.select(torch.from_numpy(sel.mask)), None, tf),
+                             data.labels[0][sel.mask], [oid])
     new_mask = np.r_[np.zeros(len(data.gaussians), bool), np.ones(int(sel.mask.sum()), bool)]
     M = tf.matrix()
     for name, g_e, mask_e in (("transform", g_tf, sel.mask), ("compose", g_cp, new_mask)):
@@ -198,7 +197,7 @@ def main() -> int:
 
     # ---- export
     out = Path(args.work) / "bench_export.ply"
-    info = export_objects(data, [args.move_id], out, plain=True)
+    info = edit.export(data, edit.select(data, objects=[args.move_id]), out, plain=True, force=True)
     raw = out.read_bytes()
     props = [ln.split()[2] for ln in raw[: raw.index(b"end_header")].decode().splitlines() if ln.startswith("property")]
     g_ex = load_ply(out)

@@ -32,26 +32,27 @@ def one_seed(seed: int, recon_iters: int, id_iters: int, tmp: Path) -> dict:
     from gsgroup.data.scene import load_scene
     from gsgroup.data.simulate import write_simulated_masks
     from gsgroup.data.synthetic import make_scene
-    from gsgroup.fileio import write_json
-    from gsgroup.model import save_ply
-    from gsgroup.segment.grouping import GroupingTrainer, object_summary, save_labels
+    from gsgroup.run import DataConfig, Run, RunConfig
+    from gsgroup.segment.grouping import GroupingTrainer
     from gsgroup.segment.lift import lift_labels
+    from gsgroup.segment.segmentation import Segmentation
+    from gsgroup.train.config import TrainConfig
     from gsgroup.train.densify import DensifyConfig
-    from gsgroup.train.trainer import TrainConfig, Trainer
+    from gsgroup.train.trainer import Trainer
 
     data = make_scene(tmp / "scene", seed=seed, progress=False)
     write_simulated_masks(data, tmp / "sam", seed=seed)
     scene = load_scene(data, eval=True, cache_dir=tmp / "cache", progress=False)
 
     def write_run(folder: Path, trainer) -> None:
-        folder.mkdir(parents=True, exist_ok=True)
-        write_json(folder / "config.json", {"data": {"path": str(data), "resolution": None, "eval": True},
-                                            "train": trainer.cfg.to_dict()})
-        trainer.save_checkpoint(folder / "checkpoint.pt")
-        trainer.save()
+        run = Run.create(folder, RunConfig(DataConfig(str(data), eval=True), trainer.cfg))
+        trainer.save_checkpoint(run.file(Run.CHECKPOINT))
+        run.save_gaussians(trainer.gaussians())
+        run.save_environment(trainer.env)
+        if hasattr(trainer, "classifier"):
+            run.save_segmentation(Segmentation(trainer.classifier))
 
-    recon = Trainer(scene, TrainConfig(iterations=recon_iters, seed=seed,
-                                       densify=DensifyConfig().scaled(recon_iters)), tmp / "recon")
+    recon = Trainer(scene, TrainConfig.for_length(recon_iters, seed=seed))
     recon.train(progress=False)
     write_run(tmp / "recon", recon)
     t = time.perf_counter()
@@ -64,10 +65,10 @@ def one_seed(seed: int, recon_iters: int, id_iters: int, tmp: Path) -> dict:
                           lr_means=TrainConfig.lr_means_final * 10)
         folder = tmp / kind
         if kind == "identity":
-            tr = GroupingTrainer(scene, cfg, folder, masks, gaussians=recon.gaussians())
+            tr = GroupingTrainer(scene, cfg, masks, gaussians=recon.gaussians())
         else:
-            tr = Trainer(scene, cfg, folder, gaussians=recon.gaussians())
-        tr.load_checkpoint(tmp / "recon" / "checkpoint.pt", weights_only=True)
+            tr = Trainer(scene, cfg, gaussians=recon.gaussians())
+        tr.load_checkpoint(tmp / "recon" / Run.CHECKPOINT, weights_only=True)
         times = []
         while tr.step_count < id_iters:
             t0 = time.perf_counter()
@@ -84,12 +85,7 @@ def one_seed(seed: int, recon_iters: int, id_iters: int, tmp: Path) -> dict:
     t = time.perf_counter()
     labels, prob = lift_labels(scene.train, g, masks, progress=False)
     lift_s = time.perf_counter() - t
-    (tmp / "lift").mkdir()
-    save_ply(tmp / "lift" / "point_cloud.ply", g)
-    write_json(tmp / "lift" / "config.json", {"data": {"path": str(data), "resolution": None, "eval": True},
-                                              "train": recon.cfg.to_dict()})
-    save_labels(tmp / "lift" / "labels.npy", labels, prob)
-    write_json(tmp / "lift" / "objects.json", object_summary(g, labels))
+    Run.open(tmp / "recon").derive(segmentation=Segmentation(None, labels, prob)).save(tmp / "lift")
     seg_lift = evaluate_segmentation_run(tmp / "lift", data / "gt_mask", progress=False)
     return {
         "seed": seed, "gaussians": len(g), "assoc_objects": stats["objects"], "assoc_s": assoc_s,

@@ -44,7 +44,8 @@ def run_one(kind: str, iterations: int, seed: int, environment: bool = True) -> 
     from gsgroup.data.scene import load_scene
     from gsgroup.data.synthetic import make_scene
     from gsgroup.train.densify import DensifyConfig
-    from gsgroup.train.trainer import TrainConfig, Trainer
+    from gsgroup.train.config import TrainConfig
+    from gsgroup.train.trainer import Trainer
 
     torch.set_num_threads(int(os.environ.get("BENCH_TORCH_THREADS", "1")))  # as `gsgroup train` does
     with tempfile.TemporaryDirectory() as tmp:
@@ -60,7 +61,7 @@ def run_one(kind: str, iterations: int, seed: int, environment: bool = True) -> 
             densify = DensifyConfig(densify_until=0, max_gaussians=5000)
         cfg = TrainConfig(iterations=iterations, seed=seed, densify=densify,
                           env_sh_degree=TrainConfig.env_sh_degree if environment else -1)
-        trainer = Trainer(scene, cfg, tmp / "run")
+        trainer = Trainer(scene, cfg)
         times = []
         t0 = time.perf_counter()
         while trainer.step_count < iterations:

@@ -336,14 +336,14 @@ def test_objects_json_and_pngs(scene, perfect_result, tmp_path):
         assert o["views"] == sorted(o["views"])
         assert o["pixels"] == sum(int((r.masks[n] == oid).sum()) for n in r.masks)
         # robust bbox of its Gaussians ~ the object's true box (Gaussians only cover visible surface)
-        lo, hi = np.array(o["bbox"]["min"]), np.array(o["bbox"]["max"])
+        lo, hi = np.array(o["bbox_min"]), np.array(o["bbox_max"])
         tlo, thi = np.array(spec["bbox_min"]), np.array(spec["bbox_max"])
         ext = (thi - tlo).max()
         assert (lo >= tlo - 0.1 * ext).all() and (hi <= thi + 0.1 * ext).all(), (k, lo, hi, tlo, thi)
         assert ((hi - lo) >= 0.3 * (thi - tlo)).all(), (k, lo, hi, tlo, thi)
         # mean colour from the images
         px = np.concatenate([np.asarray(v.image)[r.masks[v.name] == oid] for v in scene["views"]])
-        assert np.allclose(o["colour"], px.mean(0), atol=1e-3)
+        assert np.allclose(o["mean_color"], px.mean(0), atol=1e-3)
 
 
 def test_png_dtype_rule(tmp_path):

@@ -20,14 +20,14 @@ import torch
 
 from gsgroup.data.synthetic import make_scene
 from gsgroup.edit import ops
-from gsgroup.edit.commands import add_edit_commands, export_objects
-from gsgroup.edit.inpaint import (
+from gsgroup import edit
+from gsgroup.edit.commands import add_edit_commands
+from gsgroup.edit.inpainting import (
     dilate_mask,
     fill_depth,
     hole_mask,
     psnr_in,
 )
-from gsgroup.edit.runio import id_map, load_run, render_rgb
 from gsgroup.edit.select import (
     cleanup_3d,
     ids_in_mask,
@@ -36,15 +36,17 @@ from gsgroup.edit.select import (
 )
 from gsgroup.edit.shrot import euler_deg_to_matrix, rotate_sh
 from gsgroup.errors import InputError
-from gsgroup.fileio import write_json
 from gsgroup.geometry import quat_multiply, quat_to_rotmat, rotmat_to_quat
-from gsgroup.model import Gaussians, load_ply, save_ply
+from gsgroup.model import Gaussians, load_ply
 from gsgroup.model.ply import ply_property_names
 from gsgroup.model.sh import eval_sh, rgb_to_sh
 from gsgroup.render import rasterize
-from gsgroup.segment.grouping import load_labels, save_segmentation
+from gsgroup.run import DataConfig, Run, RunConfig
+from gsgroup.segment.idmaps import render_ids
+from gsgroup.segment.segmentation import Segmentation, load_labels
 from gsgroup.segment.identity import IdentityClassifier
-from gsgroup.train.trainer import TrainConfig, view_tensors
+from gsgroup.train.config import TrainConfig
+from gsgroup.train.trainer import render_view, view_tensors
 
 W, H, NVIEWS = 64, 48, 16
 K_CLASSES = 7
@@ -93,11 +95,9 @@ def build_run(scene, run, stride_views=2):
         clf.linear.weight.copy_(torch.eye(K_CLASSES, 16))
         clf.linear.bias.zero_()
     run.mkdir(parents=True, exist_ok=True)
-    cfg = TrainConfig(sh_degree=3)
-    write_json(run / "config.json", {"version": "test", "data": {"path": str(scene), "resolution": None, "eval": True,
-                                                                  "masks": None}, "train": cfg.to_dict()})
-    save_ply(run / "point_cloud.ply", g)
-    save_segmentation(run, g, clf)
+    r = Run.create(run, RunConfig(DataConfig(str(scene), eval=True), TrainConfig(sh_degree=3)))
+    r.save_gaussians(g)
+    r.save_segmentation(Segmentation(clf), g)
     return run
 
 
@@ -106,7 +106,7 @@ def tiny(tmp_path_factory):
     root = tmp_path_factory.mktemp("edit")
     scene = make_scene(root / "scene", seed=0, width=W, height=H, n_views=NVIEWS, progress=False)
     run = build_run(scene, root / "run")
-    return {"root": root, "scene": scene, "run": run, "data": load_run(run)}
+    return {"root": root, "scene": scene, "run": run, "data": Run.open(run)}
 
 
 def cli(argv):
@@ -117,8 +117,18 @@ def cli(argv):
     return args.func(args)
 
 
+def render_rgb(g, view, background):
+    """RGB render [H,W,3] of Gaussians g in one view."""
+    return render_view(g, view_tensors(view), g.sh_degree, background=background).image.clamp(0, 1).numpy()
+
+
+def id_map(g, seg, view, background):
+    """Rendered ids [H,W] of Gaussians g with segmentation seg."""
+    return render_ids(g, view_tensors(view), seg, background=background).ids
+
+
 def footprint(data, view, oid, px=2):
-    ids = id_map(data.gaussians, data.seg, view, data.background)
+    ids = id_map(data.gaussians, data.segmentation, view, data.backdrop)
     return ids == oid, dilate_mask(ids == oid, px)
 
 
@@ -169,28 +179,29 @@ def test_quaternion_composition_matches_matrices():
 
 def test_selection_by_id_pick_and_mask(tiny):
     data = tiny["data"]
-    seg = data.segmentation()
-    sel = make_selection(data.gaussians, seg, [1], 0.3)
-    assert np.array_equal(sel.mask, seg.labels == 1)
+    labels = data.labels[0]
+    sel = edit.select(data, objects=[1])
+    assert np.array_equal(sel.mask, labels == 1)
     info = sel.describe(data.gaussians)
-    assert info["ids"] == [1] and info["gaussians"] == int((seg.labels == 1).sum()) and len(info["bbox_min"]) == 3
+    assert info["ids"] == [1] and info["gaussians"] == int((labels == 1).sum()) and len(info["bbox_min"]) == 3
     view = data.views("test")[0]
-    ids = id_map(data.gaussians, data.seg, view, data.background)
+    ids = id_map(data.gaussians, data.segmentation, view, data.backdrop)
+    assert np.array_equal(edit.id_map(data, view.name), ids)
     ys, xs = np.nonzero(ids == 4)
-    from gsgroup.edit.commands import resolve_ids
-
-    got, _ = resolve_ids(data, pick=f"{view.name}:{xs[len(xs) // 2]},{ys[len(ys) // 2]}")
-    assert got == [4]
+    assert edit.select(data, pick=(view.name, xs[len(xs) // 2], ys[len(ys) // 2])).ids == [4]
     mask = dilate_mask(ids == 5, 1)
     assert ids_in_mask(ids, mask) == [5]
+    assert edit.select(data, mask=(view.name, mask)).ids == [5]
     # picking a background pixel (id 0 in the id map) or one outside the image is refused, naming the pick
     by, bx = np.argwhere(ids == 0)[0]
     with pytest.raises(InputError, match=rf"pick {view.name}:{bx},{by}: that pixel shows background \(id 0\)"):
-        resolve_ids(data, pick=f"{view.name}:{bx},{by}")
+        edit.select(data, pick=(view.name, bx, by))
     with pytest.raises(InputError, match=rf"pick {view.name}:{W},0: outside the {W}x{H} image"):
-        resolve_ids(data, pick=f"{view.name}:{W},0")
-    with pytest.raises(ValueError, match="exactly one"):
-        resolve_ids(data, objects="1", pick=f"{view.name}:1,1")
+        edit.select(data, pick=(view.name, W, 0))
+    with pytest.raises(InputError, match="exactly one"):
+        edit.select(data, objects=[1], pick=(view.name, 1, 1))
+    with pytest.raises(InputError, match="exactly one of --objects 3,5, --pick"):  # the CLI names its flags
+        cli(["edit", "remove", str(tiny["run"]), "--out", str(tiny["root"] / "x"), "--objects", "1", "--pick", "a:1,1"])
 
 
 def test_threshold_and_cleanup_do_not_swallow_neighbours():
@@ -223,9 +234,7 @@ def test_threshold_and_cleanup_do_not_swallow_neighbours():
     with torch.no_grad():
         clf.linear.weight.copy_(torch.eye(3, 16))
         clf.linear.bias.zero_()
-    from gsgroup.edit.select import segmentation_for
-
-    seg = segmentation_for(g, clf, None)
+    seg = Segmentation(clf)
     base = select_gaussians(g, seg, [1], 0.3)
     assert base[:1500].all() and base[1500:1800].mean() < 0.5 and not base[1800:].any()
     full = cleanup_3d(g, base, seg, [1])
@@ -249,8 +258,8 @@ def test_edits_keep_the_environment(tiny, tmp_path):
     assert cli(["edit", "remove", str(run), "--out", str(out), "--objects", "4"]) == 0
     assert torch.equal(Environment.load(out / "environment.pt").coeffs, Environment.load(run / "environment.pt").coeffs)
     view = tiny["data"].views("test")[0]
-    edited = load_run(out)
-    on_env = render_rgb(edited.gaussians, view, edited.background)
+    edited = Run.open(out)
+    on_env = render_rgb(edited.gaussians, view, edited.backdrop)
     # reference: the rasterizer's own blend over a constant background of the same colour
     on_colour = render_rgb(edited.gaussians, view, torch.tensor([0.2, 0.9, 0.4]))
     np.testing.assert_allclose(on_env, on_colour, atol=1e-5)
@@ -267,14 +276,14 @@ def test_remove_cli(tiny):
     assert list((out / "before_after").glob("*.png")) and list((out / "before").glob("*.png"))
     labels, _ = load_labels(out / "labels.npy")
     assert len(labels) == len(load_ply(out / "point_cloud.ply")) and 4 not in labels
-    edited, data = load_run(out), tiny["data"]
+    edited, data = Run.open(out), tiny["data"]
     for view in data.views("test"):
         obj, zone = footprint(data, view, 4)
         if obj.sum() < 5:
             continue
-        ids_after = id_map(edited.gaussians, edited.seg, view, edited.background)
+        ids_after = id_map(edited.gaussians, edited.segmentation, view, edited.backdrop)
         assert (ids_after[obj] == 4).mean() < 0.02
-        before, after = render_rgb(data.gaussians, view, data.background), render_rgb(edited.gaussians, view, data.background)
+        before, after = render_rgb(data.gaussians, view, data.backdrop), render_rgb(edited.gaussians, view, data.backdrop)
         assert psnr(after, before, ~zone) >= 35
     # input untouched, refusals
     assert len(load_ply(tiny["run"] / "point_cloud.ply")) == len(data.gaussians)
@@ -296,12 +305,12 @@ def test_recolor_hue_and_outside(tiny):
     out = tiny["root"] / "recolored"
     assert cli(["edit", "recolor", str(tiny["run"]), "--out", str(out), "--objects", "5", "--color", "#2a9d3c"]) == 0
     target = _hue_deg(np.array([[0x2a, 0x9d, 0x3c]]) / 255.0)
-    edited, data = load_run(out), tiny["data"]
+    edited, data = Run.open(out), tiny["data"]
     for view in data.views("test"):
         obj, zone = footprint(data, view, 5)
         if obj.sum() < 5:
             continue
-        before, after = render_rgb(data.gaussians, view, data.background), render_rgb(edited.gaussians, view, data.background)
+        before, after = render_rgb(data.gaussians, view, data.backdrop), render_rgb(edited.gaussians, view, data.backdrop)
         err = abs((_hue_deg(after[obj]) - target + 180) % 360 - 180)
         assert err < 10
         assert psnr(after, before, ~zone) >= 40
@@ -328,12 +337,12 @@ def test_transform_centroid(tiny):
     out = tiny["root"] / "moved"
     assert cli(["edit", "transform", str(tiny["run"]), "--out", str(out), "--objects", "1", "--translate", "0.3,-0.2,0.1",
                 "--rotate-deg", "0,0,35", "--scale", "1.2"]) == 0
-    edited = load_run(out)
+    edited = Run.open(out)
     info = json.loads((out / "edit.json").read_text())
     M = np.array(info["transform"]["matrix"])
     s = info["transform"]["scale"]
-    sel0 = data.segmentation().labels == 1
-    sel1 = edited.segmentation().labels == 1
+    sel0 = data.labels[0] == 1
+    sel1 = edited.labels[0] == 1
     assert sel0.sum() == sel1.sum()
     c0 = ops.centroid(data.gaussians, sel0)
     assert np.allclose(ops.centroid(edited.gaussians, sel1), M[:3, :3] @ c0 + M[:3, 3], atol=1e-4)
@@ -355,16 +364,16 @@ def test_duplicate_new_ids(tiny):
                 "--translate", "0,0,1.5"]) == 0
     info = json.loads((out / "edit.json").read_text())
     assert info["new_ids"] == {"3": K_CLASSES, "4": K_CLASSES + 1}
-    edited = load_run(out)
-    lab0 = data.segmentation().labels
-    lab1 = edited.segmentation().labels
+    edited = Run.open(out)
+    lab0 = data.labels[0]
+    lab1 = edited.labels[0]
     n0 = len(lab0)
     assert np.array_equal(lab1[:n0], lab0)  # old Gaussians keep their ids
     assert np.array_equal(lab1[n0:], np.where(lab0[np.isin(lab0, [3, 4])] == 3, K_CLASSES, K_CLASSES + 1))
-    assert edited.seg.classifier.num_classes == K_CLASSES + 2
+    assert edited.segmentation.classifier.num_classes == K_CLASSES + 2
     view = data.views("test")[0]
-    ids = id_map(edited.gaussians, edited.seg, view, edited.background)
-    old = id_map(data.gaussians, data.seg, view, data.background)
+    ids = id_map(edited.gaussians, edited.segmentation, view, edited.backdrop)
+    old = id_map(data.gaussians, data.segmentation, view, data.backdrop)
     assert (ids == K_CLASSES).sum() > 0 or (ids == K_CLASSES + 1).sum() > 0
     # pixels no copy covers keep their old ids
     copies = edited.gaussians.select(torch.arange(n0, len(lab1)))
@@ -381,11 +390,11 @@ def test_compose_from_other_run(tiny):
                 "--translate", "0,0,1.2"]) == 0
     info = json.loads((out / "edit.json").read_text())
     assert info["new_ids"] == {"5": K_CLASSES}
-    edited = load_run(out)
-    lab = edited.segmentation().labels
+    edited = Run.open(out)
+    lab = edited.labels[0]
     n0 = len(data.gaussians)
-    assert (lab[n0:] == K_CLASSES).all() and np.array_equal(lab[:n0], data.segmentation().labels)
-    sel0 = data.segmentation().labels == 5
+    assert (lab[n0:] == K_CLASSES).all() and np.array_equal(lab[:n0], data.labels[0])
+    sel0 = data.labels[0] == 5
     M = np.array(info["transform"]["matrix"])
     for view in data.views("test"):
         V = np.asarray(view.viewmat, np.float64)
@@ -408,9 +417,9 @@ def test_export_plain_and_split(tiny):
     assert header[:2] == ["ply", "format binary_little_endian 1.0"]
     assert props == ply_property_names(3, 0)  # Inria layout, no obj_dc
     g = load_ply(out)
-    assert len(g) == int((data.segmentation().labels == 2).sum())
+    assert len(g) == int((data.labels[0] == 2).sum())
     view = data.views("test")[0]
-    alone = render_rgb(g, view, data.background)
+    alone = render_rgb(g, view, data.backdrop)
     from gsgroup.data.synthetic import render_view, scene_spec
 
     gt = render_view(scene_spec(0), view.K, view.viewmat, W, H, exclude=(1, 3, 4, 5, 6), supersample=1)["mask"] == 2
@@ -447,26 +456,26 @@ def test_inpaint_beats_removal(tiny):
     assert cli(["edit", "inpaint", str(tiny["run"]), "--out", str(out), "--objects", "5", "--iterations", "150",
                 "--dilate", "2", "--quiet"]) == 0
     info = json.loads((out / "edit.json").read_text())
-    edited = load_run(out)
+    edited = Run.open(out)
     g = edited.gaussians
-    sel = make_selection(data.gaussians, data.segmentation(), [5], 0.3)
+    sel = make_selection(data.gaussians, data.segmentation, [5])
     removed = data.gaussians.select(torch.from_numpy(~sel.mask))
     assert info["new_gaussians"] > 0 and info["consistency"]["views"] > 0
     assert len(g) == len(removed) + info["new_gaussians"]
     assert info["consistency"]["psnr_mean"] > info["consistency_seeded"]["psnr_mean"]
-    assert 5 not in edited.segmentation().labels  # new Gaussians take their neighbours' (background) ids
+    assert 5 not in edited.labels[0]  # new Gaussians take their neighbours' (background) ids
     gains = []
     for view in data.views("test"):
         obj, _ = footprint(data, view, 5, 0)
         if obj.sum() < 20:
             continue
-        hole = hole_mask(id_map(data.gaussians, data.seg, view, data.background), [5], 2)
+        hole = hole_mask(id_map(data.gaussians, data.segmentation, view, data.backdrop), [5], 2)
         gt = _read_rgb(tiny["scene"] / "without" / "5" / f"{view.name}.png")
-        p_in = psnr(render_rgb(g, view, data.background), gt, hole)
-        p_rm = psnr(render_rgb(removed, view, data.background), gt, hole)
+        p_in = psnr(render_rgb(g, view, data.backdrop), gt, hole)
+        p_rm = psnr(render_rgb(removed, view, data.backdrop), gt, hole)
         gains.append(p_in - p_rm)
-        before = render_rgb(data.gaussians, view, data.background)
-        assert psnr(render_rgb(g, view, data.background), before, ~dilate_mask(hole, 2)) >= 35
+        before = render_rgb(data.gaussians, view, data.backdrop)
+        assert psnr(render_rgb(g, view, data.backdrop), before, ~dilate_mask(hole, 2)) >= 35
     assert gains and min(gains) > 1.0
 
 
@@ -483,9 +492,12 @@ def test_fill_depth_plane_exact():
 
 
 def test_export_python_api_refuses_empty(tiny, tmp_path):
+    data = tiny["data"]
     # each Gaussian of id 6 has probability softmax(4 * onehot)[6] = e^4 / (e^4 + 6) ~ 0.90 < 0.9999
     msg = f"{tiny['data'].path}: no Gaussian has probability > 0.9999 for ids [6]; lower"
     with pytest.raises(InputError, match=re.escape(msg)):
-        export_objects(tiny["data"], [6], tmp_path / "x.ply", threshold=0.9999)
+        edit.export(data, edit.select(data, objects=[6], options=edit.SelectOptions(threshold=0.9999)),
+                    tmp_path / "x.ply")
     assert not (tmp_path / "x.ply").exists()
-    assert export_objects(tiny["data"], [6], tmp_path / "y.ply", threshold=0.85)["gaussians"] > 0
+    sel = edit.select(data, objects=[6], options=edit.SelectOptions(threshold=0.85))
+    assert edit.export(data, sel, tmp_path / "y.ply")["gaussians"] > 0

@@ -4,7 +4,7 @@ import numpy as np
 import pytest
 import torch
 
-from gsgroup.edit.inpaint import InpaintOptions, make_inpainter
+from gsgroup.edit.inpainting import InpaintOptions, make_inpainter
 from gsgroup.edit.lama import FourierUnit, LamaGenerator, LamaInpainter, infer_config
 
 

@@ -6,7 +6,7 @@ import torch
 
 from gsgroup.data.scene import load_scene
 from gsgroup.data.synthetic import (
-    background_colour,
+    background_color,
     camera_rays,
     intrinsics,
     make_cameras,
@@ -18,7 +18,8 @@ from gsgroup.model import from_points
 from gsgroup.render import rasterize
 from gsgroup.train.densify import DensifyConfig
 from gsgroup.train.environment import Environment, pixel_directions
-from gsgroup.train.trainer import TrainConfig, Trainer, render_view, view_tensors
+from gsgroup.train.config import TrainConfig
+from gsgroup.train.trainer import Trainer, render_view, view_tensors
 
 
 def _view(width=40, height=30):
@@ -87,10 +88,10 @@ def test_environment_save_load(tmp_path):
 def test_sky_colours_analytic():
     d = np.array([[0.0, 0.0, 1.0], [0.0, -1.0, 0.0], [0.0, 0.0, -1.0], [1.0, 0.0, 0.0]])
     expect = [[0.25, 0.45, 0.85], [0.85, 0.9, 0.95], [0.4, 0.5, 0.68], [0.85 + 0.0512, 0.9 + 0.0512, 1.0]]  # clipped at 1
-    np.testing.assert_allclose(background_colour("sky", d), expect, atol=1e-12)
-    np.testing.assert_allclose(background_colour("white", d), 0.96)
+    np.testing.assert_allclose(background_color("sky", d), expect, atol=1e-12)
+    np.testing.assert_allclose(background_color("white", d), 0.96)
     with pytest.raises(ValueError, match="grey"):
-        background_colour("grey", d)
+        background_color("grey", d)
 
 
 @pytest.mark.parametrize("background", ["white", "sky"])
@@ -105,7 +106,7 @@ def test_synthetic_background_pixels(tmp_path, background):
     K, V = make_cameras(scene_spec(0), 2, 48, 36)[0]
     _, d = camera_rays(K, V, 48, 36)
     assert miss.sum() > 20
-    np.testing.assert_allclose(img.reshape(-1, 3)[miss], background_colour(background, d[miss]), atol=0.6 / 255)
+    np.testing.assert_allclose(img.reshape(-1, 3)[miss], background_color(background, d[miss]), atol=0.6 / 255)
 
 
 def test_environment_keeps_held_out_views_clean(tmp_path):
@@ -116,7 +117,7 @@ def test_environment_keeps_held_out_views_clean(tmp_path):
     scores = {}
     for name, degree in (("env", 3), ("black", -1)):
         cfg = TrainConfig(iterations=400, env_sh_degree=degree, densify=DensifyConfig().scaled(400))
-        t = Trainer(scene, cfg, tmp_path / name)
+        t = Trainer(scene, cfg)
         t.train(progress=False)
         scores[name] = t.evaluate()["psnr"]
     assert scores["env"] > 25 and scores["env"] > scores["black"] + 2, scores

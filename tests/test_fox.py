@@ -8,7 +8,8 @@ import pytest
 from gsgroup.data.scene import load_scene
 from gsgroup.train.densify import DensifyConfig
 from gsgroup.train.losses import psnr
-from gsgroup.train.trainer import TrainConfig, Trainer, render_view
+from gsgroup.train.config import TrainConfig
+from gsgroup.train.trainer import Trainer, render_view
 
 FOX = Path(__file__).resolve().parents[2] / "shared" / "data" / "fox"
 
@@ -20,7 +21,7 @@ def test_fox_trains_from_random_init(tmp_path):
     assert scene.points is None and scene.train[0].width == 135 and scene.train[0].height == 240
     few = dataclasses.replace(scene, train=scene.train[::8])  # 7 frames
     cfg = TrainConfig(iterations=300, init_points=5000, densify=DensifyConfig().scaled(300))
-    trainer = Trainer(few, cfg, tmp_path / "run")
+    trainer = Trainer(few, cfg)
     vt = trainer.views[0]
 
     def score():

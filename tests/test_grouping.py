@@ -1,5 +1,6 @@
 """Gaussian Grouping training: identities separate objects; outputs survive a round trip."""
 
+import json
 import math
 
 import numpy as np
@@ -7,15 +8,16 @@ import torch
 
 from gsgroup.data.scene import Scene, View
 from gsgroup.geometry import look_at
-from gsgroup.model import Gaussians, load_ply, save_ply
+from gsgroup.model import Gaussians
 from gsgroup.model.sh import rgb_to_sh, sh_to_rgb
 from gsgroup.render import dominant_gaussian, rasterize
-from gsgroup.segment.grouping import (
-    GroupingTrainer, gaussian_labels, load_labels, load_segmentation, object_summary, save_segmentation,
-)
+from gsgroup.run import Run, RunConfig
+from gsgroup.segment.grouping import GroupingTrainer
 from gsgroup.segment.idmaps import render_ids
+from gsgroup.segment.segmentation import Segmentation, load_labels
+from gsgroup.train.config import TrainConfig
 from gsgroup.train.densify import DensifyConfig
-from gsgroup.train.trainer import TrainConfig, view_tensors
+from gsgroup.train.trainer import view_tensors
 
 
 def two_blobs(n_per=150, seed=0):
@@ -60,19 +62,19 @@ def test_two_objects_separate_into_two_ids(tmp_path):
     scene, masks = blob_scene(gauss, obj)
     densify = DensifyConfig(densify_until=0)
     cfg = TrainConfig(iterations=150, sh_degree=0, densify=densify, lr_means=1e-6, lr_means_final=1e-7)
-    trainer = GroupingTrainer(scene, cfg, tmp_path, masks, gaussians=gauss)
+    trainer = GroupingTrainer(scene, cfg, masks, gaussians=gauss)
     assert trainer.num_classes == 3  # largest id (2) + 1
     before = trainer.params["ids"].detach().clone()
     trainer.train(progress=False)
     assert not torch.equal(trainer.params["ids"].detach(), before)  # identity gradients reached the encodings
-    labels, prob = gaussian_labels(trainer.params["ids"].detach(), trainer.classifier)
+    labels, _ = Segmentation(trainer.classifier).label(trainer.gaussians())
     for k in (0, 1):
         ids_k = labels[obj.numpy() == k]
         majority = np.bincount(ids_k).argmax()
         assert majority == k + 1
         assert (ids_k == majority).mean() > 0.95
     # rendered id maps agree with the masks where the render is opaque (elsewhere ids are 0 by design)
-    r = render_ids(trainer.gaussians(), view_tensors(scene.train[0]), trainer.classifier)
+    r = render_ids(trainer.gaussians(), view_tensors(scene.train[0]), Segmentation(trainer.classifier))
     m = masks[scene.train[0].name]
     fg = (m > 0) & (r.alpha >= 0.5)
     assert fg.sum() > 300
@@ -85,17 +87,20 @@ def test_segmentation_outputs_survive_ply_round_trip(tmp_path):
 
     torch.manual_seed(0)
     clf = IdentityClassifier(3, 16)
-    save_ply(tmp_path / "point_cloud.ply", gauss)
-    save_segmentation(tmp_path, gauss, clf)
-    reloaded = load_ply(tmp_path / "point_cloud.ply")
-    clf2, labels_none = load_segmentation(tmp_path)
-    assert labels_none is None
-    a, pa = gaussian_labels(gauss.ids, clf)
-    b, pb = gaussian_labels(reloaded.ids, clf2)
-    assert np.array_equal(a, b) and np.array_equal(pa, pb)
-    stored, prob = load_labels(tmp_path / "labels.npy")
-    assert np.array_equal(stored, a) and np.array_equal(prob, pa)
-    summary = object_summary(gauss, a)
+    run = Run.create(tmp_path, RunConfig())
+    run.save_gaussians(gauss)
+    run.save_segmentation(Segmentation(clf))
+    reloaded = Run.open(tmp_path)
+    assert reloaded.segmentation.classifier is not None and reloaded.segmentation.labels is None
+    with torch.no_grad():  # independent of Segmentation.label: softmax of the linear layer by hand
+        p = torch.softmax(gauss.ids @ clf.linear.weight.T + clf.linear.bias, dim=-1)
+    pa, a = p.max(dim=-1)
+    b, pb = reloaded.labels
+    assert np.array_equal(a.numpy(), b) and np.allclose(pa.numpy(), pb, atol=1e-6)
+    stored, prob = load_labels(tmp_path / Run.LABELS)
+    assert np.array_equal(stored, b) and np.array_equal(prob, pb)
+    summary = json.loads((tmp_path / Run.OBJECTS).read_text())
+    assert set(summary) == {str(i) for i in np.unique(b)}
     assert sum(v["gaussians"] for v in summary.values()) == len(gauss)
     for v in summary.values():
         assert all(lo <= hi for lo, hi in zip(v["bbox_min"], v["bbox_max"]))

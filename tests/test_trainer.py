@@ -9,7 +9,8 @@ import torch
 from gsgroup.data.scene import load_scene
 from gsgroup.data.synthetic import make_scene
 from gsgroup.train.densify import Densifier, DensifyConfig, append_gaussians
-from gsgroup.train.trainer import TrainConfig, Trainer, render_view
+from gsgroup.train.config import TrainConfig
+from gsgroup.train.trainer import Trainer, render_view
 
 
 @pytest.fixture(scope="module")
@@ -24,8 +25,8 @@ def cfg(**kw):
 
 
 def test_training_is_deterministic_and_reduces_loss(scene, tmp_path):
-    a = Trainer(scene, cfg(), tmp_path / "a")
-    b = Trainer(scene, cfg(), tmp_path / "b")
+    a = Trainer(scene, cfg())
+    b = Trainer(scene, cfg())
     first = [a.train_step()["loss"] for _ in range(3)]
     for _ in range(27):
         a.train_step()
@@ -38,7 +39,7 @@ def test_training_is_deterministic_and_reduces_loss(scene, tmp_path):
 
 
 def test_schedules(scene, tmp_path):
-    t = Trainer(scene, TrainConfig(iterations=1000, sh_interval=100), tmp_path)
+    t = Trainer(scene, TrainConfig(iterations=1000, sh_interval=100))
     assert [t.sh_degree_at(s) for s in (0, 99, 100, 250, 999)] == [0, 0, 1, 2, 3]
     e = scene.extent
     assert math.isclose(t.means_lr(0), 1.6e-4 * e, rel_tol=1e-9)
@@ -51,13 +52,13 @@ def test_schedules(scene, tmp_path):
 
 
 def test_checkpoint_resume_is_exact(scene, tmp_path):
-    a = Trainer(scene, cfg(), tmp_path / "a")
+    a = Trainer(scene, cfg())
     for _ in range(12):
         a.train_step()
     a.save_checkpoint(tmp_path / "ck.pt")
     for _ in range(10):
         a.train_step()
-    b = Trainer(scene, cfg(), tmp_path / "b")
+    b = Trainer(scene, cfg())
     b.load_checkpoint(tmp_path / "ck.pt")
     assert b.step_count == 12
     for _ in range(10):
@@ -68,7 +69,7 @@ def test_checkpoint_resume_is_exact(scene, tmp_path):
 
 
 def test_ctrl_c_saves_a_checkpoint(scene, tmp_path, monkeypatch, capsys):
-    t = Trainer(scene, cfg(), tmp_path)
+    t = Trainer(scene, cfg())
     real_step = t.train_step
 
     def step():
@@ -78,7 +79,7 @@ def test_ctrl_c_saves_a_checkpoint(scene, tmp_path, monkeypatch, capsys):
 
     monkeypatch.setattr(t, "train_step", step)
     with pytest.raises(KeyboardInterrupt):
-        t.train(progress=False)
+        t.train(progress=False, checkpoint_path=tmp_path / "checkpoint.pt")
     state = torch.load(tmp_path / "checkpoint.pt", weights_only=False)
     assert state["step"] == 7
     assert "--resume" in capsys.readouterr().out
@@ -86,7 +87,7 @@ def test_ctrl_c_saves_a_checkpoint(scene, tmp_path, monkeypatch, capsys):
 
 def test_max_gaussians_cap(scene, tmp_path):
     densify = DensifyConfig(densify_from=0, densify_until=100, densify_every=5, grad_threshold=0.0, max_gaussians=3000)
-    t = Trainer(scene, TrainConfig(iterations=30, densify=densify), tmp_path)
+    t = Trainer(scene, TrainConfig(iterations=30, densify=densify))
     for _ in range(30):
         t.train_step()
         assert t.params["means"].shape[0] <= 3000
@@ -95,8 +96,8 @@ def test_max_gaussians_cap(scene, tmp_path):
 def test_test_psnr_is_logged_but_not_right_after_an_opacity_reset(scene, tmp_path):
     d = DensifyConfig(densify_from=5, densify_until=50, densify_every=10, reset_every=20)
     assert [Densifier(d, 1.0, 1).steps_since_reset(s) for s in (19, 20, 25, 49, 70)] == [None, 0, 5, 9, 30]
-    t = Trainer(scene, TrainConfig(iterations=60, eval_every=10, densify=d), tmp_path)
-    t.train(progress=False)
+    t = Trainer(scene, TrainConfig(iterations=60, eval_every=10, densify=d))
+    t.train(progress=False, log_path=tmp_path / "train_log.jsonl")
     log = [json.loads(line) for line in (tmp_path / "train_log.jsonl").read_text().splitlines()]
     evaluated = [r["step"] for r in log if "test_psnr" in r]
     assert evaluated == [10, 30, 50, 60]  # 20 and 40 are reset steps: those wait 10 steps
@@ -106,7 +107,7 @@ def test_test_psnr_is_logged_but_not_right_after_an_opacity_reset(scene, tmp_pat
 
 
 def test_gaussians_no_training_view_sees_are_pruned(scene, tmp_path):
-    t = Trainer(scene, cfg(), tmp_path)
+    t = Trainer(scene, cfg())
     for _ in range(5):
         t.train_step()
     weights = t.training_weights()

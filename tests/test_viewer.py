@@ -20,7 +20,9 @@ from gsgroup.fileio import write_json
 from gsgroup.geometry import look_at, quat_to_rotmat, rotmat_to_quat
 from gsgroup.model import Gaussians, load_ply, save_ply
 from gsgroup.model.sh import rgb_to_sh
-from gsgroup.segment.grouping import object_summary, save_classifier, save_labels
+from gsgroup.run import DataConfig, Run, RunConfig
+from gsgroup.segment.segmentation import Segmentation
+from gsgroup.train.config import TrainConfig
 from gsgroup.segment.identity import IdentityClassifier
 from gsgroup.viewer import splats
 from gsgroup.viewer.state import ViewerState, open_run
@@ -63,11 +65,10 @@ def make_run(path: Path, per_object: int = 300, seed: int = 0) -> Path:
         clf.linear.weight[:, :4] = 20.0 * torch.eye(4)
         clf.linear.bias.zero_()
     path.mkdir(parents=True, exist_ok=True)
-    write_json(path / "config.json", {"data": {"path": str(path / "no_data")}, "train": {"background": [1, 1, 1]}})
-    save_ply(path / "point_cloud.ply", g)
-    save_classifier(path / "classifier.pt", clf)
-    save_labels(path / "labels.npy", labels.astype(np.int32), np.ones(n, np.float32))
-    write_json(path / "objects.json", object_summary(g, labels))
+    run = Run.create(path, RunConfig(DataConfig(str(path / "no_data")), TrainConfig(background=(1.0, 1.0, 1.0))))
+    run.save_gaussians(g)
+    run.save_segmentation(Segmentation(clf))
+    assert np.array_equal(run.labels[0], labels)  # the classifier reads identity channel k
     return path
 
 
@@ -180,7 +181,7 @@ def test_state_pick_select_edit_undo_save(run, tmp_path):
     assert [o["op"] for o in edit["ops"]] == ["recolor", "transform", "remove"]
     new = open_run(tmp_path / "NEW")
     assert len(new.gaussians) == len(st.src.gaussians) - 300 == info["gaussians_after"]
-    assert 3 not in np.unique(new.segmentation().labels)
+    assert 3 not in np.unique(new.labels[0])
     with pytest.raises(InputError, match="exists and is not empty"):
         st.save_run(tmp_path / "NEW")
     with pytest.raises(InputError, match="is the input run"):

@@ -1,50 +1,175 @@
-"""Pipeline stages as functions over run folders: render, evaluate, associate, lift.
+"""The pipeline's stages as Python functions over runs: train, render, evaluate, associate, lift,
+and ``run_pipeline`` composing them. The CLI and the demo call these; nothing here parses argv.
 
-The CLI (``gsgroup.cli``) and the benchmarks call these; each reads a run folder written by
-``gsgroup train`` and writes its outputs atomically.
+    from gsgroup.pipeline import train_run
+    from gsgroup.run import DataConfig, RunConfig
+    from gsgroup.train.config import TrainConfig
+
+    run, summary = train_run(RunConfig(DataConfig("data/fox", eval=True), TrainConfig.for_length(3000)), "out/fox")
+    evaluate_run(run)["psnr"]
 """
 
 from __future__ import annotations
 
-import shutil
+import os
 import time
+from dataclasses import dataclass, replace
 from pathlib import Path
 
+import numpy as np
+import torch
+
 from .errors import InputError
+from .fileio import write_json
+from .options import option
+from .run import DataConfig, Run, RunConfig
+from .segment.sam import SAM_CHECKPOINT_URLS, SamOptions
+from .train.trainer import mean_scores, render_view, score_views, view_tensors
 
 
-def render_split(run: Path, out: Path, split: str, progress: bool = True) -> list[Path]:
+def _as_run(run: Run | str | os.PathLike) -> Run:
+    return run if isinstance(run, Run) else Run.open(run)
+
+
+# ---- train -----------------------------------------------------------------------------------
+def _initial_state(init_from: str | os.PathLike | None, id_dim: int, seed: int):
+    """(Gaussians, checkpoint to take Adam moments from) of ``init_from``: a run folder or a PLY.
+    Identities are re-initialised when their size differs (then no checkpoint)."""
+    from .model import load_ply
+    from .model.sh import rgb_to_sh
+
+    if init_from is None:
+        return None, None
+    path = Path(init_from)
+    if path.is_dir():
+        src = Run.open(path)
+        g = src.gaussians
+        same = src.config.train.identity.id_dim == id_dim and src.has(Run.CHECKPOINT)
+        ckpt = src.file(Run.CHECKPOINT) if same else None
+    else:
+        g, ckpt = load_ply(path), None
+    if g.id_dim != id_dim:
+        g.ids = rgb_to_sh(torch.rand(len(g), id_dim, generator=torch.Generator().manual_seed(seed)))
+    return g, ckpt
+
+
+def _load_scene(config: RunConfig, folder: Path, progress: bool):
+    from .data.scene import load_scene
+
+    d, cfg = config.data, config.train
+    return load_scene(d.path, resolution=d.resolution, eval=d.eval, background=cfg.background,
+                      cache_dir=folder / Run.CACHE, allow_empty_points=cfg.init != "points", progress=progress)
+
+
+def _trainer(run: Run, scene, gaussians=None):
+    """The Trainer (GroupingTrainer when the run has masks) of a run on its loaded scene."""
+    from .data.masks import load_masks
+    from .segment.grouping import GroupingTrainer
+    from .train.trainer import Trainer
+
+    d, cfg = run.config.data, run.config.train
+    run.__dict__["scene"] = scene
+    print(f"scene: {len(scene.train)} train / {len(scene.test)} test views at "
+          f"{scene.train[0].width}x{scene.train[0].height}, "
+          f"{0 if scene.points is None else len(scene.points)} SfM points, extent {scene.extent:.3f}")
+    # The heavy work runs in the rasterizer's own threads; PyTorch's many small ops per iteration are
+    # faster on one thread (measured at 5k Gaussians, 200x150: 23.5 ms/iteration vs 27.8 ms with two).
+    torch.set_num_threads(1)
+    if not d.masks:
+        return Trainer(scene, cfg, gaussians=gaussians)
+    trainer = GroupingTrainer(scene, cfg, load_masks(d.masks, scene.train), gaussians=gaussians)
+    print(f"identities: {sum(m is not None for m in trainer.masks)} masked views, {trainer.num_classes} classes")
+    return trainer
+
+
+def _fit(run: Run, trainer, progress: bool, checkpoint_every: int, plain: bool) -> tuple[Run, dict]:
+    """Train to the configured length, then write checkpoint, Gaussians, environment, segmentation."""
+    t0 = time.perf_counter()
+    trainer.train(progress=progress, log_path=run.file(Run.TRAIN_LOG), checkpoint_path=run.file(Run.CHECKPOINT),
+                  checkpoint_every=checkpoint_every)
+    seconds = time.perf_counter() - t0
+    trainer.save_checkpoint(run.file(Run.CHECKPOINT))
+    g = trainer.gaussians()
+    run.save_gaussians(g, plain=plain)
+    run.save_environment(trainer.env)
+    if hasattr(trainer, "classifier"):
+        from .segment.segmentation import Segmentation
+
+        run.save_segmentation(Segmentation(trainer.classifier), g)
+    summary = {"iterations": trainer.step_count, "gaussians": len(g), "train_seconds": round(seconds, 1)}
+    if trainer.test_views:
+        summary.update({f"test_{k}": v for k, v in trainer.evaluate().items()})
+    return run, summary
+
+
+def train_run(config: RunConfig, out: str | os.PathLike, force: bool = False, init_from: str | os.PathLike | None = None,
+              checkpoint_every: int = 0, plain: bool = False, progress: bool = True) -> tuple[Run, dict]:
+    """Train a new run into folder ``out`` (refused when it holds a run, unless ``force``).
+
+    ``init_from``: start from a trained run folder (taking its Adam moments) or a PLY instead of
+    SfM points; ``plain``: write point_cloud.ply without identities. Ctrl-C leaves a checkpoint to
+    ``resume_run`` from. Returns the Run and a summary: iterations, Gaussians, seconds and the
+    test scores."""
+    cfg = config.train
+    g, init_ckpt = _initial_state(init_from, cfg.identity.id_dim, cfg.seed)
+    if init_from is not None:
+        cfg = replace(cfg, lr_means=cfg.lr_means_final * 10)  # refining a reconstruction: start where a run ends
+    config = replace(config, train=cfg)
+    Run.check_new(out, force)
+    scene = _load_scene(config, Path(out), progress)  # validate the data before writing anything
+    run = Run.create(out, config, force=force)
+    trainer = _trainer(run, scene, g)
+    if init_ckpt is not None:
+        trainer.load_checkpoint(init_ckpt, weights_only=True)
+    return _fit(run, trainer, progress, checkpoint_every, plain)
+
+
+def resume_run(run: Run | str | os.PathLike, iterations: int | None = None, checkpoint_every: int = 0,
+               plain: bool = False, progress: bool = True) -> tuple[Run, dict]:
+    """Continue a run from its checkpoint.pt, to ``iterations`` steps (default: its configured length)."""
+    ckpt = (run.path if isinstance(run, Run) else Path(run)) / Run.CHECKPOINT
+    if not ckpt.exists():
+        raise InputError(f"{ckpt}: no checkpoint to resume from; start a new run instead of resuming")
+    run = _as_run(run)
+    if iterations:
+        run.config.train.iterations = iterations
+        run.write_config()
+    trainer = _trainer(run, _load_scene(run.config, run.path, progress))
+    trainer.load_checkpoint(ckpt)
+    print(f"resumed at iteration {trainer.step_count}")
+    return _fit(run, trainer, progress, checkpoint_every, plain)
+
+
+# ---- render / evaluate -----------------------------------------------------------------------
+def _split(run: Run, split: str) -> list:
+    views = run.views(split)
+    if not views:
+        raise InputError(f"{run.path}: the '{split}' split is empty (train with eval to hold out test views)")
+    return views
+
+
+def render_split(run: Run | str | os.PathLike, out: str | os.PathLike, split: str = "test",
+                 progress: bool = True) -> list[Path]:
     """Render a run's views of one split: out/rgb/<stem>.png, and for segmented runs also
     out/ids/<stem>.png (uint16 ids, 0 where alpha < 0.5), out/overlay/ and out/features/ (shared PCA of E_id).
     Returns the written RGB paths."""
-    import numpy as np
-    import torch
     from tqdm import tqdm
 
     from .data.masks import write_mask
     from .fileio import write_image
-    from .segment.grouping import load_segmentation
     from .segment.idmaps import overlay, render_ids, shared_pca
-    from .train.run import load_run_backdrop, load_run_gaussians, load_run_scene, read_config
-    from .train.trainer import render_view, view_tensors
 
-    config = read_config(run)
-    scene = load_run_scene(run, config, progress=progress)
-    views = {"train": scene.train, "test": scene.test, "all": scene.train + scene.test}[split]
-    if not views:
-        raise InputError(f"{run}: the '{split}' split is empty (train with --eval to hold out test views)")
-    g = load_run_gaussians(run)
-    classifier, labels = load_segmentation(run)
-    bg = load_run_backdrop(run, config)
+    run, out = _as_run(run), Path(out)
+    views, g, seg, bg = _split(run, split), run.gaussians, run.segmentation, run.backdrop
     paths, features = [], {}
     with torch.no_grad():
         for view in tqdm(views, desc=f"render {split}", disable=not progress):
             vt = view_tensors(view)
             path = out / "rgb" / f"{view.name}.png"
-            if classifier is None and labels is None:
+            if seg is None:
                 write_image(path, render_view(g, vt, g.sh_degree, background=bg).image.clamp(0, 1).numpy())
             else:
-                r = render_ids(g, vt, classifier, labels, background=bg)
+                r = render_ids(g, vt, seg, background=bg)
                 write_image(path, r.rgb)
                 write_mask(out / "ids" / f"{view.name}.png", r.ids.astype(np.uint16), force_uint16=True)
                 write_image(out / "overlay" / f"{view.name}.png", overlay(r.rgb, r.ids))
@@ -57,99 +182,167 @@ def render_split(run: Path, out: Path, split: str, progress: bool = True) -> lis
     return paths
 
 
-def evaluate_run(run: Path, progress: bool = True) -> dict:
+def evaluate_run(run: Run | str | os.PathLike, progress: bool = True) -> dict:
     """PSNR / SSIM of a run on its test split, and on its training views beside it to show the gap;
     writes RUN/metrics.json: {"psnr", "ssim", "views"} of the test split, "train" (the same on the
     training views), "psnr_gap" (train - test), "gaussians", "per_view" (test views)."""
-    from .fileio import write_json
-    from .train.run import load_run_backdrop, load_run_gaussians, load_run_scene, read_config
-    from .train.trainer import mean_scores, score_views, view_tensors
-
-    config = read_config(run)
-    scene = load_run_scene(run, config, progress=progress)
-    if not scene.test:
-        raise InputError(f"{run}: no test views; train with --eval to hold out every 8th image")
-    g = load_run_gaussians(run)
-    bg = load_run_backdrop(run, config)
-    per_view = score_views(g, [view_tensors(v) for v in scene.test], g.sh_degree, bg)
+    run = _as_run(run)
+    if not run.views("test"):
+        raise InputError(f"{run.path}: no test views; train with eval to hold out every 8th image")
+    g, bg = run.gaussians, run.backdrop
+    per_view = score_views(g, [view_tensors(v) for v in run.views("test")], g.sh_degree, bg)
     test = mean_scores(per_view)
-    train = mean_scores(score_views(g, [view_tensors(v) for v in scene.train], g.sh_degree, bg))
+    train = mean_scores(score_views(g, [view_tensors(v) for v in run.views("train")], g.sh_degree, bg))
     metrics = {**test, "train": train, "psnr_gap": train["psnr"] - test["psnr"], "gaussians": len(g),
                "per_view": per_view}
-    write_json(run / "metrics.json", metrics)
+    write_json(run.file(Run.METRICS), metrics)
     return metrics
 
 
-def evaluate_segmentation_run(run: Path, gt_dir: Path, progress: bool = True) -> dict:
+def evaluate_segmentation_run(run: Run | str | os.PathLike, gt_dir: str | os.PathLike, progress: bool = True) -> dict:
     """Score a segmented run's test-view id maps against ground-truth masks; writes RUN/seg_metrics.json."""
-    from .fileio import write_json
-    from .segment.grouping import load_segmentation
     from .segment.idmaps import render_ids
     from .segment.metrics import GtMaps, evaluate_segmentation, load_gt_dir
-    from .train.run import load_run_backdrop, load_run_gaussians, load_run_scene, read_config
-    from .train.trainer import view_tensors
 
-    config = read_config(run)
-    classifier, labels = load_segmentation(run)
-    if classifier is None and labels is None:
-        raise InputError(f"{run}: has no segmentation (classifier.pt or labels.npy); train with --masks or run lift")
-    gt_all = load_gt_dir(gt_dir)
-    scene = load_run_scene(run, config, progress=progress)
-    views = [v for v in scene.test if v.name in gt_all] or [v for v in scene.train if v.name in gt_all]
+    run = _as_run(run)
+    seg = run.require_segmentation()
+    gt_all = load_gt_dir(Path(gt_dir))
+    views = [v for v in run.views("test") if v.name in gt_all] or [v for v in run.views("train") if v.name in gt_all]
     if not views:
-        raise InputError(f"{gt_dir}: no ground-truth mask matches a view name of {run} (e.g. {scene.train[0].name}.png)")
-    g = load_run_gaussians(run)
-    bg = load_run_backdrop(run, config)
-    preds = {v.name: render_ids(g, view_tensors(v), classifier, labels, background=bg).ids for v in views}
+        raise InputError(f"{gt_dir}: no ground-truth mask matches a view name of {run.path} "
+                         f"(e.g. {run.views('train')[0].name}.png)")
+    preds = {v.name: render_ids(run.gaussians, view_tensors(v), seg, background=run.backdrop).ids for v in views}
     gt = GtMaps({v.name: gt_all[v.name] for v in views}, names=getattr(gt_all, "names", None))
     result = evaluate_segmentation(gt, preds)
-    result["split"] = "test" if views[0] in scene.test else "train"
-    write_json(run / "seg_metrics.json", result)
+    result["split"] = "test" if views[0] in run.views("test") else "train"
+    write_json(run.file(Run.SEG_METRICS), result)
     return result
 
 
-def associate_run(data: Path, masks_dir: Path, run: Path, out: Path, progress: bool = True) -> dict:
-    """Associate per-view masks across views through RUN's Gaussians; writes out/<stem>.png + objects.json."""
+# ---- segment ---------------------------------------------------------------------------------
+def associate_run(data: str | os.PathLike, masks_dir: str | os.PathLike, run: Run | str | os.PathLike,
+                  out: str | os.PathLike, progress: bool = True) -> dict:
+    """Associate per-view masks across views through the run's Gaussians; writes out/<stem>.png + objects.json."""
     from .data.masks import load_masks
     from .segment.associate import associate_masks, write_association
-    from .train.run import load_run_gaussians, load_run_scene, read_config
 
-    config = read_config(run)
-    if Path(config["data"]["path"]).resolve() != data.resolve():
-        print(f"note: {run} was trained on {config['data']['path']}, not {data}; using its views and poses")
-    scene = load_run_scene(run, config, progress=progress)
-    views = scene.train + scene.test
-    masks = load_masks(masks_dir, views)
-    result = associate_masks(views, load_run_gaussians(run), masks)
+    run = _as_run(run)
+    if Path(run.config.data.path).resolve() != Path(data).resolve():
+        print(f"note: {run.path} was trained on {run.config.data.path}, not {data}; using its views and poses")
+    views = run.views("all")
+    result = associate_masks(views, run.gaussians, load_masks(masks_dir, views))
     write_association(result, out)
     return result.stats
 
 
-def lift_run(run: Path, masks_dir: Path, out: Path, background_bias: float, force: bool, progress: bool) -> dict:
-    """FlashSplat-style closed-form labels for a trained run; writes a segmented run folder ``out``."""
+def lift_run(run: Run | str | os.PathLike, masks_dir: str | os.PathLike, out: str | os.PathLike | None = None,
+             background_bias: float | None = None, force: bool = False, progress: bool = True) -> dict:
+    """FlashSplat-style closed-form labels for a trained run, written into ``out`` (default: the run
+    itself; another folder gets a copy of the run with the labels)."""
     from .data.masks import load_masks
-    from .fileio import write_json
-    from .segment.grouping import object_summary, save_labels
-    from .segment.lift import lift_labels
-    from .train.run import ENVIRONMENT_FILE, load_run_gaussians, load_run_scene, read_config
+    from .segment.lift import DEFAULT_BACKGROUND_BIAS, lift_labels
+    from .segment.segmentation import Segmentation
 
-    config = read_config(run)
-    if (out / "labels.npy").exists() and not force:
-        raise InputError(f"{out / 'labels.npy'}: exists; pass --force to replace it or --out another folder")
-    if (out / "classifier.pt").exists():
-        raise InputError(f"{out}: holds a trained identity classifier; write lifted labels with --out to another folder")
-    g = load_run_gaussians(run)
-    scene = load_run_scene(run, config, progress=progress)
-    masks = load_masks(masks_dir, scene.train)
+    run = _as_run(run)
+    target = Path(out) if out is not None else run.path
+    in_place = target.resolve() == run.path.resolve()
+    if in_place and run.has(Run.CLASSIFIER):
+        raise InputError(f"{run.path}: holds a trained identity classifier; write lifted labels to another folder (out)")
+    if in_place and run.has(Run.LABELS) and not force:
+        raise InputError(f"{run.file(Run.LABELS)}: exists; force to replace it or write to another folder (out)")
+    bias = DEFAULT_BACKGROUND_BIAS if background_bias is None else background_bias
     t0 = time.perf_counter()
-    labels, prob = lift_labels(scene.train, g, masks, background_bias=background_bias, progress=progress)
+    labels, prob = lift_labels(run.views("train"), run.gaussians, load_masks(masks_dir, run.views("train")),
+                               background_bias=bias, progress=progress)
     seconds = time.perf_counter() - t0
-    if out.resolve() != run.resolve():
-        out.mkdir(parents=True, exist_ok=True)
-        for name in ("config.json", "point_cloud.ply", ENVIRONMENT_FILE):
-            if (run / name).exists():
-                shutil.copyfile(run / name, out / name)
-    save_labels(out / "labels.npy", labels, prob)
-    write_json(out / "objects.json", object_summary(g, labels))
+    seg = Segmentation(None, labels, prob)
+    if in_place:
+        run.save_segmentation(seg)
+    else:
+        run.derive(segmentation=seg).save(target, force=force)
     return {"gaussians": len(labels), "objects": int(len(set(labels.tolist()) - {0})), "seconds": round(seconds, 2),
-            "out": str(out)}
+            "out": str(target)}
+
+
+# ---- the whole pipeline ----------------------------------------------------------------------
+@dataclass
+class PipelineConfig:
+    """masks -> short reconstruction -> association -> identity training -> renders and evaluation."""
+
+    data: str = ""
+    out: str = ""
+    masks: str | None = option(None, "per-view masks to associate (default: generate them)")
+    object_masks: str | None = option(
+        None, "already associated masks (default DATA/object_mask when present): skips masks and association")
+    gt: str | None = option(None, "ground-truth masks for scoring (default DATA/gt_mask when present)")
+    resolution: int | None = None
+    eval: bool = False
+    masks_source: str = option("classical", "2D mask source", choices=["classical", "sam"])
+    sam_checkpoint: str | None = option(None, "SAM weights (.pth) for --masks-source sam")
+    sam_model: str = option(SamOptions.model_type, "SAM backbone", choices=list(SAM_CHECKPOINT_URLS))
+    recon_iterations: int = option(3000, "RGB-only reconstruction length")
+    id_iterations: int = option(2000, "identity training length, continued from it")
+    seed: int = option(0, "random seed")
+    force: bool = option(False, "redo every stage")
+    progress: bool = True
+
+
+def _stage(number: int, title: str, done: bool, where: Path) -> bool:
+    """Print the stage header; True when the stage must run."""
+    print(f"[{number}/5] {title}: " + (f"already in {where}, skipped" if done else f"-> {where}"))
+    return not done
+
+
+def run_pipeline(cfg: PipelineConfig) -> dict:
+    """Run every stage into ``cfg.out`` (stages whose outputs exist are skipped unless ``force``).
+    Returns {"reconstruction": test metrics, "segmentation": scores, "objects": per-object scores}."""
+    import shutil
+
+    from .data.masks import OBJECT_MASK_DIR, OBJECTS_FILE
+    from .segment.masks import generate_masks
+    from .train.config import TrainConfig
+
+    data, out = Path(cfg.data), Path(cfg.out)
+    if cfg.force and out.exists():
+        shutil.rmtree(out)
+    out.mkdir(parents=True, exist_ok=True)
+    given = Path(cfg.object_masks) if cfg.object_masks else None
+    if given is None and not cfg.masks and (data / OBJECT_MASK_DIR).is_dir():
+        given = data / OBJECT_MASK_DIR
+
+    raw = Path(cfg.masks) if cfg.masks else out / "masks"
+    if given is None and _stage(1, f"2D masks ({cfg.masks_source})", raw.is_dir() and any(raw.iterdir()), raw):
+        sam = SamOptions(checkpoint=cfg.sam_checkpoint, model_type=cfg.sam_model) if cfg.masks_source == "sam" else None
+        generate_masks(data, raw, cfg.masks_source, cfg.resolution, seed=cfg.seed, sam=sam,
+                       cache_dir=out / Run.CACHE, progress=cfg.progress)
+    elif given is not None:
+        print(f"[1/5] 2D masks: using associated masks in {given}")
+
+    data_cfg = DataConfig(str(data.resolve()), cfg.resolution, cfg.eval)
+    recon = out / "recon"
+    if _stage(2, f"reconstruction, {cfg.recon_iterations} iterations", (recon / Run.GAUSSIANS).exists(), recon):
+        train_run(RunConfig(data_cfg, TrainConfig.for_length(cfg.recon_iterations, seed=cfg.seed)), recon,
+                  force=True, progress=cfg.progress)
+
+    associated = given or out / OBJECT_MASK_DIR
+    if given is None and _stage(3, "association", (associated / OBJECTS_FILE).exists(), associated):
+        stats = associate_run(data, raw, recon, associated, progress=cfg.progress)
+        print(f"      {stats['objects']} objects from {stats['kept']} of {stats['masks']} masks in {stats['seconds']} s")
+
+    if _stage(4, f"identity training, {cfg.id_iterations} iterations", (out / Run.CLASSIFIER).exists(), out):
+        id_cfg = TrainConfig.for_length(cfg.id_iterations, densify=False, seed=cfg.seed)
+        train_run(RunConfig(replace(data_cfg, masks=str(associated.resolve())), id_cfg), out, force=True,
+                  init_from=recon, progress=cfg.progress)
+
+    print(f"[5/5] renders and evaluation -> {out / 'renders'}")
+    run = Run.open(out)
+    render_split(run, out / "renders", "test" if cfg.eval else "train", progress=cfg.progress)
+    summary: dict = {}
+    if cfg.eval:
+        summary["reconstruction"] = {k: v for k, v in evaluate_run(run, progress=False).items() if k != "per_view"}
+    gt = Path(cfg.gt) if cfg.gt else (data / "gt_mask" if (data / "gt_mask").is_dir() else None)
+    if gt is not None:
+        seg = evaluate_segmentation_run(run, gt, progress=False)
+        summary["segmentation"] = {k: seg[k] for k in ("miou", "mbiou", "num_objects", "num_views", "split")}
+        summary["objects"] = seg["objects"]
+    return summary

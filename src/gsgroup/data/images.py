@@ -137,7 +137,7 @@ def raw_to_float(img: np.ndarray) -> np.ndarray:
 
 
 def composite(image: np.ndarray, background=(0.0, 0.0, 0.0)) -> np.ndarray:
-    """[H,W,3|4] float RGB(A) -> [H,W,3] float32 RGB, alpha blended over the ``background`` colour."""
+    """[H,W,3|4] float RGB(A) -> [H,W,3] float32 RGB, alpha blended over the ``background`` color."""
     if image.shape[2] == 3:
         return image.astype(np.float32, copy=False)
     rgb, a = image[:, :, :3], image[:, :, 3:4]

@@ -4,11 +4,11 @@ Reading rules (``read_mask`` / ``load_masks``), applied to every mask file:
 
 - grey 8- or 16-bit PNG (or any single-channel image OpenCV decodes): the values are the ids;
 - grey + alpha: the alpha channel is ignored;
-- RGB(A) whose three colour channels are equal everywhere: read as grey (alpha ignored);
-- RGB(A) colour-coded (channels differ): every distinct colour is one id, black (0,0,0) is 0 and the
-  other colours get ids 1..K in ascending order of the packed value R*2^16 + G*2^8 + B (per channel
-  at the file's bit depth). ``load_masks`` builds this table over *all* colour-coded files of the
-  folder at once, so a colour keeps the same id in every view (associated colour masks stay associated);
+- RGB(A) whose three color channels are equal everywhere: read as grey (alpha ignored);
+- RGB(A) color-coded (channels differ): every distinct color is one id, black (0,0,0) is 0 and the
+  other colors get ids 1..K in ascending order of the packed value R*2^16 + G*2^8 + B (per channel
+  at the file's bit depth). ``load_masks`` builds this table over *all* color-coded files of the
+  folder at once, so a color keeps the same id in every view (associated color masks stay associated);
 - float (e.g. 32-bit TIFF) or 16-bit: accepted when every value is a non-negative integer;
 - anything else (fractional or negative values, other channel counts): InputError naming the file.
 
@@ -31,6 +31,7 @@ from gsgroup.errors import InputError
 MASK_EXTS = (".png", ".tif", ".tiff", ".bmp", ".jpg", ".jpeg")
 ASPECT_TOLERANCE = 0.01
 OBJECT_MASK_DIR = "object_mask"  # Gaussian Grouping's layout: DATA/object_mask/<stem>.png, associated ids
+OBJECTS_FILE = "objects.json"  # beside associated masks: what each id is (segment.associate.write_association)
 
 __all__ = [
     "read_mask",
@@ -39,6 +40,7 @@ __all__ = [
     "write_mask",
     "find_mask_file",
     "OBJECT_MASK_DIR",
+    "OBJECTS_FILE",
 ]
 
 
@@ -67,14 +69,14 @@ def _integral(arr: np.ndarray, path: Path) -> np.ndarray:
 
 
 def _split(img: np.ndarray, path: Path) -> tuple[np.ndarray | None, np.ndarray | None]:
-    """(grey ids [H,W] int64, None) or (None, packed colours [H,W] int64) for a decoded mask."""
+    """(grey ids [H,W] int64, None) or (None, packed colors [H,W] int64) for a decoded mask."""
     if img.ndim == 3 and img.shape[2] == 1:
         img = img[:, :, 0]
     if img.ndim == 2:
         return _integral(img, path), None
     if img.ndim != 3 or img.shape[2] not in (2, 3, 4):
         raise InputError(f"{path}: mask has {img.shape[2] if img.ndim == 3 else img.ndim} channels; "
-                         f"save it as a grey PNG of integer ids (or RGB colour-coded)")
+                         f"save it as a grey PNG of integer ids (or RGB color-coded)")
     if img.shape[2] == 2:  # grey + alpha
         return _integral(img[:, :, 0], path), None
     b, g, r = (_integral(img[:, :, c], path) for c in range(3))
@@ -82,15 +84,15 @@ def _split(img: np.ndarray, path: Path) -> tuple[np.ndarray | None, np.ndarray |
         return r, None
     bits = 16 if img.dtype == np.uint16 else 8
     if img.dtype.kind == "f" or max(int(r.max()), int(g.max()), int(b.max())) >= (1 << bits):
-        raise InputError(f"{path}: colour-coded mask with values beyond {bits} bits; save it as a grey PNG of ids")
+        raise InputError(f"{path}: color-coded mask with values beyond {bits} bits; save it as a grey PNG of ids")
     return None, (r << (2 * bits)) | (g << bits) | b
 
 
-def _palette(colours: list[np.ndarray]) -> np.ndarray:
-    """Sorted distinct non-black packed colours over all colour-coded masks (id = index + 1)."""
-    if not colours:
+def _palette(colors: list[np.ndarray]) -> np.ndarray:
+    """Sorted distinct non-black packed colors over all color-coded masks (id = index + 1)."""
+    if not colors:
         return np.zeros(0, np.int64)
-    u = np.unique(np.concatenate([np.unique(c) for c in colours]))
+    u = np.unique(np.concatenate([np.unique(c) for c in colors]))
     return u[u != 0]
 
 
@@ -129,8 +131,8 @@ def read_mask(path: str | os.PathLike, size: tuple[int, int] | None = None) -> n
     """Read one mask file as ids [H,W] int32 (0 = no mask), converted by the module's rules.
 
     ``size``: the view's training size (w, h); a same-aspect mask of another size is resized with
-    nearest neighbour (one warning), a different aspect is an InputError. A colour-coded file gets
-    ids from its own colours only (``load_masks`` shares them across a folder).
+    nearest neighbour (one warning), a different aspect is an InputError. A color-coded file gets
+    ids from its own colors only (``load_masks`` shares them across a folder).
     """
     path = Path(path)
     grey, packed = _split(_decode(path), path)

@@ -227,9 +227,9 @@ def find_points_file(root: Path) -> Path | None:
 def read_ply_points(path: Path) -> tuple[np.ndarray, np.ndarray | None]:
     """Read the vertex element of a point-cloud PLY (ascii, binary_little_endian or binary_big_endian).
 
-    Returns (xyz [P,3] float32, rgb [P,3] float32 in [0,1] or None when the file has no colours).
-    Colours may be ``red green blue`` or ``r g b``; integer colours are scaled by 255 (8-bit) or
-    65535 (wider), float colours are taken as [0,1]. Parsing is done by the ``plyfile`` package.
+    Returns (xyz [P,3] float32, rgb [P,3] float32 in [0,1] or None when the file has no colors).
+    Colors may be ``red green blue`` or ``r g b``; integer colors are scaled by 255 (8-bit) or
+    65535 (wider), float colors are taken as [0,1]. Parsing is done by the ``plyfile`` package.
     """
     fix = "re-export the point cloud as PLY (x, y, z, red, green, blue)"
     try:

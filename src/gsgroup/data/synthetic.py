@@ -4,11 +4,11 @@
 
 - ``images/view_XXX.png``      RGB 8-bit, anti-aliased (supersample x supersample rays per pixel)
 - ``sparse/0/{cameras,images,points3D}.bin``  COLMAP model (PINHOLE, world-to-camera poses,
-  OpenCV camera axes x right / y down / z forward) and a noisy coloured surface point cloud
+  OpenCV camera axes x right / y down / z forward) and a noisy colored surface point cloud
 - ``gt_mask/view_XXX.png``     uint8 instance ids (0 = floor or nothing, 1..n = objects), centre ray
 - ``depth/view_XXX.npy``       float32 [H,W] camera z-depth of the centre ray (0 = nothing hit)
 - ``without/<id>/view_XXX.png`` RGB with object ``id`` removed (no shading, no shadow), every view
-- ``scene.json``               seed, sizes, light, objects (centre, bbox, colour, touches), cameras
+- ``scene.json``               seed, sizes, light, objects (centre, bbox, color, touches), cameras
 
 Pixel convention: pixel (col i, row j) covers [i, i+1] x [j, j+1]; its centre ray goes through
 (i + 0.5, j + 0.5); the principal point is (W/2, H/2) — the COLMAP convention.
@@ -141,8 +141,8 @@ def _trace(spec: SceneSpec, o: np.ndarray, d: np.ndarray, exclude=()) -> _Sample
     return _Samples(hit, t, albedo, ndl, block)
 
 
-def background_colour(background: str, d: np.ndarray) -> np.ndarray:
-    """Colours [N,3] seen along ray directions ``d`` [N,3] that hit nothing.
+def background_color(background: str, d: np.ndarray) -> np.ndarray:
+    """Colors [N,3] seen along ray directions ``d`` [N,3] that hit nothing.
 
     "sky": a pale horizon that turns deep blue towards the zenith and blue-grey towards the nadir,
     with a faint glow towards one azimuth. "dusk" (added after the learned environment was fixed,
@@ -173,12 +173,12 @@ def background_colour(background: str, d: np.ndarray) -> np.ndarray:
 
 
 def _shade(spec: SceneSpec, s: _Samples, d: np.ndarray, background: str, removed: int = 0) -> np.ndarray:
-    """Colours [N,3] from samples of rays ``d`` [N,3]; ``removed`` = object id whose shadows are ignored (0 = none)."""
+    """Colors [N,3] from samples of rays ``d`` [N,3]; ``removed`` = object id whose shadows are ignored (0 = none)."""
     keep = np.uint16(0xFFFF ^ (1 << (removed - 1))) if removed else np.uint16(0xFFFF)
     lit = (s.block & keep) == 0
     rgb = s.albedo * (spec.ambient + (1.0 - spec.ambient) * s.ndl * lit)[:, None]
     miss = s.hit < 0
-    rgb[miss] = background_colour(background, d[miss])
+    rgb[miss] = background_color(background, d[miss])
     return rgb
 
 
@@ -250,7 +250,7 @@ def _prepare_out_dir(out: Path) -> None:
 
 
 def _point_cloud(spec, cams, store, width, height, rng, n_points):
-    """Back-project random pixels of the stored views (exact depth, 8-bit colour), add noise."""
+    """Back-project random pixels of the stored views (exact depth, 8-bit color), add noise."""
     from gsgroup.data.colmap import ColmapPoint
 
     lo = np.min([ob.bbox()[0] for ob in spec.objects], 0)

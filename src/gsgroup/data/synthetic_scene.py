@@ -15,7 +15,7 @@ import numpy as np
 @dataclass(frozen=True)
 class SceneObject:
     """One object. ``centre``: world xyz of its bounding-box centre; ``size``: shape parameters
-    (see synthetic_raycast); ``yaw``: rotation about z (radians); colours are linear RGB in [0,1]."""
+    (see synthetic_raycast); ``yaw``: rotation about z (radians); colors are linear RGB in [0,1]."""
 
     id: int
     name: str
@@ -23,8 +23,8 @@ class SceneObject:
     centre: tuple
     size: tuple
     yaw: float
-    colour: tuple
-    colour2: tuple
+    color: tuple
+    color2: tuple
     texture: str
     period: float
 
@@ -56,15 +56,15 @@ class SceneSpec:
     light_dir: tuple
     ambient: float
     floor_radius: float
-    floor_colour: tuple
-    floor_colour2: tuple
+    floor_color: tuple
+    floor_color2: tuple
     target: tuple  # camera look-at point
 
     def object(self, oid: int) -> SceneObject:
         return next(o for o in self.objects if o.id == oid)
 
     def to_json(self) -> dict:
-        """A JSON-able description (per object: id, name, shape, colour, centre, bbox, touches)."""
+        """A JSON-able description (per object: id, name, shape, color, centre, bbox, touches)."""
         objs = []
         for o in self.objects:
             lo, hi = o.bbox()
@@ -83,8 +83,8 @@ class SceneSpec:
             "up": [0.0, 0.0, 1.0],
             "light": {"type": "directional", "direction_to_light": list(self.light_dir), "ambient": self.ambient,
                       "shading": "lambertian: albedo * (ambient + (1 - ambient) * max(0, n.l) * unshadowed)"},
-            "floor": {"shape": "disc", "z": 0.0, "radius": self.floor_radius, "colour": list(self.floor_colour),
-                      "colour2": list(self.floor_colour2), "mask_id": 0},
+            "floor": {"shape": "disc", "z": 0.0, "radius": self.floor_radius, "color": list(self.floor_color),
+                      "color2": list(self.floor_color2), "mask_id": 0},
             "target": list(self.target),
             "objects": objs,
             "touching": [list(p) for p in self.touching],
@@ -138,8 +138,8 @@ def scene_spec(seed: int = 0) -> SceneSpec:
         light_dir=tuple(float(v) for v in _unit([np.cos(0.6) * np.cos(0.95), np.sin(0.6) * np.cos(0.95), np.sin(0.95)])),
         ambient=0.32,
         floor_radius=4.2,
-        floor_colour=(0.72, 0.69, 0.62),
-        floor_colour2=(0.55, 0.56, 0.60),
+        floor_color=(0.72, 0.69, 0.62),
+        floor_color2=(0.55, 0.56, 0.60),
         target=(0.0, 0.0, 0.3),
     )
 
@@ -164,7 +164,7 @@ def _tangent_uv(p, n):
 
 
 def texture_weight(obj: SceneObject, p: np.ndarray, n: np.ndarray) -> np.ndarray:
-    """Blend weight [N] in [0,1] between ``colour`` and ``colour2`` at local points ``p`` [N,3]
+    """Blend weight [N] in [0,1] between ``color`` and ``color2`` at local points ``p`` [N,3]
     with local normals ``n`` [N,3]. All patterns are smooth with period >= ``obj.period``."""
     P, tex = obj.period, obj.texture
     two_pi = 2 * np.pi
@@ -196,7 +196,7 @@ def texture_weight(obj: SceneObject, p: np.ndarray, n: np.ndarray) -> np.ndarray
 def object_albedo(obj: SceneObject, p: np.ndarray, n: np.ndarray) -> np.ndarray:
     """Albedo [N,3] at local points ``p`` [N,3] with local normals ``n`` [N,3]."""
     w = texture_weight(obj, p, n)[:, None]
-    return (1 - w) * np.asarray(obj.colour) + w * np.asarray(obj.colour2)
+    return (1 - w) * np.asarray(obj.color) + w * np.asarray(obj.color2)
 
 
 def floor_albedo(spec: SceneSpec, p: np.ndarray) -> np.ndarray:
@@ -206,4 +206,4 @@ def floor_albedo(spec: SceneSpec, p: np.ndarray) -> np.ndarray:
     chk = _soft(np.sin(np.pi * x / tile) * np.sin(np.pi * y / tile), 4.0)
     wash = 0.5 + 0.25 * (np.sin(0.9 * x + 0.5) + np.sin(0.7 * y - 0.8 * x + 1.3))
     w = (0.35 * chk + 0.65 * wash)[:, None]
-    return (1 - w) * np.asarray(spec.floor_colour) + w * np.asarray(spec.floor_colour2)
+    return (1 - w) * np.asarray(spec.floor_color) + w * np.asarray(spec.floor_color2)

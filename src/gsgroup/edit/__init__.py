@@ -1,2 +1,28 @@
-"""Object editing of segmented runs: select (select.py), edit Gaussians (ops.py, shrot.py),
-remove-and-fill (inpaint.py, lama.py), run folders (runio.py) and the ``gsgroup edit`` CLI (commands.py)."""
+"""Object editing of segmented runs, as functions on a ``gsgroup.run.Run`` (see ``api``):
+
+    select, remove, recolor, transform, duplicate, compose, inpaint, export, export_all, save
+
+Modules: api (the functions), select (selection and 3D clean-up), ops (edits of Gaussian
+tensors), shrot (SH rotation), inpainting and lama (remove-and-fill), commands (``gsgroup edit``).
+"""
+
+from .api import (
+    InpaintOptions,
+    Selection,
+    SelectOptions,
+    compose,
+    duplicate,
+    export,
+    export_all,
+    id_map,
+    inpaint,
+    read_mask,
+    recolor,
+    remove,
+    save,
+    select,
+    transform,
+)
+
+__all__ = ["select", "remove", "recolor", "transform", "duplicate", "compose", "inpaint", "export", "export_all",
+           "save", "id_map", "read_mask", "InpaintOptions", "SelectOptions", "Selection"]

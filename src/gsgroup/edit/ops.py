@@ -1,6 +1,6 @@
 """Edits on Gaussians and their segmentation: remove, recolor, transform, duplicate, compose.
 
-Every function returns new tensors (inputs untouched). ``Seg`` carries what labels the Gaussians:
+Every function returns new tensors (inputs untouched). A ``Segmentation`` carries what labels the Gaussians:
 a run's IdentityClassifier, or (lifted runs) per-Gaussian labels [N] and probabilities [N] that
 are kept parallel to the Gaussians.
 
@@ -36,38 +36,12 @@ from ..geometry import quat_multiply, rotmat_to_quat
 from ..model import Gaussians
 from ..model.sh import rgb_to_sh, sh_to_rgb
 from ..segment.identity import IdentityClassifier
+from ..segment.segmentation import Segmentation
 from .shrot import rotate_sh
 
 LUMA = torch.tensor([0.299, 0.587, 0.114])
+SH_DAMP = 0.5  # recolor: factor on the greyed view-dependent SH
 LOGIT_MARGIN = 8.0  # logit lead of a new class on its own Gaussians (softmax prob > 0.999 against the source)
-
-
-@dataclass
-class Seg:
-    """Segmentation carried through edits: a classifier, or lifted labels [N] + prob [N]."""
-
-    classifier: IdentityClassifier | None
-    labels: np.ndarray | None = None
-    prob: np.ndarray | None = None
-
-    def subset(self, keep: np.ndarray) -> Seg:
-        if self.classifier is not None:
-            return Seg(self.classifier)
-        return Seg(None, self.labels[keep], self.prob[keep])
-
-    def append(self, labels: np.ndarray) -> Seg:
-        """Lifted runs: append labels for new Gaussians (prob 1)."""
-        if self.classifier is not None:
-            return self
-        labels = np.asarray(labels, np.int32)
-        return Seg(None, np.concatenate([self.labels, labels]),
-                   np.concatenate([self.prob, np.ones(len(labels), np.float32)]))
-
-    @property
-    def num_classes(self) -> int:
-        if self.classifier is not None:
-            return self.classifier.num_classes
-        return int(self.labels.max()) + 1 if len(self.labels) else 1
 
 
 # ----------------------------------------------------------------------------- basic helpers
@@ -88,7 +62,7 @@ def concat(a: Gaussians, b: Gaussians) -> Gaussians:
     return Gaussians(**{k: torch.cat([getattr(a, k).detach(), v.to(getattr(a, k).dtype)]) for k, v in parts.items()})
 
 
-def remove(g: Gaussians, seg: Seg, mask: np.ndarray) -> tuple[Gaussians, Seg]:
+def remove(g: Gaussians, seg: Segmentation, mask: np.ndarray) -> tuple[Gaussians, Segmentation]:
     """Delete the Gaussians of mask [N] bool."""
     keep = ~np.asarray(mask, bool)
     return g.select(torch.from_numpy(keep)), seg.subset(keep)
@@ -98,17 +72,17 @@ def parse_color(text: str) -> np.ndarray:
     """'#RRGGBB' -> rgb [3] float in [0,1]."""
     s = str(text).strip().lstrip("#")
     if len(s) != 6:
-        raise InputError(f"--color '{text}': use #RRGGBB, e.g. --color '#3366ff'")
+        raise InputError(f"color '{text}': use #RRGGBB, e.g. '#3366ff'", "color")
     try:
         return np.array([int(s[i:i + 2], 16) for i in (0, 2, 4)], np.float64) / 255.0
     except ValueError:
-        raise InputError(f"--color '{text}': use hex digits, e.g. --color '#3366ff'") from None
+        raise InputError(f"color '{text}': use hex digits, e.g. '#3366ff'", "color") from None
 
 
-def recolor(g: Gaussians, mask: np.ndarray, color: np.ndarray, sh_damp: float = 0.5) -> Gaussians:
+def recolor(g: Gaussians, mask: np.ndarray, color: np.ndarray, sh_damp: float = SH_DAMP) -> Gaussians:
     """Give the selection the hue of ``color`` [3] while keeping its shading.
 
-    Each selected Gaussian's DC colour becomes color * (Y_i / Ybar) where Y_i is its luminance and
+    Each selected Gaussian's DC color becomes color * (Y_i / Ybar) where Y_i is its luminance and
     Ybar the selection's opacity-weighted mean luminance (scaled down, never clipped per channel,
     where it would exceed 1, so the hue is exact). The view-dependent SH become grey (their
     luminance, times ``sh_damp``): adding grey never changes an HSV hue."""
@@ -158,7 +132,7 @@ def transform(g: Gaussians, mask: np.ndarray | None, tf: Transform, rotate_sh_co
     """Move the selected Gaussians (all if mask is None): means, orientations (q_R * q), log-scales
     (+ log s) and the view-dependent SH (rotated by R, or dropped to DC with a warning)."""
     if tf.s <= 0:
-        raise InputError(f"--scale {tf.s}: must be positive")
+        raise InputError(f"scale {tf.s}: must be a positive number", "scale")
     out = g.detach()
     sel = torch.ones(len(g), dtype=torch.bool) if mask is None else torch.from_numpy(np.asarray(mask, bool))
     if not sel.any():
@@ -252,8 +226,8 @@ def _extended(classifier: IdentityClassifier, rows_w: torch.Tensor, rows_b: torc
     return clf
 
 
-def duplicate(g: Gaussians, seg: Seg, mask: np.ndarray, ids: list[int], tf: Transform
-              ) -> tuple[Gaussians, Seg, dict]:
+def duplicate(g: Gaussians, seg: Segmentation, mask: np.ndarray, ids: list[int], tf: Transform
+              ) -> tuple[Gaussians, Segmentation, dict]:
     """Copy the selection, transform the copies, give them new ids. Returns (g, seg, {old id: new id})."""
     mask = np.asarray(mask, bool)
     copies = transform(g.select(torch.from_numpy(mask)), None, tf)
@@ -263,7 +237,7 @@ def duplicate(g: Gaussians, seg: Seg, mask: np.ndarray, ids: list[int], tf: Tran
         src = np.asarray(ids)[probs.argmax(1).numpy()]
         clf, new_codes, mapping = duplicate_classes(seg.classifier, ids, g.ids.detach(), copies.ids, src)
         copies.ids = new_codes
-        return concat(g, copies), Seg(clf), mapping
+        return concat(g, copies), Segmentation(clf), mapping
     base = seg.num_classes
     mapping = {int(k): base + j for j, k in enumerate(ids)}
     src = seg.labels[mask]
@@ -271,8 +245,8 @@ def duplicate(g: Gaussians, seg: Seg, mask: np.ndarray, ids: list[int], tf: Tran
     return concat(g, copies), seg.append(new_labels), mapping
 
 
-def compose(g: Gaussians, seg: Seg, other: Gaussians, other_labels: np.ndarray, ids: list[int]
-            ) -> tuple[Gaussians, Seg, dict]:
+def compose(g: Gaussians, seg: Segmentation, other: Gaussians, other_labels: np.ndarray, ids: list[int]
+            ) -> tuple[Gaussians, Segmentation, dict]:
     """Insert ``other`` (already selected and transformed) with new ids, one per id in ``ids``.
 
     other_labels [M]: each inserted Gaussian's id in its own run (ids not in ``ids``, e.g. interior
@@ -284,7 +258,7 @@ def compose(g: Gaussians, seg: Seg, other: Gaussians, other_labels: np.ndarray, 
         clf, codes = new_object_classes(seg.classifier, g.ids.detach(), len(ids))
         K = seg.classifier.num_classes
         other.ids = codes[torch.from_numpy(which)] if len(other) else torch.zeros(0, g.id_dim)
-        return concat(g, other), Seg(clf), {int(k): K + j for j, k in enumerate(ids)}
+        return concat(g, other), Segmentation(clf), {int(k): K + j for j, k in enumerate(ids)}
     base = seg.num_classes
     other.ids = torch.zeros(len(other), g.id_dim)
     return concat(g, other), seg.append(base + which), {int(k): base + j for j, k in enumerate(ids)}

@@ -11,86 +11,36 @@ are not swallowed.
 from __future__ import annotations
 
 from dataclasses import dataclass, field
-from pathlib import Path
 
 import numpy as np
-import torch
 from scipy.spatial import Delaunay, cKDTree
 
 from ..errors import InputError
 from ..model import Gaussians
-from ..segment.identity import IdentityClassifier
+from ..options import option
+from ..run import Run
+from ..segment.segmentation import Segmentation
 
 
 @dataclass
-class Segmentation:
-    """A run's segmentation: an identity classifier (then labels/prob come from it) or lifted labels."""
+class SelectOptions:
+    """How chosen ids become a set of Gaussians (see ``make_selection``)."""
 
-    classifier: IdentityClassifier | None
-    labels: np.ndarray  # [N] int32 argmax label per Gaussian
-    prob: np.ndarray  # [N] float32 probability of that label (1 for lifted labels)
-
-    @property
-    def num_classes(self) -> int:
-        if self.classifier is not None:
-            return self.classifier.num_classes
-        return int(self.labels.max()) + 1 if len(self.labels) else 1
-
-    @torch.no_grad()
-    def probs(self, g: Gaussians) -> torch.Tensor:
-        """Per-Gaussian class probabilities [N,K] (one-hot labels for lifted runs)."""
-        if self.classifier is not None:
-            return torch.softmax(self.classifier(g.ids), dim=-1)
-        return torch.nn.functional.one_hot(torch.from_numpy(self.labels.astype(np.int64)), self.num_classes).float()
-
-
-def segmentation_for(g: Gaussians, classifier: IdentityClassifier | None, labels: np.ndarray | None,
-                     run: Path | None = None) -> Segmentation:
-    """Build a Segmentation for ``g`` from a classifier or per-Gaussian labels [N]."""
-    if classifier is not None:
-        if g.id_dim != classifier.id_dim:
-            raise InputError(f"{run}: point_cloud.ply has {g.id_dim} identity fields but classifier.pt expects "
-                             f"{classifier.id_dim}; re-run identity training")
-        with torch.no_grad():
-            p, lab = torch.softmax(classifier(g.ids), dim=-1).max(dim=-1)
-        return Segmentation(classifier, lab.numpy().astype(np.int32), p.numpy().astype(np.float32))
-    if labels is None:
-        raise InputError(f"{run}: has no segmentation (classifier.pt or labels.npy); train with --masks or run lift")
-    labels = np.asarray(labels, dtype=np.int32)
-    if len(labels) != len(g):
-        raise InputError(f"{run}: labels.npy has {len(labels)} entries for {len(g)} Gaussians; re-run lift")
-    return Segmentation(None, labels, np.ones(len(labels), np.float32))
-
-
-def parse_objects(text: str) -> list[int]:
-    """'3,5' -> [3, 5]."""
-    try:
-        ids = sorted({int(t) for t in str(text).replace(" ", "").split(",") if t != ""})
-    except ValueError:
-        raise InputError(f"--objects '{text}': give comma-separated integer ids, e.g. --objects 3,5") from None
-    if not ids or min(ids) < 0:
-        raise InputError(f"--objects '{text}': give at least one non-negative id, e.g. --objects 3,5")
-    return ids
-
-
-def parse_pick(text: str) -> tuple[str, int, int]:
-    """'view_003:120,80' -> ('view_003', 120, 80) (x = column, y = row, pixels)."""
-    try:
-        stem, xy = str(text).rsplit(":", 1)
-        x, y = (round(float(v)) for v in xy.split(","))
-    except ValueError:
-        raise InputError(f"--pick '{text}': use <image stem>:X,Y, e.g. --pick view_003:120,80") from None
-    return stem, x, y
+    threshold: float = option(0.3, "a Gaussian is selected when the probability of a chosen id exceeds this")
+    cleanup: bool = option(True, "the 3D clean-up that adds interior Gaussians", flag="--no-cleanup")
+    drop_floaters: bool = option(
+        False, "also drop isolated selected Gaussians (small connected parts far from the object)")
 
 
 def ids_at_pixel(id_map: np.ndarray, x: int, y: int, where: str = "") -> list[int]:
     """The id covering pixel (x, y) of an id map [H,W]; an InputError if outside or background (0)."""
     h, w = id_map.shape
     if not (0 <= x < w and 0 <= y < h):
-        raise InputError(f"--pick {where}:{x},{y}: outside the {w}x{h} image; X is the column, Y the row")
+        raise InputError(f"pick {where}:{x},{y}: outside the {w}x{h} image; X is the column, Y the row", "pick")
     oid = int(id_map[y, x])
     if oid == 0:
-        raise InputError(f"--pick {where}:{x},{y}: that pixel shows background (id 0); pick a pixel on an object")
+        raise InputError(f"pick {where}:{x},{y}: that pixel shows background (id 0); pick a pixel on an object",
+                         "pick")
     return [oid]
 
 
@@ -101,16 +51,16 @@ def ids_in_mask(id_map: np.ndarray, mask: np.ndarray, min_share: float = 0.2, in
     An id is taken when it covers >= ``min_share`` of the mask's pixels, or when >= ``inside_share`` of
     its visible pixels lie inside the mask; at least the id covering the most mask pixels."""
     if mask.shape != id_map.shape:
-        raise InputError(f"--mask {where}: mask is {mask.shape[1]}x{mask.shape[0]} but the view renders at "
-                         f"{id_map.shape[1]}x{id_map.shape[0]}; resize the mask to the run's resolution")
+        raise InputError(f"mask {where}: mask is {mask.shape[1]}x{mask.shape[0]} but the view renders at "
+                         f"{id_map.shape[1]}x{id_map.shape[0]}; resize the mask to the run's resolution", "mask")
     if not mask.any():
-        raise InputError(f"--mask {where}: the mask is empty; paint the object white (non-zero)")
+        raise InputError(f"mask {where}: the mask is empty; paint the object white (non-zero)", "mask")
     n = int(id_map.max()) + 1
     inside = np.bincount(id_map[mask].ravel(), minlength=n).astype(np.float64)
     total = np.bincount(id_map.ravel(), minlength=n).astype(np.float64)
     inside[0] = 0
     if inside.sum() == 0:
-        raise InputError(f"--mask {where}: the mask covers only background (id 0); draw it over an object")
+        raise InputError(f"mask {where}: the mask covers only background (id 0); draw it over an object", "mask")
     share = inside / mask.sum()
     own = inside / np.maximum(total, 1)
     chosen = set(np.flatnonzero((share >= min_share) | ((own >= inside_share) & (inside > 0))).tolist())
@@ -118,13 +68,14 @@ def ids_in_mask(id_map: np.ndarray, mask: np.ndarray, min_share: float = 0.2, in
     return sorted(chosen - {0})
 
 
-def select_gaussians(g: Gaussians, seg: Segmentation, ids: list[int], threshold: float = 0.3) -> np.ndarray:
+def select_gaussians(g: Gaussians, seg: Segmentation, ids: list[int],
+                     threshold: float = SelectOptions.threshold) -> np.ndarray:
     """Bool [N]: classifier probability of a chosen id > threshold (or the label is a chosen id)."""
     k = seg.num_classes
     bad = [i for i in ids if i >= k]
     if bad:
-        raise InputError(f"--objects {','.join(map(str, ids))}: the run has ids 0..{k - 1}, no {bad[0]}; "
-                         f"see objects.json")
+        raise InputError(f"objects {','.join(map(str, ids))}: the run has ids 0..{k - 1}, no {bad[0]}; "
+                         f"see objects.json", "objects")
     if seg.classifier is None:
         return np.isin(seg.labels, ids)
     return (seg.probs(g)[:, ids].max(dim=1).values > threshold).numpy()
@@ -143,7 +94,8 @@ def cleanup_3d(g: Gaussians, selected: np.ndarray, seg: Segmentation, ids: list[
     if sel.sum() < 5 or len(g) <= k:
         return sel
     means = g.means.detach().numpy().astype(np.float64)
-    core = sel & np.isin(seg.labels, ids)  # the hull of the Gaussians most likely the object
+    labels, prob = seg.label(g)
+    core = sel & np.isin(labels, ids)  # the hull of the Gaussians most likely the object
     if core.sum() < 5:
         core = sel
     try:
@@ -151,8 +103,8 @@ def cleanup_3d(g: Gaussians, selected: np.ndarray, seg: Segmentation, ids: list[
     except Exception:  # noqa: BLE001 - degenerate (flat) selections have no 3D hull
         return sel
     inside = hull.find_simplex(means) >= 0
-    other = (seg.labels != 0) & ~np.isin(seg.labels, ids) & (seg.prob > other_prob)
-    own = np.isin(seg.labels, ids)  # most likely a chosen id, below the threshold
+    other = (labels != 0) & ~np.isin(labels, ids) & (prob > other_prob)
+    own = np.isin(labels, ids)  # most likely a chosen id, below the threshold
     cand = np.flatnonzero((inside | own) & ~sel & ~other)
     if not len(cand):
         return sel
@@ -217,15 +169,17 @@ class Selection:
                 "gaussians": int(self.mask.sum()), **box}
 
 
-def make_selection(g: Gaussians, seg: Segmentation, ids: list[int], threshold: float = 0.3, by: str = "objects",
-                   cleanup: bool = True, floaters: bool = False) -> Selection:
+def make_selection(g: Gaussians, seg: Segmentation, ids: list[int], options: SelectOptions | None = None,
+                   by: str = "objects") -> Selection:
     """Select the Gaussians of ``ids``: threshold, optionally ``drop_floaters`` (tighter, but a few
     visible Gaussians of the object may stay behind), then the 3D clean-up."""
-    base = select_gaussians(g, seg, ids, threshold)
-    start = drop_floaters(g, base) if floaters else base
-    mask = cleanup_3d(g, start, seg, ids) if cleanup else start
-    per_id = {str(i): int((mask & (seg.labels == i)).sum()) for i in ids}
-    return Selection(ids, mask, by, threshold,
+    opts = options or SelectOptions()
+    base = select_gaussians(g, seg, ids, opts.threshold)
+    start = drop_floaters(g, base) if opts.drop_floaters else base
+    mask = cleanup_3d(g, start, seg, ids) if opts.cleanup else start
+    labels, _ = seg.label(g)
+    per_id = {str(i): int((mask & (labels == i)).sum()) for i in ids}
+    return Selection(ids, mask, by, opts.threshold,
                      {"by_threshold": int(base.sum()), "added_by_cleanup": int((mask & ~base).sum()),
                       "dropped_floaters": int((base & ~mask).sum()),
                       "per_id_label": per_id})
@@ -239,3 +193,9 @@ def format_selection(info: dict) -> str:
     return (f"selected ids {info['ids']} ({info['by']}): {info['gaussians']} Gaussians "
             f"({info.get('by_threshold', info['gaussians'])} above threshold {info['threshold']}, "
             f"+{info.get('added_by_cleanup', 0)} interior), bbox {box}")
+
+
+def selection_info(run: Run, sel: Selection) -> dict:
+    """The part of edit.json every edit shares: source run, selection, Gaussians before the edit."""
+    return {"source": None if run.path is None else str(run.path.resolve()), "selection": sel.describe(run.gaussians),
+            "gaussians_before": len(run.gaussians)}

@@ -1,7 +1,7 @@
 """Rotations for Gaussians: Euler angles and real-SH coefficient rotation (quaternions: ``gsgroup.geometry``).
 
 SH rotation (degrees 1-3) is done per band by least squares on sampled directions: for a rotation
-R, the rotated colour function is f'(d) = f(R^T d); with Y_l(d) [M, 2l+1] the band-l basis (the
+R, the rotated color function is f'(d) = f(R^T d); with Y_l(d) [M, 2l+1] the band-l basis (the
 exact 3DGS sign convention of ``model.sh.eval_sh``), the band's coefficient map is
 D_l = lstsq(Y_l(d), Y_l(R^T d)), exact because each band is closed under rotation.
 """

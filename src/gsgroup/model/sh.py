@@ -19,12 +19,12 @@ C3 = (
 
 
 def rgb_to_sh(rgb: torch.Tensor) -> torch.Tensor:
-    """Colour in [0,1] -> degree-0 SH coefficient. Any shape."""
+    """Color in [0,1] -> degree-0 SH coefficient. Any shape."""
     return (rgb - 0.5) / C0
 
 
 def sh_to_rgb(sh0: torch.Tensor) -> torch.Tensor:
-    """Degree-0 SH coefficient -> colour (inverse of rgb_to_sh). Any shape."""
+    """Degree-0 SH coefficient -> color (inverse of rgb_to_sh). Any shape."""
     return sh0 * C0 + 0.5
 
 
@@ -50,10 +50,10 @@ def sh_basis(degree: int, dirs: torch.Tensor) -> torch.Tensor:
 
 
 def eval_sh(degree: int, coeffs: torch.Tensor, dirs: torch.Tensor) -> torch.Tensor:
-    """Evaluate SH colour.
+    """Evaluate SH color.
 
     coeffs: [N,K,3] with K >= (degree+1)^2; dirs: [N,3] unit view directions (camera -> Gaussian).
-    Returns [N,3] colour, clamped at 0 after the +0.5 offset of 3DGS.
+    Returns [N,3] color, clamped at 0 after the +0.5 offset of 3DGS.
     """
     result = C0 * coeffs[:, 0]
     if degree > 0:

@@ -59,7 +59,7 @@ __all__ = [
     "resolve_output_dir",
     "pairwise_f1",
     "oracle_association",
-    "object_summary",
+    "association_objects",
 ]
 
 VOID_MODES = ("background", "drop", "own")
@@ -107,7 +107,7 @@ class AssociateParams:
 @dataclass
 class AssociationResult:
     """``masks``: {view name: [H,W] int32 associated ids, 0 = no object}; ``objects``: {id: info}
-    (see ``object_summary``); ``stats``: counts of masks kept/dropped/split, groups, seconds."""
+    (see ``association_objects``); ``stats``: counts of masks kept/dropped/split, groups, seconds."""
 
     masks: dict[str, np.ndarray]
     objects: dict[int, dict]
@@ -545,7 +545,7 @@ def associate_masks(views, gaussians, masks: dict, params: AssociateParams | Non
     """Associate per-view masks across views through the Gaussians (see the module docstring).
 
     views: objects with name, K [3,3], viewmat [4,4], width, height (and image [H,W,3] in [0,1] for the
-    mean colours); gaussians: a ``Gaussians`` (raw parameters) or a tuple (means [N,3], unit quats [N,4],
+    mean colors); gaussians: a ``Gaussians`` (raw parameters) or a tuple (means [N,3], unit quats [N,4],
     linear scales [N,3], opacities [N]); masks: {view name: [H,W] int ids (0 = no mask) or None}.
     Views whose mask is None or missing get no output. Returns an AssociationResult whose masks are
     [H,W] int32 with ids 1..K shared across views (0 = no object / dropped).
@@ -619,15 +619,16 @@ def associate_masks(views, gaussians, masks: dict, params: AssociateParams | Non
         "unexplained": fstats["unexplained"], "seconds_contributions": round(t_contrib, 3),
         "seconds": round(time.perf_counter() - t0, 3),
     }
-    objects = object_summary(out_masks, {v.name: v for v in todo}, tensors[0].numpy(), owner)
+    objects = association_objects(out_masks, {v.name: v for v in todo}, tensors[0].numpy(), owner)
     return AssociationResult(out_masks, objects, stats, owner)
 
 
-def object_summary(masks: dict, views: dict, means: np.ndarray, owner: np.ndarray) -> dict[int, dict]:
-    """Per id: pixels (total over views), views (sorted names), colour (mean RGB in [0,1] over its pixels,
-    from each view's ``image`` when present), bbox {min, max} of its Gaussians' means (2nd-98th
-    percentile per axis; None without Gaussians), gaussians (count). masks {name: [H,W] ids};
-    views {name: view}; means [N,3]; owner [N] id of each Gaussian (0 = none)."""
+def association_objects(masks: dict, views: dict, means: np.ndarray, owner: np.ndarray) -> dict[int, dict]:
+    """Per id, the objects.json schema of a run (gaussians, bbox_min, bbox_max, mean_color) plus
+    pixels (total over views) and views (sorted names): mean_color is the mean RGB in [0,1] over its
+    pixels (from each view's ``image`` when present); the box spans the 2nd-98th percentile per axis
+    of its Gaussians' means (None without Gaussians). masks {name: [H,W] ids}; views {name: view};
+    means [N,3]; owner [N] id of each Gaussian (0 = none)."""
     ids = sorted({int(k) for m in masks.values() for k in np.unique(m) if k > 0})
     K = (max(ids) + 1) if ids else 1
     pixels = np.zeros(K, np.int64)
@@ -649,17 +650,14 @@ def object_summary(masks: dict, views: dict, means: np.ndarray, owner: np.ndarra
     out = {}
     for k in ids:
         pts = means[owner == k]
-        if len(pts):
-            lo, hi = np.percentile(pts, 2, axis=0), np.percentile(pts, 98, axis=0)
-            bbox = {"min": [round(float(x), 5) for x in lo], "max": [round(float(x), 5) for x in hi]}
-        else:
-            bbox = None
+        lo, hi = (np.percentile(pts, 2, axis=0), np.percentile(pts, 98, axis=0)) if len(pts) else (None, None)
         out[k] = {
+            "gaussians": int(len(pts)),
+            "bbox_min": None if lo is None else [round(float(x), 5) for x in lo],
+            "bbox_max": None if hi is None else [round(float(x), 5) for x in hi],
+            "mean_color": [round(float(x), 4) for x in csum[k] / cnt[k]] if cnt[k] else None,
             "pixels": int(pixels[k]),
             "views": seen[k],
-            "colour": [round(float(x), 4) for x in csum[k] / cnt[k]] if cnt[k] else None,
-            "bbox": bbox,
-            "gaussians": int(len(pts)),
         }
     return out
 
@@ -668,6 +666,7 @@ def write_association(result: AssociationResult, out_dir: str | os.PathLike, par
     """Write ``out_dir/<view name>.png`` (uint8 when there are <= 255 ids, else uint16 for every view;
     0 = no object) and ``out_dir/objects.json`` ({"objects": {id: info}, "stats": ..., "params": ...}),
     each atomically. Returns out_dir."""
+    from gsgroup.data.masks import OBJECTS_FILE
     from gsgroup.fileio import write_image, write_json
 
     out = Path(out_dir)
@@ -678,7 +677,7 @@ def write_association(result: AssociationResult, out_dir: str | os.PathLike, par
     dtype = np.uint8 if n <= 255 else np.uint16
     for name, ids in result.masks.items():
         write_image(out / f"{name}.png", np.asarray(ids).astype(dtype))
-    write_json(out / "objects.json", {
+    write_json(out / OBJECTS_FILE, {
         "format": "gaussian-grouping object_mask: <stem>.png ids, 0 = no object",
         "dtype": np.dtype(dtype).name,
         "objects": {str(k): v for k, v in sorted(result.objects.items())},

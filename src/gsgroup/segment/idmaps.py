@@ -1,4 +1,4 @@
-"""Per-pixel object ids from a segmented run: id maps, coloured overlays and a PCA view of E_id."""
+"""Per-pixel object ids from a segmented run: id maps, colored overlays and a PCA view of E_id."""
 
 from __future__ import annotations
 
@@ -9,8 +9,9 @@ import torch
 import torch.nn.functional as F
 
 from ..model import Gaussians
+from ..train.environment import Environment
 from ..train.trainer import ViewTensors, render_view
-from .identity import IdentityClassifier
+from .segmentation import Segmentation
 
 ALPHA_MIN = 0.5  # pixels with less accumulated opacity get id 0
 
@@ -27,21 +28,18 @@ class IdRender:
 
 
 @torch.no_grad()
-def render_ids(
-    gaussians: Gaussians, vt: ViewTensors, classifier: IdentityClassifier | None = None,
-    labels: np.ndarray | None = None, background: torch.Tensor | None = None,
-) -> IdRender:
-    """Render colour and object ids of one view in one rasterizer pass.
+def render_ids(gaussians: Gaussians, vt: ViewTensors, seg: Segmentation,
+               background: torch.Tensor | Environment | None = None) -> IdRender:
+    """Render color and object ids of one view in one rasterizer pass.
 
     With a classifier, the identity encodings are rendered and classified per pixel (argmax).
-    Without, per-Gaussian ``labels`` [N] (e.g. from lifting) are rendered as one-hot channels.
+    Without, the lifted per-Gaussian labels are rendered as one-hot channels.
     """
+    classifier = seg.classifier
     if classifier is not None:
         extra = gaussians.ids
-    elif labels is not None:
-        extra = F.one_hot(torch.from_numpy(np.asarray(labels, dtype=np.int64)), int(labels.max()) + 1).float()
     else:
-        raise ValueError("render_ids needs a classifier or per-Gaussian labels")
+        extra = F.one_hot(torch.from_numpy(seg.labels.astype(np.int64)), seg.num_classes).float()
     out = render_view(gaussians, vt, gaussians.sh_degree, background=background, extra_features=extra)
     feats = out.image[..., 3:]
     scores = classifier(feats) if classifier is not None else feats
@@ -52,7 +50,7 @@ def render_ids(
 
 
 def palette(n: int, seed: int = 7) -> np.ndarray:
-    """Distinct colours for ids 0..n-1 as uint8 [n,3]; id 0 is black."""
+    """Distinct colors for ids 0..n-1 as uint8 [n,3]; id 0 is black."""
     rng = np.random.default_rng(seed)
     hues = (np.arange(n) * 0.618033988749895 + rng.uniform()) % 1.0
     sat = 0.65 + 0.35 * rng.uniform(size=n)
@@ -74,14 +72,14 @@ def palette(n: int, seed: int = 7) -> np.ndarray:
 
 
 def overlay(rgb: np.ndarray, ids: np.ndarray, strength: float = 0.55) -> np.ndarray:
-    """Ids coloured over the image: rgb [H,W,3] float, ids [H,W] int -> [H,W,3] float; id 0 untouched."""
-    colours = palette(int(ids.max()) + 1 if ids.size else 1)[ids].astype(np.float32) / 255.0
+    """Ids colored over the image: rgb [H,W,3] float, ids [H,W] int -> [H,W,3] float; id 0 untouched."""
+    colors = palette(int(ids.max()) + 1 if ids.size else 1)[ids].astype(np.float32) / 255.0
     w = np.where(ids[..., None] > 0, strength, 0.0)
-    return (1 - w) * rgb + w * colours
+    return (1 - w) * rgb + w * colors
 
 
 def shared_pca(features: list[np.ndarray], samples: int = 20000, seed: int = 0):
-    """One PCA to RGB for all views, so colours agree. features: list of [H,W,E] -> function [H,W,E] -> [H,W,3]."""
+    """One PCA to RGB for all views, so colors agree. features: list of [H,W,E] -> function [H,W,E] -> [H,W,3]."""
     rng = np.random.default_rng(seed)
     pool = np.concatenate([f.reshape(-1, f.shape[-1]) for f in features])
     pool = pool[rng.choice(len(pool), size=min(samples, len(pool)), replace=False)]

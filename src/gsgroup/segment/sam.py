@@ -51,6 +51,7 @@ from pathlib import Path
 import numpy as np
 
 from gsgroup.errors import InputError
+from gsgroup.options import option
 
 log = logging.getLogger(__name__)
 
@@ -67,12 +68,12 @@ INSTALL_HINT = "pip install segment-anything==1.0  (or: pip install 'gsgroup[sam
 class SamOptions:
     """Options of the SAM mask source (defaults: Gaussian Grouping's, see the module docstring)."""
 
-    checkpoint: str | os.PathLike | None = None
-    model_type: str = "vit_h"
-    points_per_side: int = 32
-    pred_iou_thresh: float = 0.7
-    stability_score_thresh: float = 0.95
-    min_mask_region_area: int = 0
+    checkpoint: str | os.PathLike | None = option(None, "SAM weights (.pth) for --source sam", flag="--sam-checkpoint")
+    model_type: str = option("vit_h", "SAM backbone", flag="--sam-model", choices=list(SAM_CHECKPOINT_URLS))
+    points_per_side: int = option(32, "SAM point grid per side", flag="--sam-points-per-side")
+    pred_iou_thresh: float = option(0.7, "SAM predicted-IoU threshold", flag="--sam-pred-iou-thresh")
+    stability_score_thresh: float = option(0.95, "SAM stability threshold", flag="--sam-stability-thresh")
+    min_mask_region_area: int = option(0, "minimum mask region area in pixels", flag="--sam-min-area")
     points_per_batch: int = 64
     device: str = "cpu"
 

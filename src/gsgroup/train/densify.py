@@ -13,6 +13,7 @@ import torch
 from torch import nn
 
 from ..geometry import quat_to_rotmat
+from ..options import option
 
 REFERENCE_ITERATIONS = 30_000  # the 3DGS schedule below is defined for this many iterations
 
@@ -29,7 +30,7 @@ class DensifyConfig:
     densify_until: int = 15_000
     densify_every: int = 100
     reset_every: int = 3_000
-    max_gaussians: int | None = None
+    max_gaussians: int | None = option(None, "cap on the number of Gaussians")
     # Gaussians whose blending weight alpha*T summed over all training views (in pixels) is below
     # this are pruned when densification ends and when training ends (only in runs that densify):
     # no training view constrains them, so they can float anywhere and veil novel views

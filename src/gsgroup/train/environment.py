@@ -1,9 +1,9 @@
-"""A learned environment behind the Gaussians: a colour for every viewing direction.
+"""A learned environment behind the Gaussians: a color for every viewing direction.
 
-Sky, white walls far away and studio backdrops are infinitely far for every camera: the colour a
-pixel sees there depends on its ray direction only. A fixed background colour forces Gaussians to
+Sky, white walls far away and studio backdrops are infinitely far for every camera: the color a
+pixel sees there depends on its ray direction only. A fixed background color forces Gaussians to
 paint them, and Gaussians that paint the sky in one training view float in front of the scene in
-every other view. The environment holds that colour instead: spherical harmonics of the ray
+every other view. The environment holds that color instead: spherical harmonics of the ray
 direction (low degree, so it cannot paint foreground detail), composited behind the Gaussians
 
     C(pixel) = sum_i c_i alpha_i T_i + T_final * env(direction(pixel)),
@@ -58,8 +58,8 @@ def grid_directions(viewmat: torch.Tensor, K: torch.Tensor, width: int, height: 
 
 
 class Environment:
-    """Colour as a function of direction: SH coefficients ``coeffs`` [(degree+1)^2, 3] (3DGS's
-    convention, colour = SH + 0.5, clamped at 0)."""
+    """Color as a function of direction: SH coefficients ``coeffs`` [(degree+1)^2, 3] (3DGS's
+    convention, color = SH + 0.5, clamped at 0)."""
 
     def __init__(self, coeffs: torch.Tensor):
         k = coeffs.shape[0]
@@ -71,13 +71,13 @@ class Environment:
 
     @classmethod
     def constant(cls, color, degree: int = 3) -> "Environment":
-        """The same colour [3] in every direction (to start training from)."""
+        """The same color [3] in every direction (to start training from)."""
         coeffs = torch.zeros((degree + 1) ** 2, 3)
         coeffs[0] = rgb_to_sh(torch.as_tensor(color, dtype=torch.float32))
         return cls(coeffs)
 
     def colors(self, dirs: torch.Tensor) -> torch.Tensor:
-        """Colours [...,3] for unit directions dirs [...,3] (differentiable in ``coeffs``)."""
+        """Colors [...,3] for unit directions dirs [...,3] (differentiable in ``coeffs``)."""
         basis = sh_basis(self.degree, dirs.reshape(-1, 3))
         return torch.clamp_min(basis @ self.coeffs + 0.5, 0.0).reshape(*dirs.shape)
 
@@ -85,7 +85,7 @@ class Environment:
         """What the environment alone looks like from a view: [H,W,3], from the view's
         grid_directions [H',W',3].
 
-        Exact on the grid, bilinear in between: a degree <= 3 colour varies far too slowly across
+        Exact on the grid, bilinear in between: a degree <= 3 color varies far too slowly across
         4 pixels for the difference to show, and it costs 1/16 of evaluating every pixel."""
         coarse = self.colors(grid_dirs)
         if coarse.shape[:2] == (height, width):

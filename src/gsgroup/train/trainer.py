@@ -2,11 +2,12 @@
 
 from __future__ import annotations
 
+import contextlib
 import json
 import math
 import os
 import time
-from dataclasses import asdict, dataclass, field
+from dataclasses import dataclass
 from pathlib import Path
 
 import numpy as np
@@ -17,66 +18,13 @@ from tqdm import tqdm
 from ..data.scene import Scene, View
 from ..fileio import atomic_path
 from ..geometry import camera_center
-from ..model import Gaussians, from_points, random_points_in_frustums, save_ply
+from ..model import Gaussians, from_points, random_points_in_frustums
 from ..model.sh import eval_sh
 from ..render import contributions, rasterize
-from .densify import Densifier, DensifyConfig, keep_gaussians
+from .config import TrainConfig
+from .densify import Densifier, keep_gaussians
 from .environment import Environment, grid_directions
-from .run import ENVIRONMENT_FILE
 from .losses import psnr, rgb_loss
-
-
-@dataclass
-class TrainConfig:
-    """Every training setting. Learning rates are those of 3DGS (position lr scaled by the extent)."""
-
-    iterations: int = 7000
-    sh_degree: int = 3
-    sh_interval: int = 1000  # the active SH degree rises by one every this many iterations
-    id_dim: int = 16
-    seed: int = 0
-    lr_means: float = 1.6e-4
-    lr_means_final: float = 1.6e-6
-    lr_sh0: float = 2.5e-3
-    lr_shN: float = 2.5e-3 / 20
-    lr_opacities: float = 0.05
-    lr_scales: float = 5e-3
-    lr_quats: float = 1e-3
-    lr_ids: float = 2.5e-3
-    ssim_weight: float = 0.2
-    background: tuple[float, float, float] = (0.0, 0.0, 0.0)  # fixed colour, or the environment's first colour
-    random_background: bool = False  # a random colour each iteration instead of the environment
-    # A learned environment (train.environment) behind the Gaussians: sky and far backdrops are
-    # held by it, not painted by floaters. SH degree of its colour per direction; -1 = off.
-    env_sh_degree: int = 3
-    lr_env: float = 0.01
-    init: str = "auto"  # "auto": SfM points when present, else random; "points"; "random"
-    init_points: int = 20_000  # number of random points for random initialisation
-    random_init_max_scale: float = 0.01  # cap on their initial scale, as a fraction of the scene extent
-    log_every: int = 50
-    eval_every: int = 500  # test-split PSNR/SSIM into train_log.jsonl every this many iterations (0 = never)
-    # identity training (Gaussian Grouping, segment.grouping.GroupingTrainer)
-    lambda_2d: float = 1.0
-    lambda_3d: float = 2.0
-    l3d_every: int = 5
-    l3d_k: int = 5
-    l3d_m: int = 1000
-    lr_classifier: float = 5e-4
-    # False: identity losses train encodings and classifier only, so masks never distort the
-    # geometry or colour (the default). True: as the original, they also move the Gaussians.
-    ids_move_geometry: bool = False
-    densify: DensifyConfig = field(default_factory=DensifyConfig)
-
-    def to_dict(self) -> dict:
-        return asdict(self)
-
-    @classmethod
-    def from_dict(cls, d: dict) -> "TrainConfig":
-        d = dict(d)
-        d["densify"] = DensifyConfig(**d.get("densify", {}))
-        d["background"] = tuple(d.get("background", (0.0, 0.0, 0.0)))
-        d.setdefault("env_sh_degree", -1)  # runs from before the learned environment had none
-        return cls(**d)
 
 
 @dataclass
@@ -118,14 +66,14 @@ def initial_gaussians(scene: Scene, cfg: TrainConfig) -> Gaussians:
         if cap is not None and len(points) > cap:  # respect --max-gaussians from the start
             keep = np.sort(np.random.default_rng(cfg.seed).choice(len(points), cap, replace=False))
             points, colors = points[keep], colors[keep]
-        return from_points(points, colors, cfg.sh_degree, cfg.id_dim, cfg.seed)
+        return from_points(points, colors, cfg.sh_degree, cfg.identity.id_dim, cfg.seed)
     views = scene.train
     pts = random_points_in_frustums(
         np.stack([v.viewmat for v in views]), np.stack([v.K for v in views]), [(v.width, v.height) for v in views],
         n=min(cfg.init_points, cap or cfg.init_points), near=0.05 * scene.extent, far=2.0 * scene.extent, seed=cfg.seed,
     )
     colors = np.random.default_rng(cfg.seed).uniform(0.0, 1.0, size=pts.shape).astype(np.float32)
-    g = from_points(pts, colors, cfg.sh_degree, cfg.id_dim, cfg.seed)
+    g = from_points(pts, colors, cfg.sh_degree, cfg.identity.id_dim, cfg.seed)
     # Sparse random points get huge neighbour distances; Gaussians that large cover much of every
     # view and make the first iterations very slow. Densification grows small ones where needed.
     g.scales = g.scales.clamp_max(math.log(cfg.random_init_max_scale * scene.extent))
@@ -138,9 +86,9 @@ def render_view(
 ):
     """Render one view. Returns the rasterizer output (image [H,W,3+E], alpha, depth, radii, means2d).
 
-    background: a colour [3] (or [3+E]), None (black), or an Environment composited behind the
-    colour channels per pixel (image = rendered + (1 - alpha) * environment).
-    extra_features [N,E] (e.g. identity encodings) are rendered in the same pass after the colour,
+    background: a color [3] (or [3+E]), None (black), or an Environment composited behind the
+    color channels per pixel (image = rendered + (1 - alpha) * environment).
+    extra_features [N,E] (e.g. identity encodings) are rendered in the same pass after the color,
     over a zero background; with ``extra_moves_geometry=False`` their losses train only the
     features, not the Gaussians' shape.
     """
@@ -196,10 +144,9 @@ def mean_scores(per_view: dict) -> dict:
 class Trainer:
     """Optimises Gaussians against a scene's training views; owns params, Adam and densification."""
 
-    def __init__(self, scene: Scene, cfg: TrainConfig, out_dir: str | os.PathLike, gaussians: Gaussians | None = None):
+    def __init__(self, scene: Scene, cfg: TrainConfig, gaussians: Gaussians | None = None):
         self.scene = scene
         self.cfg = cfg
-        self.out_dir = Path(out_dir)
         if not scene.train:
             raise ValueError(f"{scene.root}: no training views")
         torch.manual_seed(cfg.seed)
@@ -210,7 +157,7 @@ class Trainer:
         e = scene.extent
         lrs = {
             "means": cfg.lr_means * e, "quats": cfg.lr_quats, "scales": cfg.lr_scales,
-            "opacities": cfg.lr_opacities, "sh0": cfg.lr_sh0, "shN": cfg.lr_shN, "ids": cfg.lr_ids,
+            "opacities": cfg.lr_opacities, "sh0": cfg.lr_sh0, "shN": cfg.lr_shN, "ids": cfg.identity.lr_ids,
         }
         self.optimizer = torch.optim.Adam(
             [{"params": [self.params[k]], "lr": lr, "name": k} for k, lr in lrs.items()], eps=1e-15
@@ -240,9 +187,9 @@ class Trainer:
         lr = math.exp((1 - t) * math.log(self.cfg.lr_means) + t * math.log(self.cfg.lr_means_final))
         return lr * self.scene.extent
 
-    def save_checkpoint(self, path: str | os.PathLike | None = None) -> Path:
+    def save_checkpoint(self, path: str | os.PathLike) -> Path:
         """Write params, Adam state, densification statistics and RNG states, atomically."""
-        path = Path(path) if path else self.out_dir / "checkpoint.pt"
+        path = Path(path)
         state = {
             **self.extra_state(),
             "step": self.step_count,
@@ -301,7 +248,7 @@ class Trainer:
         """Restore what extra_state saved."""
 
     def extra_features(self) -> torch.Tensor | None:
-        """Per-Gaussian channels [N,E] rendered after the colour in the same pass, or None."""
+        """Per-Gaussian channels [N,E] rendered after the color in the same pass, or None."""
         return None
 
     def extra_loss(self, step: int, index: int, features: torch.Tensor) -> torch.Tensor | None:
@@ -320,7 +267,7 @@ class Trainer:
 
     @property
     def backdrop(self) -> torch.Tensor | Environment:
-        """What renders of the trained model show behind the Gaussians: the environment or the colour."""
+        """What renders of the trained model show behind the Gaussians: the environment or the color."""
         return self.env if self.env is not None else self.background
 
     def background_for_step(self) -> torch.Tensor | Environment:
@@ -340,7 +287,7 @@ class Trainer:
                 group["lr"] = self.means_lr(step)
         bg = self.background_for_step()
         out = render_view(self.params, vt, self.sh_degree_at(step), background=bg, extra_features=self.extra_features(),
-                          extra_moves_geometry=cfg.ids_move_geometry)
+                          extra_moves_geometry=cfg.identity.ids_move_geometry)
         gt = vt.image
         image = out.image[..., :3]
         loss = rgb_loss(image, gt, cfg.ssim_weight)
@@ -388,23 +335,23 @@ class Trainer:
         return removed if keep.any() else 0
 
     def train(self, iterations: int | None = None, progress: bool = True, log_path: str | os.PathLike | None = None,
-              checkpoint_every: int = 0) -> Gaussians:
-        """Train until ``iterations`` total steps. Ctrl-C saves a checkpoint, then re-raises.
+              checkpoint_path: str | os.PathLike | None = None, checkpoint_every: int = 0) -> Gaussians:
+        """Train until ``iterations`` total steps. With a ``checkpoint_path``, Ctrl-C saves a
+        checkpoint there before re-raising, and so does every ``checkpoint_every``-th step.
 
-        Every ``log_every`` steps a line goes to train_log.jsonl (running loss and training PSNR,
+        Every ``log_every`` steps a line goes to ``log_path`` (JSON lines: running loss and training PSNR,
         Gaussian count); every ``eval_every`` steps it also holds the test split's PSNR and SSIM,
         so the gap between training and held-out views shows while training runs (an evaluation
         that falls just after an opacity reset waits ``densify_every`` steps for it to recover)."""
         total = iterations or self.cfg.iterations
-        log_path = Path(log_path) if log_path else self.out_dir / "train_log.jsonl"
-        self.out_dir.mkdir(parents=True, exist_ok=True)
         bar = tqdm(total=total, initial=self.step_count, disable=not progress, desc="train", unit="it",
                    dynamic_ncols=True)
         t0 = time.perf_counter()
         ema_loss, ema_psnr, test_psnr = None, None, None
         eval_due = False  # a test evaluation waits until the opacities have recovered from a reset
         try:
-            with open(log_path, "a", buffering=1) as log:  # line-buffered: the log is readable live
+            # line-buffered: the log is readable live
+            with open(log_path, "a", buffering=1) if log_path else contextlib.nullcontext() as log:
                 while self.step_count < total:
                     info = self.train_step()
                     p = psnr(info["image"][..., :3], info["gt"]) if self.step_count % 10 == 0 else None
@@ -428,16 +375,19 @@ class Trainer:
                         if test_psnr is not None:
                             post["test"] = f"{test_psnr:.2f}"
                         bar.set_postfix(post)
-                        log.write(json.dumps({
-                            "step": self.step_count, "loss": ema_loss, "psnr": ema_psnr, **record, "gaussians": n,
-                            "seconds": time.perf_counter() - t0,
-                        }) + "\n")
-                    if checkpoint_every and self.step_count % checkpoint_every == 0:
-                        self.save_checkpoint()
+                        if log is not None:
+                            log.write(json.dumps({
+                                "step": self.step_count, "loss": ema_loss, "psnr": ema_psnr, **record, "gaussians": n,
+                                "seconds": time.perf_counter() - t0,
+                            }) + "\n")
+                    if checkpoint_path and checkpoint_every and self.step_count % checkpoint_every == 0:
+                        self.save_checkpoint(checkpoint_path)
         except KeyboardInterrupt:
             bar.close()
-            path = self.save_checkpoint()
-            print(f"\ninterrupted at iteration {self.step_count}; checkpoint saved to {path} (continue with --resume)")
+            if checkpoint_path:
+                self.save_checkpoint(checkpoint_path)
+                print(f"\ninterrupted at iteration {self.step_count}; checkpoint saved to {checkpoint_path} "
+                      "(continue with --resume)")
             raise
         bar.close()
         return self.gaussians()
@@ -447,11 +397,3 @@ class Trainer:
         views = self.test_views if views is None else views
         per_view = score_views(self.gaussians(), views, self.cfg.sh_degree, self.backdrop)
         return mean_scores(per_view)
-
-    def save(self, plain: bool = False) -> Path:
-        """Write point_cloud.ply and, with an environment, environment.pt (keep checkpoint.pt for --resume)."""
-        path = self.out_dir / "point_cloud.ply"
-        save_ply(path, self.gaussians(), plain=plain)
-        if self.env is not None:
-            self.env.save(self.out_dir / ENVIRONMENT_FILE)
-        return path

@@ -99,8 +99,8 @@ class ViewerApp:
             self.b_hide = gui.add_button("Hide")
             self.b_isolate = gui.add_button("Isolate")
             self.b_remove = gui.add_button("Remove", color="red")
-            self.colour = gui.add_rgb("Colour", (51, 102, 255))
-            self.b_recolour = gui.add_button("Recolour")
+            self.color = gui.add_rgb("Color", (51, 102, 255))
+            self.b_recolor = gui.add_button("Recolor")
             self.offset = gui.add_vector3("Translate by", (0.0, 0.0, 0.0), step=0.01)
             self.b_translate = gui.add_button("Translate")
             self.b_undo = gui.add_button("Undo")
@@ -118,7 +118,7 @@ class ViewerApp:
         self.b_hide.on_click(self._guarded(lambda _: self.state.hide(), "hid the object"))
         self.b_isolate.on_click(self._guarded(self._on_isolate))
         self.b_remove.on_click(self._guarded(lambda _: self.state.remove(), "removed the object"))
-        self.b_recolour.on_click(self._guarded(lambda _: self.state.recolor(self.colour.value), "recoloured"))
+        self.b_recolor.on_click(self._guarded(lambda _: self.state.recolor(self.color.value), "recolored"))
         self.b_translate.on_click(self._guarded(lambda _: self.state.translate(self.offset.value), "moved"))
         self.b_undo.on_click(self._guarded(self._on_undo))
         self.b_save.on_click(self._guarded(self._on_save))
@@ -207,7 +207,7 @@ class ViewerApp:
                                  f"Gaussians: {info['gaussians']}  \n"
                                  f"bbox min: {_fmt(info['bbox_min'])}  \n"
                                  f"bbox max: {_fmt(info['bbox_max'])}  \n"
-                                 f"mean colour: {hexc}")
+                                 f"mean color: {hexc}")
         n_ops = len(st.ops)
         self._set_status((message or "") + (f"  \n{n_ops} op(s) so far; undo available" if st.history else ""))
         self.redraws += 1

@@ -1,10 +1,9 @@
 """The viewer's model, independent of any web framework: the edited Gaussians, the selection, undo.
 
-Edits (remove, recolour, translate) go through the same functions as ``gsgroup edit``
-(``gsgroup.edit.commands.edit_remove/edit_recolor/edit_transform``) on a RunData of the current
-state; "save as new run" is ``gsgroup.edit.runio.write_run`` (config.json, point_cloud.ply,
-classifier.pt, labels.npy, objects.json, edit.json listing every viewer op); "export" is
-``gsgroup.edit.commands.export_objects``. Hide is a view-only op (not written), but undoable.
+Edits (remove, recolor, translate) are the ``gsgroup.edit`` functions on the current run (a
+``Run`` derived from the opened one); "save as new run" is ``gsgroup.edit.save`` (config.json,
+point_cloud.ply, classifier.pt, labels.npy, objects.json, edit.json listing every viewer op);
+"export" is ``gsgroup.edit.export``. Hide is a view-only op (not written), but undoable.
 """
 
 from __future__ import annotations
@@ -16,12 +15,12 @@ from pathlib import Path
 import numpy as np
 import torch
 
-from ..edit.commands import edit_recolor, edit_remove, edit_transform, export_objects
-from ..edit.ops import Seg, Transform, parse_color
-from ..edit.runio import RunData, check_out, load_run, write_run
-from ..edit.select import Segmentation, make_selection
+from .. import edit
+from ..edit.ops import parse_color
+from ..edit.select import SelectOptions, make_selection
 from ..errors import InputError
 from ..model import Gaussians
+from ..run import Run
 from ..segment.idmaps import palette
 from . import splats
 
@@ -30,7 +29,7 @@ HIGHLIGHT = np.array([1.0, 0.85, 0.1])  # selection tint (yellow)
 MAX_UNDO = 20
 
 
-def open_run(run: str | Path) -> RunData:
+def open_run(run: str | Path) -> Run:
     """Load and validate a segmented run before any server starts; every problem -> one-line InputError."""
     run = Path(run)
     if not run.exists():
@@ -38,7 +37,8 @@ def open_run(run: str | Path) -> RunData:
     if not run.is_dir():
         raise InputError(f"{run}: is not a folder; give a run folder (with config.json and point_cloud.ply)")
     try:
-        data = load_run(run)
+        data = Run.open(run)
+        data.require_segmentation()
     except InputError:
         raise
     except Exception as e:  # noqa: BLE001 - a truncated/garbled PLY or .pt raises many kinds of errors
@@ -49,19 +49,17 @@ def open_run(run: str | Path) -> RunData:
 
 @dataclass
 class Snapshot:
-    g: Gaussians
-    seg: Seg
+    run: Run
     hidden: frozenset
     ops: list
 
 
 @dataclass
 class ViewerState:
-    """Current Gaussians + segmentation, display mode, hidden ids, selection and undo history."""
+    """The current run (edits applied), display mode, hidden ids, selection and undo history."""
 
-    src: RunData
-    g: Gaussians = None
-    seg: Seg = None
+    src: Run
+    run: Run = None
     hidden: frozenset = frozenset()
     ops: list = field(default_factory=list)
     mode: str = "RGB"
@@ -71,14 +69,20 @@ class ViewerState:
     history: list = field(default_factory=list)
 
     def __post_init__(self):
-        if self.g is None:
-            self.g, self.seg = self.src.gaussians, self.src.seg
+        if self.run is None:
+            self.run = self.src
         self._refresh()
 
     # ------------------------------------------------------------------ derived data
+    @property
+    def g(self) -> Gaussians:
+        return self.run.gaussians
+
+    @property
+    def seg(self):
+        return self.run.segmentation
+
     def _refresh(self) -> None:
-        self.data = RunData(self.src.path, self.src.config, self.g, self.seg)
-        self.segmentation: Segmentation = self.data.segmentation()
         self.act = splats.activated(self.g)
         self._selections = {}  # oid -> Selection of the current Gaussians (the 3D clean-up is not free)
         if self.selected is not None:
@@ -87,7 +91,7 @@ class ViewerState:
     @property
     def labels(self) -> np.ndarray:
         """Per-Gaussian object id [N] (argmax of the classifier, or the lifted label)."""
-        return self.segmentation.labels
+        return self.run.labels[0]
 
     def object_ids(self) -> list[int]:
         """All ids of the segmentation that still have Gaussians."""
@@ -95,7 +99,7 @@ class ViewerState:
 
     def _selection_of(self, oid: int):
         if oid not in self._selections:
-            self._selections[oid] = make_selection(self.g, self.segmentation, [oid], self.threshold,
+            self._selections[oid] = make_selection(self.g, self.seg, [oid], SelectOptions(self.threshold),
                                                    by=f"viewer id {oid}")
         return self._selections[oid]
 
@@ -109,10 +113,10 @@ class ViewerState:
             vis &= self.sel_mask
         return vis
 
-    def colours(self) -> np.ndarray:
-        """Display colours [N,3] in [0,1] for the current mode; the selection is tinted in RGB mode."""
+    def colors(self) -> np.ndarray:
+        """Display colors [N,3] in [0,1] for the current mode; the selection is tinted in RGB mode."""
         if self.mode == "ids":
-            n = int(max(self.segmentation.num_classes, self.labels.max() + 1 if len(self.labels) else 1))
+            n = int(max(self.seg.num_classes, self.labels.max() + 1 if len(self.labels) else 1))
             rgb = palette(n)[self.labels].astype(np.float64) / 255.0
             rgb[self.labels == 0] = 0.25  # the background is drawn grey (palette black is invisible)
         else:
@@ -129,7 +133,7 @@ class ViewerState:
         return {
             "centers": a["means"][vis].astype(np.float32),
             "covariances": splats.covariances(a["R"][vis], a["sigma"][vis]).astype(np.float32),
-            "rgbs": self.colours()[vis].astype(np.float32),
+            "rgbs": self.colors()[vis].astype(np.float32),
             "opacities": a["opacity"][vis, None].astype(np.float32),
         }
 
@@ -160,7 +164,7 @@ class ViewerState:
         self.selected, self.sel_mask = oid, mask
 
     def selection_info(self) -> dict | None:
-        """id, Gaussian count, bounding box (min/max of the means) and opacity-weighted mean colour."""
+        """id, Gaussian count, bounding box (min/max of the means) and opacity-weighted mean color."""
         if self.selected is None:
             return None
         m = self.sel_mask
@@ -178,7 +182,7 @@ class ViewerState:
 
     # ------------------------------------------------------------------ edits
     def _push(self) -> None:
-        self.history.append(Snapshot(self.g, self.seg, self.hidden, list(self.ops)))
+        self.history.append(Snapshot(self.run, self.hidden, list(self.ops)))
         del self.history[:-MAX_UNDO]
 
     def _sel(self):
@@ -193,37 +197,31 @@ class ViewerState:
         self.selected, self.sel_mask = None, None
 
     def remove(self) -> None:
-        """Delete the selected object's Gaussians (``edit_remove``)."""
+        """Delete the selected object's Gaussians (``edit.remove``)."""
         self._need_selection("remove")
-        sel = self._sel()
-        g, seg, info = edit_remove(self.data, sel)
-        self._apply(g, seg, {"op": "remove", "selection": sel.describe(self.g), **info})
+        self._apply(edit.remove(self.run, self._sel()))
         self.selected, self.sel_mask = None, None
 
     def recolor(self, color) -> None:
-        """Give the selection the hue of ``color`` ('#RRGGBB' or RGB 0..255 triple) (``edit_recolor``)."""
-        self._need_selection("recolour")
+        """Give the selection the hue of ``color`` ('#RRGGBB' or RGB 0..255 triple) (``edit.recolor``)."""
+        self._need_selection("recolor")
         if not isinstance(color, str):
             color = "#" + "".join(f"{int(round(c)):02x}" for c in color)
         parse_color(color)
-        sel = self._sel()
-        g, seg, info = edit_recolor(self.data, sel, color)
-        self._apply(g, seg, {"op": "recolor", "selection": sel.describe(self.g), **info})
+        self._apply(edit.recolor(self.run, self._sel(), color))
 
     def translate(self, t) -> None:
-        """Move the selection by t [3] (``edit_transform``)."""
+        """Move the selection by t [3] (``edit.transform``)."""
         self._need_selection("translate")
-        t = np.asarray(t, np.float64)
-        if t.shape != (3,) or not np.isfinite(t).all():
-            raise InputError(f"translate {t}: give three finite numbers")
-        sel = self._sel()
-        tf = Transform(np.eye(3), t, 1.0, np.zeros(3))
-        g, seg, info = edit_transform(self.data, sel, tf)
-        self._apply(g, seg, {"op": "transform", "selection": sel.describe(self.g), **info})
+        self._apply(edit.transform(self.run, self._sel(), translate=t))
 
-    def _apply(self, g: Gaussians, seg: Seg, op: dict) -> None:
+    def _apply(self, edited: Run) -> None:
         self._push()
-        self.g, self.seg = g, seg
+        op = dict(edited.edit)
+        op["op"] = op.pop("edit")
+        for key in ("source", "gaussians_before"):
+            op.pop(key, None)
+        self.run = self.src.derive(edited.gaussians, edited.segmentation)
         self.ops.append(op)
         self._refresh()
 
@@ -232,7 +230,7 @@ class ViewerState:
         if not self.history:
             return False
         s = self.history.pop()
-        self.g, self.seg, self.hidden, self.ops = s.g, s.seg, s.hidden, s.ops
+        self.run, self.hidden, self.ops = s.run, s.hidden, s.ops
         if self.selected is not None and self.selected not in self.object_ids():
             self.selected, self.sel_mask = None, None
         self._refresh()
@@ -240,20 +238,15 @@ class ViewerState:
 
     # ------------------------------------------------------------------ outputs
     def save_run(self, out: str | Path, force: bool = False) -> dict:
-        """Write the edited Gaussians as a new run folder (``write_run``); edit.json lists the ops."""
-        out = Path(out)
-        check_out(self.src.path, out, force)
+        """Write the edited Gaussians as a new run folder (``edit.save``); edit.json lists the ops."""
         info = {"edit": "viewer", "source": str(self.src.path.resolve()),
                 "ops": copy.deepcopy([o for o in self.ops if o["op"] != "hide"]),
-                "hidden_in_viewer": sorted(self.hidden)}
-        return write_run(self.src, out, self.g, self.seg, info)
+                "hidden_in_viewer": sorted(self.hidden), "gaussians_before": len(self.src.gaussians)}
+        edited = self.src.derive(self.g, self.seg, info)
+        edit.save(edited, out, force=force, previews=0)
+        return edited.edit
 
     def export_selection(self, out: str | Path, force: bool = False) -> dict:
-        """Write the selected object's Gaussians (current state) as one PLY (``export_objects``)."""
+        """Write the selected object's Gaussians (current state) as one PLY (``edit.export``)."""
         self._need_selection("export")
-        out = Path(out)
-        if out.suffix.lower() != ".ply":
-            raise InputError(f"{out}: export writes a PLY file; give a name ending in .ply")
-        if out.exists() and not force:
-            raise InputError(f"{out}: exists; pick another name")
-        return export_objects(self.data, [self.selected], out, self.threshold)
+        return edit.export(self.run, self._sel(), out, force=force)

@@ -6,9 +6,9 @@ seeded in the hole, and a short fine-tune of only those new Gaussians.
 3. 2D-inpaint the pre-edit render in the hole (OpenCV Telea by default, or LaMa, see ``lama``).
 4. Seed Gaussians: the surface around the hole (rendered depth of the surviving Gaussians on a ring
    just outside it) is fitted with a plane in inverse depth (1/z = a u + b v + c, exact for a planar
-   background), hole pixels are back-projected at that depth, coloured from the inpainted image,
+   background), hole pixels are back-projected at that depth, colored from the inpainted image,
    merged over views on a voxel grid. Their identities copy the nearest surviving Gaussian's.
-5. Fine-tune only the new Gaussians (Adam on means, rotations, scales, opacities, DC colour): L1 to
+5. Fine-tune only the new Gaussians (Adam on means, rotations, scales, opacities, DC color): L1 to
    the inpainted image inside the hole and to the pre-edit render outside, over all training views.
    Multi-view consistency: PSNR of the final render against each view's inpainted image inside the
    hole, its mean and spread over views (2D inpaintings disagree across views; the fused 3D fill
@@ -19,7 +19,6 @@ from __future__ import annotations
 
 import math
 from dataclasses import dataclass
-from pathlib import Path
 
 import cv2
 import numpy as np
@@ -27,13 +26,16 @@ import torch
 from scipy.spatial import cKDTree
 
 from ..errors import InputError
-from ..fileio import write_image
 from ..model import Gaussians
 from ..model.sh import rgb_to_sh
+from ..options import option
+from ..run import Run
 from ..segment.idmaps import render_ids
+from ..segment.segmentation import Segmentation
 from ..train.environment import Environment
 from ..train.trainer import render_view, view_tensors
-from .ops import Seg, concat, remove
+from .ops import concat, remove
+from .select import Selection, selection_info
 
 
 @dataclass
@@ -41,15 +43,16 @@ class InpaintOptions:
     """inpainter 'opencv' | 'lama'; dilate: hole dilation in px (None = 2% of the width, >= 2);
     radius: Telea radius; stride: seed every stride-th hole pixel; max_seeds caps the new Gaussians."""
 
-    inpainter: str = "opencv"
-    lama_checkpoint: str | None = None
-    iterations: int = 300
-    dilate: int | None = None
+    inpainter: str = option("opencv", "2D inpainter: OpenCV Telea or a LaMa checkpoint",
+                            choices=["opencv", "lama"])
+    lama_checkpoint: str | None = option(None, "big-lama generator weights (see gsgroup.edit.lama)")
+    iterations: int = option(300, "fine-tuning steps of the new Gaussians")
+    dilate: int | None = option(None, "hole dilation in pixels (default 2%% of the width)", type=int)
     radius: int = 5
     stride: int = 2
     max_seeds: int = 30000
     seed_size: float = 0.35  # initial sigma of a new Gaussian, in seed spacings
-    seed: int = 0
+    seed: int = option(0, "random seed")
     lr_means: float = 2e-4  # times the scene extent
     lr_sh0: float = 0.0025
     lr_opacity: float = 0.05
@@ -145,15 +148,14 @@ class ViewHole:
     target: np.ndarray
 
 
-def prepare_views(g0: Gaussians, seg0: Seg, g1: Gaussians, ids: list[int], views: list, background: torch.Tensor,
+def prepare_views(g0: Gaussians, seg0: Segmentation, g1: Gaussians, ids: list[int], views: list, background: torch.Tensor,
                   inpainter, px: int, ring_px: int, stride: int):
-    """Holes, inpainted targets and seed points/colours for each view. Returns (holes, points, colours, sizes)."""
-    labels = None if seg0.classifier is not None else seg0.labels
+    """Holes, inpainted targets and seed points/colors for each view. Returns (holes, points, colors, sizes)."""
     holes, pts, cols, sizes = [], [], [], []
     with torch.no_grad():
         for view in views:
             vt = view_tensors(view)
-            r0 = render_ids(g0, vt, seg0.classifier, labels, background=background)
+            r0 = render_ids(g0, vt, seg0, background=background)
             hole = hole_mask(r0.ids, ids, px)
             if not hole.any():
                 continue
@@ -178,10 +180,10 @@ def prepare_views(g0: Gaussians, seg0: Seg, g1: Gaussians, ids: list[int], views
     return holes, np.concatenate(pts), np.concatenate(cols), np.concatenate(sizes)
 
 
-def merge_seeds(points: np.ndarray, colours: np.ndarray, sizes: np.ndarray, max_seeds: int, seed: int):
-    """Voxel-grid merge of seed points [M,3] (voxel = median footprint): mean point, colour, size."""
+def merge_seeds(points: np.ndarray, colors: np.ndarray, sizes: np.ndarray, max_seeds: int, seed: int):
+    """Voxel-grid merge of seed points [M,3] (voxel = median footprint): mean point, color, size."""
     if not len(points):
-        return points, colours, sizes
+        return points, colors, sizes
     voxel = float(np.median(sizes))
     key = np.floor(points / voxel).astype(np.int64)
     _, inv, counts = np.unique(key, axis=0, return_inverse=True, return_counts=True)
@@ -193,16 +195,16 @@ def merge_seeds(points: np.ndarray, colours: np.ndarray, sizes: np.ndarray, max_
         np.add.at(out, inv, a)
         return out / counts.reshape((-1,) + (1,) * (a.ndim - 1))
 
-    p, c, s = mean(points), mean(colours), mean(sizes)
+    p, c, s = mean(points), mean(colors), mean(sizes)
     if n > max_seeds:
         keep = np.sort(np.random.default_rng(seed).choice(n, max_seeds, replace=False))
         p, c, s = p[keep], c[keep], s[keep]
     return p, c, s
 
 
-def seed_gaussians(points: np.ndarray, colours: np.ndarray, sizes: np.ndarray, g1: Gaussians,
+def seed_gaussians(points: np.ndarray, colors: np.ndarray, sizes: np.ndarray, g1: Gaussians,
                    size: float = 0.35) -> Gaussians:
-    """New Gaussians at points [M,3] with colours [M,3], isotropic size [M]; identities of the nearest
+    """New Gaussians at points [M,3] with colors [M,3], isotropic size [M]; identities of the nearest
     surviving Gaussian of g1; view-dependent SH zero."""
     m = len(points)
     quats = torch.zeros(m, 4)
@@ -218,7 +220,7 @@ def seed_gaussians(points: np.ndarray, colours: np.ndarray, sizes: np.ndarray, g
         quats=quats,
         scales=torch.log(torch.from_numpy(size * sizes).float().clamp_min(1e-6))[:, None].repeat(1, 3),
         opacities=torch.full((m,), math.log(0.8 / 0.2)),
-        sh0=rgb_to_sh(torch.from_numpy(np.clip(colours, 0, 1)).float())[:, None, :],
+        sh0=rgb_to_sh(torch.from_numpy(np.clip(colors, 0, 1)).float())[:, None, :],
         shN=torch.zeros(m, g1.shN.shape[1], 3),
         ids=ids,
     )
@@ -229,9 +231,9 @@ def seed_gaussians(points: np.ndarray, colours: np.ndarray, sizes: np.ndarray, g
 def finetune(fixed: Gaussians, new: Gaussians, holes: list[ViewHole], background: torch.Tensor | Environment,
              opts: InpaintOptions,
              extent: float, progress: bool = False) -> Gaussians:
-    """Adam over the new Gaussians only (means, quats, log-scales, opacity logits, DC colour): L1 of the
+    """Adam over the new Gaussians only (means, quats, log-scales, opacity logits, DC color): L1 of the
     full render to each view's target (inpainted in the hole, pre-edit render outside). The fixed
-    Gaussians' view-dependent colours are evaluated once per view."""
+    Gaussians' view-dependent colors are evaluated once per view."""
     from tqdm import tqdm
 
     from ..model.sh import eval_sh
@@ -246,7 +248,7 @@ def finetune(fixed: Gaussians, new: Gaussians, holes: list[ViewHole], background
     f_scales, f_opac = torch.exp(fixed.scales.detach()), torch.sigmoid(fixed.opacities.detach())
     targets = [torch.from_numpy(h.target) for h in holes]
     vts = [view_tensors(h.view) for h in holes]
-    colours: dict[int, torch.Tensor] = {}
+    colors: dict[int, torch.Tensor] = {}
     env = background if isinstance(background, Environment) else None
     env_images: dict[int, torch.Tensor] = {}
     rng = np.random.default_rng(opts.seed)
@@ -256,17 +258,17 @@ def finetune(fixed: Gaussians, new: Gaussians, holes: list[ViewHole], background
             order = rng.permutation(len(holes)).tolist()
         i = order.pop()
         vt = vts[i]
-        if i not in colours:
+        if i not in colors:
             with torch.no_grad():
                 dirs = torch.nn.functional.normalize(f_means - vt.campos, dim=-1)
-                colours[i] = eval_sh(fixed.sh_degree, fixed.sh_coeffs(), dirs)
+                colors[i] = eval_sh(fixed.sh_degree, fixed.sh_coeffs(), dirs)
                 if env is not None:
                     env_images[i] = env.view_image(vt.viewmat, vt.K, vt.width, vt.height)
         new_rgb = torch.clamp_min(params["sh0"][:, 0] * 0.28209479177387814 + 0.5, 0.0)
         out = rasterize(
             torch.cat([f_means, params["means"]]), torch.cat([f_quats, params["quats"]]),
             torch.cat([f_scales, torch.exp(params["scales"])]), torch.cat([f_opac, torch.sigmoid(params["opacities"])]),
-            torch.cat([colours[i], new_rgb]), vt.viewmat, vt.K, vt.width, vt.height,
+            torch.cat([colors[i], new_rgb]), vt.viewmat, vt.K, vt.width, vt.height,
             background=None if env else background)
         image = out.image if env is None else out.image + (1.0 - out.alpha) * env_images[i]
         loss = (image - targets[i]).abs().mean()
@@ -299,37 +301,37 @@ def consistency(g: Gaussians, holes: list[ViewHole], background: torch.Tensor) -
             "psnr_std": float(vals.std()) if len(vals) else float("nan"), "views": len(vals), "per_view": per}
 
 
-def inpaint(data, sel, opts: InpaintOptions | None = None, out: Path | None = None, progress: bool = False):
-    """Remove ``sel`` from the run ``data`` (a runio.RunData) and fill the hole.
-
-    Returns (gaussians, seg, info) with info["consistency"] (see module docstring)."""
+def inpaint(run: Run, sel: Selection, opts: InpaintOptions | None = None, progress: bool = False) -> Run:
+    """Remove ``sel`` from ``run`` and fill the hole. Returns the edited run; its edit info holds
+    "consistency" (see module docstring) and its pictures the inpainted targets and holes of 3 views."""
     opts = opts or InpaintOptions()
-    g0, seg0 = data.gaussians, data.seg
+    g0, seg0 = run.gaussians, run.require_segmentation()
     g1, seg1 = remove(g0, seg0, sel.mask)
-    views = data.views("train")
+    views = run.views("train")
     width = views[0].width
     px = dilation_px(width, opts.dilate)
     inpainter = make_inpainter(opts)
-    holes, pts, cols, sizes = prepare_views(g0, seg0, g1, sel.ids, views, data.background, inpainter, px,
+    holes, pts, cols, sizes = prepare_views(g0, seg0, g1, sel.ids, views, run.backdrop, inpainter, px,
                                             ring_px=max(3, 2 * px), stride=opts.stride)
     if not holes:
-        raise InputError(f"{data.path}: ids {sel.ids} are not visible in any training view; use remove instead")
+        raise InputError(f"{run.path}: ids {sel.ids} are not visible in any training view; use remove instead")
     pts, cols, sizes = merge_seeds(pts, cols, sizes, opts.max_seeds, opts.seed)
     new = seed_gaussians(pts, cols, sizes, g1, opts.seed_size)
     nearest = new.nearest
     seeded = concat(g1, new)
-    before = consistency(seeded, holes, data.background)
-    extent = float(getattr(data.scene(), "extent", 1.0))
+    before = consistency(seeded, holes, run.backdrop)
+    extent = float(run.scene.extent)
     if len(new) and opts.iterations > 0:
-        new = finetune(g1, new, holes, data.background, opts, extent, progress)
+        new = finetune(g1, new, holes, run.backdrop, opts, extent, progress)
     g = concat(g1, new)
     seg = seg1.append(seg1.labels[nearest]) if seg1.classifier is None else seg1
-    after = consistency(g, holes, data.background)
-    if out is not None:
-        for h in holes[:3]:
-            write_image(Path(out) / "inpaint" / f"{h.view.name}_target.png", h.target)
-            write_image(Path(out) / "inpaint" / f"{h.view.name}_hole.png", h.hole.astype(np.uint8) * 255)
-    info = {"removed": int(sel.mask.sum()), "new_gaussians": len(new), "inpainter": opts.inpainter,
+    after = consistency(g, holes, run.backdrop)
+    info = {"edit": "inpaint", **selection_info(run, sel), "removed": int(sel.mask.sum()), "new_gaussians": len(new),
+            "inpainter": opts.inpainter,
             "dilate_px": px, "iterations": opts.iterations, "views": len(holes),
             "consistency_seeded": {k: v for k, v in before.items() if k != "per_view"}, "consistency": after}
-    return g, seg, info
+    edited = run.derive(g, seg, info)
+    for h in holes[:3]:
+        edited.images[f"inpaint/{h.view.name}_target.png"] = h.target
+        edited.images[f"inpaint/{h.view.name}_hole.png"] = h.hole.astype(np.uint8) * 255
+    return edited
