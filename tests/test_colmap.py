@@ -12,8 +12,8 @@ from gsgroup.data.colmap import (
     ColmapPoint,
     read_model,
     read_points3d_arrays,
-    write_model,
 )
+from gsgroup.data.colmap_write import write_model
 from gsgroup.errors import InputError
 
 

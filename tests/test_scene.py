@@ -10,7 +10,8 @@ import pytest
 
 from conftest import opengl_c2w, ring_eyes
 from gsgroup.data import load_scene, target_size
-from gsgroup.data.colmap import ColmapCamera, ColmapImage, ColmapPoint, write_model
+from gsgroup.data.colmap import ColmapCamera, ColmapImage, ColmapPoint
+from gsgroup.data.colmap_write import write_model
 from gsgroup.errors import InputError
 from gsgroup.geometry import camera_center, look_at, rotmat_to_quat
 

@@ -1,4 +1,4 @@
-"""Read and write COLMAP sparse models (cameras, images, points3D) in binary and text form.
+"""COLMAP sparse models (cameras, images, points3D): the model types and the binary and text readers.
 
 Binary layout (little endian), as written by COLMAP:
 
@@ -12,6 +12,9 @@ Binary layout (little endian), as written by COLMAP:
 
 The text files hold the same fields, one record per line (two lines per image), with ``#`` comments.
 ``qvec``/``tvec`` are the world-to-camera rotation (quaternion w,x,y,z) and translation.
+
+Writing lives in ``gsgroup.data.colmap_write``; turning a COLMAP dataset folder into frames in
+``gsgroup.data.colmap_frames``.
 """
 
 from __future__ import annotations
@@ -24,7 +27,6 @@ from pathlib import Path
 import numpy as np
 
 from gsgroup.errors import InputError
-from gsgroup.geometry import intrinsics_matrix, quat_to_rotmat
 
 # model name -> (model id, number of params)
 CAMERA_MODELS: dict[str, tuple[int, int]] = {
@@ -108,123 +110,9 @@ def detect_format(path: str | os.PathLike) -> str | None:
     return None
 
 
-# ----------------------------------------------------------------------------- writing
-
-
-def _write_cameras_bin(path: Path, cameras: dict[int, ColmapCamera]) -> None:
-    out = [struct.pack("<Q", len(cameras))]
-    for cam in cameras.values():
-        mid, n = CAMERA_MODELS[cam.model]
-        params = np.asarray(cam.params, "<f8").reshape(-1)
-        if params.size != n:
-            raise ValueError(f"camera {cam.id}: model {cam.model} needs {n} params, got {params.size}")
-        out.append(struct.pack("<iiQQ", cam.id, mid, cam.width, cam.height))
-        out.append(params.tobytes())
-    path.write_bytes(b"".join(out))
-
-
-def _write_images_bin(path: Path, images: dict[int, ColmapImage]) -> None:
-    out = [struct.pack("<Q", len(images))]
-    rec = np.dtype([("xy", "<f8", (2,)), ("id", "<i8")])
-    for im in images.values():
-        out.append(struct.pack("<I", im.id))
-        out.append(np.asarray(im.qvec, "<f8").reshape(4).tobytes())
-        out.append(np.asarray(im.tvec, "<f8").reshape(3).tobytes())
-        out.append(struct.pack("<I", im.camera_id))
-        out.append(im.name.encode("utf-8") + b"\x00")
-        xys = np.asarray(im.xys, np.float64).reshape(-1, 2)
-        arr = np.empty(len(xys), rec)
-        arr["xy"] = xys
-        arr["id"] = np.asarray(im.point3d_ids, np.int64).reshape(-1)
-        out.append(struct.pack("<Q", len(arr)))
-        out.append(arr.tobytes())
-    path.write_bytes(b"".join(out))
-
+# ----------------------------------------------------------------------------- reading
 
 _POINT_HEAD = struct.Struct("<Q3d3BdQ")  # id, xyz, rgb, error, track length (43 bytes, packed)
-
-
-def _write_points_bin(path: Path, points: dict[int, ColmapPoint]) -> None:
-    out = [struct.pack("<Q", len(points))]
-    for p in points.values():
-        img = np.asarray(p.image_ids, "<i4").reshape(-1)
-        idx = np.asarray(p.point2d_idxs, "<i4").reshape(-1)
-        x, y, z = (float(v) for v in p.xyz)
-        r, g, b = (int(v) for v in p.rgb)
-        out.append(_POINT_HEAD.pack(p.id, x, y, z, r, g, b, float(p.error), len(img)))
-        out.append(np.stack([img, idx], 1).tobytes())
-    path.write_bytes(b"".join(out))
-
-
-def _fmt(v) -> str:
-    return repr(float(v))
-
-
-def _write_cameras_txt(path: Path, cameras: dict[int, ColmapCamera]) -> None:
-    lines = [
-        "# Camera list with one line of data per camera:",
-        "#   CAMERA_ID, MODEL, WIDTH, HEIGHT, PARAMS[]",
-        f"# Number of cameras: {len(cameras)}",
-    ]
-    for c in cameras.values():
-        lines.append(" ".join([str(c.id), c.model, str(c.width), str(c.height)] + [_fmt(v) for v in c.params]))
-    path.write_text("\n".join(lines) + "\n")
-
-
-def _write_images_txt(path: Path, images: dict[int, ColmapImage]) -> None:
-    lines = [
-        "# Image list with two lines of data per image:",
-        "#   IMAGE_ID, QW, QX, QY, QZ, TX, TY, TZ, CAMERA_ID, NAME",
-        "#   POINTS2D[] as (X, Y, POINT3D_ID)",
-        f"# Number of images: {len(images)}",
-    ]
-    for im in images.values():
-        head = [str(im.id)] + [_fmt(v) for v in im.qvec] + [_fmt(v) for v in im.tvec] + [str(im.camera_id), im.name]
-        lines.append(" ".join(head))
-        xys = np.asarray(im.xys, np.float64).reshape(-1, 2)
-        ids = np.asarray(im.point3d_ids, np.int64).reshape(-1)
-        lines.append(" ".join(f"{_fmt(x)} {_fmt(y)} {int(i)}" for (x, y), i in zip(xys, ids)))
-    path.write_text("\n".join(lines) + "\n")
-
-
-def _write_points_txt(path: Path, points: dict[int, ColmapPoint]) -> None:
-    lines = [
-        "# 3D point list with one line of data per point:",
-        "#   POINT3D_ID, X, Y, Z, R, G, B, ERROR, TRACK[] as (IMAGE_ID, POINT2D_IDX)",
-        f"# Number of points: {len(points)}",
-    ]
-    for p in points.values():
-        track = " ".join(f"{int(i)} {int(j)}" for i, j in zip(p.image_ids, p.point2d_idxs))
-        fields = [str(p.id)] + [_fmt(v) for v in p.xyz] + [str(int(v)) for v in p.rgb] + [_fmt(p.error)]
-        lines.append(" ".join(fields) + (" " + track if track else ""))
-    path.write_text("\n".join(lines) + "\n")
-
-
-def write_model(
-    path: str | os.PathLike,
-    cameras: dict[int, ColmapCamera],
-    images: dict[int, ColmapImage],
-    points: dict[int, ColmapPoint],
-    binary: bool = True,
-) -> None:
-    """Write cameras/images/points3D (``.bin`` if ``binary`` else ``.txt``) into folder ``path``."""
-    from gsgroup.fileio import atomic_path
-
-    path = Path(path)
-    path.mkdir(parents=True, exist_ok=True)
-    ext = ".bin" if binary else ".txt"
-    cam_p, img_p, pts_p = _model_files(path, ext)
-    writers = (
-        (_write_cameras_bin, _write_images_bin, _write_points_bin)
-        if binary
-        else (_write_cameras_txt, _write_images_txt, _write_points_txt)
-    )
-    for target, writer, data in zip((cam_p, img_p, pts_p), writers, (cameras, images, points)):
-        with atomic_path(target) as tmp:
-            writer(tmp, data)
-
-
-# ----------------------------------------------------------------------------- reading
 
 
 class _Reader:
@@ -516,119 +404,3 @@ def read_model(path: str | os.PathLike) -> tuple[dict[int, ColmapCamera], dict[i
         raise _missing(pts_p)
     pts = read_points3d_bin(pts_p) if ext == ".bin" else read_points3d_txt(pts_p)
     return cams, imgs, pts
-
-
-# ----------------------------------------------------------------------------- scene frames
-
-UNDISTORT_HINT = (
-    "run `colmap image_undistorter --image_path DATA/images --input_path DATA/sparse/0 "
-    "--output_path DATA_undistorted` and load DATA_undistorted"
-)
-
-
-def find_sparse_dir(root: Path) -> Path:
-    """The model folder: ``root/sparse/0`` if it holds a model, else ``root/sparse``."""
-    sparse = root / "sparse"
-    for cand in (sparse / "0", sparse):
-        if detect_format(cand):
-            return cand
-    subs = sorted(p.name for p in sparse.iterdir() if p.is_dir()) if sparse.is_dir() else []
-    extra = f" (found sub-folders {', '.join(subs)})" if subs else ""
-    raise InputError(
-        f"{sparse}: no COLMAP model (cameras and images .bin or .txt) in sparse/0 or sparse{extra}; "
-        f"run `colmap mapper` or move the model into {sparse / '0'}"
-    )
-
-
-def camera_calibration(cam: ColmapCamera, cameras_file: Path) -> tuple[np.ndarray, np.ndarray | None]:
-    """COLMAP camera -> (K [3,3] float64, OpenCV distortion coefficients or None).
-
-    PINHOLE/SIMPLE_PINHOLE have no distortion; SIMPLE_RADIAL, RADIAL, OPENCV and FULL_OPENCV map onto
-    OpenCV's model. Any other model raises InputError.
-    """
-    p = np.asarray(cam.params, np.float64)
-    m = cam.model
-    if m in ("SIMPLE_PINHOLE", "SIMPLE_RADIAL", "RADIAL"):
-        fx = fy = p[0]
-        cx, cy = p[1], p[2]
-    elif m in ("PINHOLE", "OPENCV", "FULL_OPENCV"):
-        fx, fy, cx, cy = p[:4]
-    else:
-        raise InputError(
-            f"{cameras_file}: camera {cam.id} uses the {m} model, which gsgroup does not read; {UNDISTORT_HINT}"
-        )
-    dist = None
-    if m == "SIMPLE_RADIAL":
-        dist = np.array([p[3], 0.0, 0.0, 0.0])
-    elif m == "RADIAL":
-        dist = np.array([p[3], p[4], 0.0, 0.0])
-    elif m == "OPENCV":
-        dist = p[4:8].copy()
-    elif m == "FULL_OPENCV":
-        dist = p[4:12].copy()
-    K = intrinsics_matrix(fx, fy, cx, cy)
-    if not (np.all(np.isfinite(K)) and fx > 0 and fy > 0) or (dist is not None and not np.all(np.isfinite(dist))):
-        raise InputError(f"{cameras_file}: camera {cam.id} has invalid parameters {p.tolist()}; re-run COLMAP")
-    return K, dist
-
-
-def colmap_frames(root: Path, images_dir: str = "images") -> tuple[list, Path]:
-    """Parse a COLMAP dataset into frames (see ``images.Frame``) without reading pixels.
-
-    Returns (frames, sparse_dir). Registered images whose file is missing are skipped with one warning.
-    """
-    import warnings
-
-    from gsgroup.data.images import Frame, is_image_file
-
-    sparse = find_sparse_dir(root)
-    ext = detect_format(sparse)
-    cam_file, img_file, _ = _model_files(sparse, ext)
-    cameras = read_cameras(cam_file)
-    images = read_images(img_file)
-    img_root = root / images_dir
-    if not img_root.is_dir():
-        raise InputError(f"{img_root}: images folder not found; put the photos there or pass the right --images folder")
-    if not any(is_image_file(p) for p in img_root.rglob("*")):
-        raise InputError(f"{img_root}: the images folder is empty; copy the photos the COLMAP model was built from into it")
-    if not images:
-        raise InputError(f"{img_file}: the model has no registered images; re-run `colmap mapper`")
-    calib: dict[int, tuple[np.ndarray, np.ndarray | None]] = {}
-    frames, missing = [], 0
-    for im in sorted(images.values(), key=lambda i: i.name):
-        if im.camera_id not in cameras:
-            raise InputError(
-                f"{img_file}: image {im.name!r} references camera {im.camera_id}, which is not in {cam_file.name}; "
-                f"re-export the model (cameras and images must come from the same reconstruction)"
-            )
-        q, t = np.asarray(im.qvec, np.float64), np.asarray(im.tvec, np.float64)
-        if not (np.all(np.isfinite(q)) and np.all(np.isfinite(t))) or np.linalg.norm(q) < 1e-12:
-            raise InputError(
-                f"{img_file}: image {im.name!r} has a non-finite or zero pose (qvec {q.tolist()}, tvec {t.tolist()}); "
-                f"re-run COLMAP or remove the image from the model"
-            )
-        if im.camera_id not in calib:
-            calib[im.camera_id] = camera_calibration(cameras[im.camera_id], cam_file)
-        K, dist = calib[im.camera_id]
-        path = img_root / im.name
-        if not path.is_file():
-            missing += 1
-            continue
-        viewmat = np.eye(4)
-        viewmat[:3, :3] = quat_to_rotmat(q)
-        viewmat[:3, 3] = t
-        cam = cameras[im.camera_id]
-        frames.append(Frame(path, K, (cam.width, cam.height), dist, viewmat, im.name, None, img_file))
-    if missing:
-        warnings.warn(
-            f"skipped {missing} of {len(images)} images in {img_file}: image file not found in {img_root}",
-            stacklevel=3,
-        )
-    if not frames:
-        raise InputError(f"{img_root}: none of the {len(images)} images named in {img_file} exist; check --images")
-    return frames, sparse
-
-
-def colmap_points_file(sparse: Path) -> Path:
-    """The points3D file of a model folder (same format as its cameras/images)."""
-    return _model_files(sparse, detect_format(sparse) or ".bin")[2]

@@ -22,7 +22,8 @@ from pathlib import Path, PurePosixPath
 import numpy as np
 
 from gsgroup.data import images as imgs
-from gsgroup.data.colmap import colmap_frames, colmap_points_file, read_points3d_arrays
+from gsgroup.data.colmap import read_points3d_arrays
+from gsgroup.data.colmap_frames import colmap_frames, colmap_points_file
 from gsgroup.data.images import Frame
 from gsgroup.data.nerf import find_points_file, find_transforms, nerf_frames, read_ply_points
 from gsgroup.errors import InputError

@@ -303,7 +303,8 @@ def make_scene(
     BACKGROUNDS (the point cloud never has points there)."""
     from tqdm import tqdm
 
-    from gsgroup.data.colmap import ColmapCamera, ColmapImage, write_model
+    from gsgroup.data.colmap import ColmapCamera, ColmapImage
+    from gsgroup.data.colmap_write import write_model
     from gsgroup.fileio import atomic_path, write_image, write_json
 
     if width < 8 or height < 8:
