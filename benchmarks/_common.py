@@ -25,8 +25,12 @@ def machine() -> dict:
     import torch
 
     return {
-        "cpu": cpu, "cores": os.cpu_count(), "python": platform.python_version(),
-        "torch": torch.__version__, "numba": numba.__version__, "numba_threads": numba.get_num_threads(),
+        "cpu": cpu,
+        "cores": os.cpu_count(),
+        "python": platform.python_version(),
+        "torch": torch.__version__,
+        "numba": numba.__version__,
+        "numba_threads": numba.get_num_threads(),
     }
 
 
@@ -45,6 +49,7 @@ def save(name: str, payload: dict) -> Path:
 
 def table(rows: list[dict], columns: list[str]) -> str:
     """A markdown table of rows (dicts) over columns."""
+
     def fmt(v):
         return f"{v:.4g}" if isinstance(v, float) else str(v)
 

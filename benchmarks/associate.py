@@ -68,9 +68,16 @@ def evaluate(views, gaussians, gt, masks, params=None) -> dict:
     fa = pairwise_f1(gt, r.masks)
     oracle = pairwise_f1(gt, oracle_association(gt, masks), valid)
     return {
-        "f1": f["f1"], "precision": f["precision"], "recall": f["recall"], "f1_all": fa["f1"],
-        "oracle_f1": oracle["f1"], "dropped": f["pred_zero"], "seconds": seconds,
-        "objects": r.stats["objects"], "masks": r.stats["masks"], "stats": r.stats,
+        "f1": f["f1"],
+        "precision": f["precision"],
+        "recall": f["recall"],
+        "f1_all": fa["f1"],
+        "oracle_f1": oracle["f1"],
+        "dropped": f["pred_zero"],
+        "seconds": seconds,
+        "objects": r.stats["objects"],
+        "masks": r.stats["masks"],
+        "stats": r.stats,
     }
 
 
@@ -100,16 +107,19 @@ def main(argv=None) -> int:
     for s in range(seeds):
         res = evaluate(views, gaussians, gt, simulate_sam_masks(gt, touching, seed=s))
         runs.append({"source": "simulated", "seed": s, **res})
-        print(f"simulated seed {s}: F1 {res['f1']:.4f} (oracle {res['oracle_f1']:.4f}), {res['seconds']:.1f} s",
-              flush=True)
+        print(
+            f"simulated seed {s}: F1 {res['f1']:.4f} (oracle {res['oracle_f1']:.4f}), {res['seconds']:.1f} s",
+            flush=True,
+        )
     if not args.no_classical:
         import numpy as np
 
         from gsgroup.segment.classical import segment_image, shuffle_ids
         from gsgroup.segment.masks import view_seed
 
-        masks = {v.name: shuffle_ids(segment_image(v.image), np.random.default_rng(view_seed(0, v.name)))
-                 for v in views}
+        masks = {
+            v.name: shuffle_ids(segment_image(v.image), np.random.default_rng(view_seed(0, v.name))) for v in views
+        }
         res = evaluate(views, gaussians, gt, masks)
         runs.append({"source": "classical", "seed": 0, **res})
         print(f"classical: F1 {res['f1']:.4f} (oracle {res['oracle_f1']:.4f}), {res['seconds']:.1f} s", flush=True)
@@ -122,10 +132,12 @@ def main(argv=None) -> int:
             rows.append({"source": src, "runs": len(rs), **{c: median([r[c] for r in rs]) for c in cols}})
     payload = {
         "scene": {"width": 200, "height": 150, "views": len(views), "gaussians": int(gaussians.means.shape[0])},
-        "model": model_info, "machine": machine(), "median": rows,
+        "model": model_info,
+        "machine": machine(),
+        "median": rows,
         "runs": [{k: v for k, v in r.items()} for r in runs],
         "metric": "pairwise F1 over (view, pixel) pairs covered by the input masks; gt background is an object; "
-                  "dropped (0) pixels are singletons. Machine shared with other jobs: times are noisy.",
+        "dropped (0) pixels are singletons. Machine shared with other jobs: times are noisy.",
     }
     path = save("associate", payload)
     print(table(rows, ["source", "runs"] + cols))

@@ -30,7 +30,6 @@ from pathlib import Path
 
 sys.path.insert(0, str(Path(__file__).resolve().parent))
 from _common import machine, save, table
-
 from gsgroup.run import Run  # noqa: E402
 
 
@@ -42,8 +41,17 @@ def build(work: Path) -> tuple[Path, Path]:
     if not (scene / "scene.json").exists():
         make_scene(scene, seed=0, width=200, height=150, n_views=40, progress=False)
     if not (run / Run.CLASSIFIER).exists():
-        run_pipeline(PipelineConfig(str(scene), str(run), eval=True, object_masks=str(scene / "gt_mask"),
-                                    recon_iterations=2000, id_iterations=600, progress=False))
+        run_pipeline(
+            PipelineConfig(
+                str(scene),
+                str(run),
+                eval=True,
+                object_masks=str(scene / "gt_mask"),
+                recon_iterations=2000,
+                id_iterations=600,
+                progress=False,
+            )
+        )
     return scene, run
 
 
@@ -108,11 +116,25 @@ def main() -> int:
         still += int((after_ids[obj] == oid).sum())
         total += int(obj.sum())
         outs.append(psnr_in(render_rgb(g_rm, v, bg), before[v.name], ~dilate_mask(obj, px)))
-    r = {"edit": "remove", "object": oid, "gaussians": int(sel.mask.sum()), "interior_added": sel.counts["added_by_cleanup"],
-         "id_pixels_left_pct": 100.0 * still / max(total, 1), "psnr_outside_min": min(outs), "psnr_outside_mean": float(np.mean(outs)),
-         "pass": still / max(total, 1) < 0.02 and min(outs) >= 35}
+    r = {
+        "edit": "remove",
+        "object": oid,
+        "gaussians": int(sel.mask.sum()),
+        "interior_added": sel.counts["added_by_cleanup"],
+        "id_pixels_left_pct": 100.0 * still / max(total, 1),
+        "psnr_outside_min": min(outs),
+        "psnr_outside_mean": float(np.mean(outs)),
+        "pass": still / max(total, 1) < 0.02 and min(outs) >= 35,
+    }
     results["remove"] = r
-    rows.append({"edit": "remove", "metric": "id px left %, PSNR outside (min)", "value": f"{r['id_pixels_left_pct']:.2f} %, {r['psnr_outside_min']:.2f} dB", "pass": r["pass"]})
+    rows.append(
+        {
+            "edit": "remove",
+            "metric": "id px left %, PSNR outside (min)",
+            "value": f"{r['id_pixels_left_pct']:.2f} %, {r['psnr_outside_min']:.2f} dB",
+            "pass": r["pass"],
+        }
+    )
 
     # ---- inpaint
     t0 = time.perf_counter()
@@ -130,22 +152,43 @@ def main() -> int:
         p_rm.append(psnr_in(render_rgb(g_rm, v, bg), gt, hole))
         p_out.append(psnr_in(img, before[v.name], ~dilate_mask(hole, px)))
     margin = float(np.mean(p_in) - np.mean(p_rm))
-    r = {"edit": "inpaint", "object": oid, "psnr_hole_inpaint": float(np.mean(p_in)), "psnr_hole_removal": float(np.mean(p_rm)),
-         "margin_db": margin, "psnr_hole_inpaint_per_view": p_in, "psnr_hole_removal_per_view": p_rm,
-         "psnr_outside_min": min(p_out), "new_gaussians": info["new_gaussians"], "iterations": args.iterations,
-         "seconds": round(seconds, 1), "consistency": {k: v for k, v in info["consistency"].items() if k != "per_view"},
-         "consistency_seeded": info["consistency_seeded"], "pass": margin > 0 and min(p_out) >= 35}
+    r = {
+        "edit": "inpaint",
+        "object": oid,
+        "psnr_hole_inpaint": float(np.mean(p_in)),
+        "psnr_hole_removal": float(np.mean(p_rm)),
+        "margin_db": margin,
+        "psnr_hole_inpaint_per_view": p_in,
+        "psnr_hole_removal_per_view": p_rm,
+        "psnr_outside_min": min(p_out),
+        "new_gaussians": info["new_gaussians"],
+        "iterations": args.iterations,
+        "seconds": round(seconds, 1),
+        "consistency": {k: v for k, v in info["consistency"].items() if k != "per_view"},
+        "consistency_seeded": info["consistency_seeded"],
+        "pass": margin > 0 and min(p_out) >= 35,
+    }
     results["inpaint"] = r
-    rows.append({"edit": "inpaint", "metric": "hole PSNR vs GT: inpaint / removal (margin); outside min",
-                 "value": f"{r['psnr_hole_inpaint']:.2f} / {r['psnr_hole_removal']:.2f} (+{margin:.2f}); {r['psnr_outside_min']:.2f} dB",
-                 "pass": r["pass"]})
-    rows.append({"edit": "inpaint", "metric": "multi-view consistency PSNR mean ± std (train views)",
-                 "value": f"{r['consistency']['psnr_mean']:.2f} ± {r['consistency']['psnr_std']:.2f} dB over {r['consistency']['views']}",
-                 "pass": ""})
+    rows.append(
+        {
+            "edit": "inpaint",
+            "metric": "hole PSNR vs GT: inpaint / removal (margin); outside min",
+            "value": f"{r['psnr_hole_inpaint']:.2f} / {r['psnr_hole_removal']:.2f} (+{margin:.2f}); {r['psnr_outside_min']:.2f} dB",
+            "pass": r["pass"],
+        }
+    )
+    rows.append(
+        {
+            "edit": "inpaint",
+            "metric": "multi-view consistency PSNR mean ± std (train views)",
+            "value": f"{r['consistency']['psnr_mean']:.2f} ± {r['consistency']['psnr_std']:.2f} dB over {r['consistency']['views']}",
+            "pass": "",
+        }
+    )
 
     # ---- recolor
     oid = args.recolor_id
-    target = np.array([0x2a, 0x6f, 0xdb]) / 255.0
+    target = np.array([0x2A, 0x6F, 0xDB]) / 255.0
     sel = edit.select(data, objects=[oid])
     g_rc = ops.recolor(data.gaussians, sel.mask, target)
     th = colorsys.rgb_to_hsv(*target)[0] * 360
@@ -160,10 +203,23 @@ def main() -> int:
         hue = math.degrees(math.atan2((hsv[:, 1] * np.sin(ang)).sum(), (hsv[:, 1] * np.cos(ang)).sum())) % 360
         errs.append(abs((hue - th + 180) % 360 - 180))
         outs.append(psnr_in(img, before[v.name], ~dilate_mask(obj, px)))
-    r = {"edit": "recolor", "object": oid, "target": "#2a6fdb", "hue_error_deg_max": max(errs), "psnr_outside_min": min(outs),
-         "pass": max(errs) < 10 and min(outs) >= 40}
+    r = {
+        "edit": "recolor",
+        "object": oid,
+        "target": "#2a6fdb",
+        "hue_error_deg_max": max(errs),
+        "psnr_outside_min": min(outs),
+        "pass": max(errs) < 10 and min(outs) >= 40,
+    }
     results["recolor"] = r
-    rows.append({"edit": "recolor", "metric": "hue error (max), PSNR outside (min)", "value": f"{max(errs):.2f} deg, {min(outs):.2f} dB", "pass": r["pass"]})
+    rows.append(
+        {
+            "edit": "recolor",
+            "metric": "hue error (max), PSNR outside (min)",
+            "value": f"{max(errs):.2f} deg, {min(outs):.2f} dB",
+            "pass": r["pass"],
+        }
+    )
 
     # ---- transform / compose: centroid against the equivalent camera
     def alpha_centroid(g, mask, V, K, w, h):
@@ -175,10 +231,17 @@ def main() -> int:
 
     oid = args.move_id
     sel = edit.select(data, objects=[oid])
-    tf = ops.Transform(euler_deg_to_matrix(0, 0, 40), np.array([0.25, -0.15, 0.1]), 1.15, ops.centroid(data.gaussians, sel.mask))
+    tf = ops.Transform(
+        euler_deg_to_matrix(0, 0, 40), np.array([0.25, -0.15, 0.1]), 1.15, ops.centroid(data.gaussians, sel.mask)
+    )
     g_tf = ops.transform(data.gaussians, sel.mask, tf)
-    g_cp, _, _ = ops.compose(data.gaussians, seg, ops.transform(data.gaussians.select(torch.from_numpy(sel.mask)), None, tf),
-                             data.labels[0][sel.mask], [oid])
+    g_cp, _, _ = ops.compose(
+        data.gaussians,
+        seg,
+        ops.transform(data.gaussians.select(torch.from_numpy(sel.mask)), None, tf),
+        data.labels[0][sel.mask],
+        [oid],
+    )
     new_mask = np.r_[np.zeros(len(data.gaussians), bool), np.ones(int(sel.mask.sum()), bool)]
     M = tf.matrix()
     for name, g_e, mask_e in (("transform", g_tf, sel.mask), ("compose", g_cp, new_mask)):
@@ -192,8 +255,21 @@ def main() -> int:
             got = alpha_centroid(g_e, mask_e, V, K, v.width, v.height)
             want = alpha_centroid(data.gaussians, sel.mask, ref, K, v.width, v.height)
             errs.append(float(np.linalg.norm(got - want)))
-        results[name] = {"edit": name, "object": oid, "centroid_error_px_max": max(errs), "per_view": errs, "pass": max(errs) < 2}
-        rows.append({"edit": name, "metric": "rendered centroid error (max px)", "value": f"{max(errs):.3f}", "pass": max(errs) < 2})
+        results[name] = {
+            "edit": name,
+            "object": oid,
+            "centroid_error_px_max": max(errs),
+            "per_view": errs,
+            "pass": max(errs) < 2,
+        }
+        rows.append(
+            {
+                "edit": name,
+                "metric": "rendered centroid error (max px)",
+                "value": f"{max(errs):.3f}",
+                "pass": max(errs) < 2,
+            }
+        )
 
     # ---- export
     out = Path(args.work) / "bench_export.ply"
@@ -202,8 +278,16 @@ def main() -> int:
     props = [ln.split()[2] for ln in raw[: raw.index(b"end_header")].decode().splitlines() if ln.startswith("property")]
     g_ex = load_ply(out)
     ok = props == ply_property_names(g_ex.sh_degree, 0) and len(g_ex) == info["gaussians"]
-    results["export"] = {"edit": "export", "object": args.move_id, "gaussians": len(g_ex), "inria_header": ok, "pass": ok}
-    rows.append({"edit": "export", "metric": "reloads, Inria header, count", "value": f"{len(g_ex)} Gaussians", "pass": ok})
+    results["export"] = {
+        "edit": "export",
+        "object": args.move_id,
+        "gaussians": len(g_ex),
+        "inria_header": ok,
+        "pass": ok,
+    }
+    rows.append(
+        {"edit": "export", "metric": "reloads, Inria header, count", "value": f"{len(g_ex)} Gaussians", "pass": ok}
+    )
 
     # ---- SH rotation
     R = euler_deg_to_matrix(33, -71, 128)

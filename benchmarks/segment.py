@@ -24,14 +24,14 @@ from _common import machine, median, save, table  # noqa: E402
 
 
 def one_seed(seed: int, recon_iters: int, id_iters: int, tmp: Path) -> dict:
-    import gsgroup  # noqa: F401  (sets OMP_WAIT_POLICY before torch starts its threads)
     import numpy as np
 
-    from gsgroup.pipeline import associate_run, evaluate_segmentation_run
+    import gsgroup  # noqa: F401  (sets OMP_WAIT_POLICY before torch starts its threads)
     from gsgroup.data.masks import load_masks
     from gsgroup.data.scene import load_scene
     from gsgroup.data.simulate import write_simulated_masks
     from gsgroup.data.synthetic import make_scene
+    from gsgroup.pipeline import associate_run, evaluate_segmentation_run
     from gsgroup.run import DataConfig, Run, RunConfig
     from gsgroup.segment.grouping import GroupingTrainer
     from gsgroup.segment.lift import lift_labels
@@ -61,8 +61,12 @@ def one_seed(seed: int, recon_iters: int, id_iters: int, tmp: Path) -> dict:
     masks = load_masks(tmp / "object_mask", scene.train)
 
     def continued(kind: str):
-        cfg = TrainConfig(iterations=id_iters, seed=seed, densify=DensifyConfig(densify_until=0),
-                          lr_means=TrainConfig.lr_means_final * 10)
+        cfg = TrainConfig(
+            iterations=id_iters,
+            seed=seed,
+            densify=DensifyConfig(densify_until=0),
+            lr_means=TrainConfig.lr_means_final * 10,
+        )
         folder = tmp / kind
         if kind == "identity":
             tr = GroupingTrainer(scene, cfg, masks, gaussians=recon.gaussians())
@@ -88,11 +92,21 @@ def one_seed(seed: int, recon_iters: int, id_iters: int, tmp: Path) -> dict:
     Run.open(tmp / "recon").derive(segmentation=Segmentation(None, labels, prob)).save(tmp / "lift")
     seg_lift = evaluate_segmentation_run(tmp / "lift", data / "gt_mask", progress=False)
     return {
-        "seed": seed, "gaussians": len(g), "assoc_objects": stats["objects"], "assoc_s": assoc_s,
-        "id_miou": seg_id["miou"], "id_biou": seg_id["mbiou"], "id_train_s": id_s,
-        "lift_miou": seg_lift["miou"], "lift_biou": seg_lift["mbiou"], "lift_s": lift_s,
-        "psnr_with_ids": ident.evaluate()["psnr"], "psnr_rgb_only": rgb.evaluate()["psnr"],
-        "ms_iter_ids": id_ms, "ms_iter_rgb": rgb_ms, "time_ratio": id_ms / rgb_ms,
+        "seed": seed,
+        "gaussians": len(g),
+        "assoc_objects": stats["objects"],
+        "assoc_s": assoc_s,
+        "id_miou": seg_id["miou"],
+        "id_biou": seg_id["mbiou"],
+        "id_train_s": id_s,
+        "lift_miou": seg_lift["miou"],
+        "lift_biou": seg_lift["mbiou"],
+        "lift_s": lift_s,
+        "psnr_with_ids": ident.evaluate()["psnr"],
+        "psnr_rgb_only": rgb.evaluate()["psnr"],
+        "ms_iter_ids": id_ms,
+        "ms_iter_rgb": rgb_ms,
+        "time_ratio": id_ms / rgb_ms,
     }
 
 

@@ -43,24 +43,29 @@ def run_one(kind: str, iterations: int, seed: int, environment: bool = True) -> 
 
     from gsgroup.data.scene import load_scene
     from gsgroup.data.synthetic import make_scene
-    from gsgroup.train.densify import DensifyConfig
     from gsgroup.train.config import TrainConfig
+    from gsgroup.train.densify import DensifyConfig
     from gsgroup.train.trainer import Trainer
 
     torch.set_num_threads(int(os.environ.get("BENCH_TORCH_THREADS", "1")))  # as `gsgroup train` does
     with tempfile.TemporaryDirectory() as tmp:
         tmp = Path(tmp)
         if kind == "fox":
-            scene = load_scene(FOX, resolution=270, eval=True, cache_dir=tmp / "cache", allow_empty_points=True,
-                               progress=False)
+            scene = load_scene(
+                FOX, resolution=270, eval=True, cache_dir=tmp / "cache", allow_empty_points=True, progress=False
+            )
         else:
             make_scene(tmp / "scene", seed=seed, progress=False, background=SYNTHETIC.get(kind, "black"))
             scene = load_scene(tmp / "scene", eval=True, cache_dir=tmp / "cache", progress=False)
         densify = DensifyConfig(max_gaussians=60_000 if kind == "fox" else None).scaled(iterations)
         if kind == "speed":  # a fixed count of 5000 Gaussians (a subset of the SfM points): time the iteration
             densify = DensifyConfig(densify_until=0, max_gaussians=5000)
-        cfg = TrainConfig(iterations=iterations, seed=seed, densify=densify,
-                          env_sh_degree=TrainConfig.env_sh_degree if environment else -1)
+        cfg = TrainConfig(
+            iterations=iterations,
+            seed=seed,
+            densify=densify,
+            env_sh_degree=TrainConfig.env_sh_degree if environment else -1,
+        )
         trainer = Trainer(scene, cfg)
         times = []
         t0 = time.perf_counter()
@@ -71,13 +76,22 @@ def run_one(kind: str, iterations: int, seed: int, environment: bool = True) -> 
         wall = time.perf_counter() - t0
         metrics = trainer.evaluate()
         train_metrics = trainer.evaluate(trainer.views)
-        warm = times[min(50, len(times) // 5):]
+        warm = times[min(50, len(times) // 5) :]
         return {
-            "scene": kind, "iterations": iterations, "seed": seed, "environment": environment,
-            "size": f"{scene.train[0].width}x{scene.train[0].height}", "train_views": len(scene.train),
-            "test_views": len(scene.test), "gaussians": int(trainer.params["means"].shape[0]),
-            "train_s": wall, "ms_per_iter": 1000 * float(np.median(warm)), "it_per_s": len(times) / wall,
-            "train_psnr": train_metrics["psnr"], "test_psnr": metrics["psnr"], "test_ssim": metrics["ssim"],
+            "scene": kind,
+            "iterations": iterations,
+            "seed": seed,
+            "environment": environment,
+            "size": f"{scene.train[0].width}x{scene.train[0].height}",
+            "train_views": len(scene.train),
+            "test_views": len(scene.test),
+            "gaussians": int(trainer.params["means"].shape[0]),
+            "train_s": wall,
+            "ms_per_iter": 1000 * float(np.median(warm)),
+            "it_per_s": len(times) / wall,
+            "train_psnr": train_metrics["psnr"],
+            "test_psnr": metrics["psnr"],
+            "test_ssim": metrics["ssim"],
             "gap_psnr": train_metrics["psnr"] - metrics["psnr"],
             "peak_rss_mb": resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024,
         }
@@ -105,8 +119,13 @@ def main() -> None:
     parser.add_argument("--no-environment", action="store_true", help="fixed black background (plain 3DGS)")
     parser.add_argument("--jobs", type=int, default=1, help="runs at once (each then on 1 thread)")
     parser.add_argument("--name", default="train", help="results file benchmarks/results/NAME.json")
-    parser.add_argument("--add-runs", nargs="*", default=[], metavar="JSON",
-                        help="JSON lists of per-run results of an earlier invocation to merge into the table")
+    parser.add_argument(
+        "--add-runs",
+        nargs="*",
+        default=[],
+        metavar="JSON",
+        help="JSON lists of per-run results of an earlier invocation to merge into the table",
+    )
     parser.add_argument("--single", nargs=3, metavar=("KIND", "ITERATIONS", "SEED"), help=argparse.SUPPRESS)
     args = parser.parse_args()
     env_on = not args.no_environment
@@ -125,7 +144,9 @@ def main() -> None:
             print(f"skipping fox: {FOX} not found")
             continue
         kinds.append(kind)
-        runs[kind] = 1 if args.quick else int(rest[0]) if rest and rest[0] else args.fox_runs if kind == "fox" else args.runs
+        runs[kind] = (
+            1 if args.quick else int(rest[0]) if rest and rest[0] else args.fox_runs if kind == "fox" else args.runs
+        )
         if len(rest) > 1 and rest[1]:
             iters[kind] = int(rest[1])
         first[kind] = int(rest[2]) if len(rest) > 2 else 0
@@ -154,17 +175,43 @@ def main() -> None:
         results[kind].append(json.loads(out.strip().splitlines()[-1]))
         print(f"  {kind} run {r}: {json.dumps(results[kind][-1])}", flush=True)
     rows, raw = [], []
-    keys = ("gaussians", "train_s", "ms_per_iter", "it_per_s", "train_psnr", "test_psnr", "gap_psnr", "test_ssim",
-            "peak_rss_mb")
+    keys = (
+        "gaussians",
+        "train_s",
+        "ms_per_iter",
+        "it_per_s",
+        "train_psnr",
+        "test_psnr",
+        "gap_psnr",
+        "test_ssim",
+        "peak_rss_mb",
+    )
     for kind in kinds:
         res = results[kind]
         raw += res
-        row = {"scene": kind, "size": res[0]["size"], "iterations": res[0]["iterations"], "runs": len(res),
-               "environment": env_on}
+        row = {
+            "scene": kind,
+            "size": res[0]["size"],
+            "iterations": res[0]["iterations"],
+            "runs": len(res),
+            "environment": env_on,
+        }
         row.update({key: median([x[key] for x in res]) for key in keys})
         rows.append(row)
-    cols = ["scene", "size", "iterations", "runs", "gaussians", "train_s", "ms_per_iter", "train_psnr", "test_psnr",
-            "gap_psnr", "test_ssim", "peak_rss_mb"]
+    cols = [
+        "scene",
+        "size",
+        "iterations",
+        "runs",
+        "gaussians",
+        "train_s",
+        "ms_per_iter",
+        "train_psnr",
+        "test_psnr",
+        "gap_psnr",
+        "test_ssim",
+        "peak_rss_mb",
+    ]
     path = save(args.name, {"machine": machine(), "jobs": args.jobs, "rows": rows, "runs": raw})
     print(table(rows, cols))
     print(f"wrote {path}")

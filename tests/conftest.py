@@ -16,8 +16,9 @@ from gsgroup.geometry import look_at
 def ring_eyes(n: int, radius: float = 4.0, z: float = 1.0) -> list[np.ndarray]:
     """``n`` camera positions [3] evenly spaced on a horizontal circle of ``radius`` at height
     ``z``, the first on the +x axis."""
-    return [np.array([radius * math.cos(2 * math.pi * i / n), radius * math.sin(2 * math.pi * i / n), z])
-            for i in range(n)]
+    return [
+        np.array([radius * math.cos(2 * math.pi * i / n), radius * math.sin(2 * math.pi * i / n), z]) for i in range(n)
+    ]
 
 
 def opengl_c2w(eye, target=(0.0, 0.0, 0.0), up=(0.0, 0.0, 1.0)) -> np.ndarray:

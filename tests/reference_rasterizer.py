@@ -15,11 +15,20 @@ def quat_to_rot(q):
     """q [N,4] (w,x,y,z), normalised here -> R [N,3,3]."""
     q = q / q.norm(dim=1, keepdim=True)
     w, x, y, z = q.unbind(1)
-    return torch.stack([
-        1 - 2 * (y * y + z * z), 2 * (x * y - w * z), 2 * (x * z + w * y),
-        2 * (x * y + w * z), 1 - 2 * (x * x + z * z), 2 * (y * z - w * x),
-        2 * (x * z - w * y), 2 * (y * z + w * x), 1 - 2 * (x * x + y * y),
-    ], 1).reshape(-1, 3, 3)
+    return torch.stack(
+        [
+            1 - 2 * (y * y + z * z),
+            2 * (x * y - w * z),
+            2 * (x * z + w * y),
+            2 * (x * y + w * z),
+            1 - 2 * (x * x + z * z),
+            2 * (y * z - w * x),
+            2 * (x * z - w * y),
+            2 * (y * z + w * x),
+            1 - 2 * (x * x + y * y),
+        ],
+        1,
+    ).reshape(-1, 3, 3)
 
 
 def project(means, quats, scales, viewmat, K, width, height, near, far, eps2d):
@@ -87,8 +96,13 @@ def blend_weights(proj, opacities, width, height):
     rect = proj["rect"][order]
     ptx = (xs // TILE)[:, None]
     pty = (ys // TILE)[:, None]
-    mask = proj["valid"][order][None, :] & (ptx >= rect[None, :, 0]) & (ptx < rect[None, :, 2]) \
-        & (pty >= rect[None, :, 1]) & (pty < rect[None, :, 3])
+    mask = (
+        proj["valid"][order][None, :]
+        & (ptx >= rect[None, :, 0])
+        & (ptx < rect[None, :, 2])
+        & (pty >= rect[None, :, 1])
+        & (pty < rect[None, :, 3])
+    )
     m2 = proj["mean2d"][order]
     con = proj["conic"][order]
     d = m2[None, :, :] - pix[:, None, :]
@@ -111,8 +125,21 @@ def blend_weights(proj, opacities, width, height):
     return w[:, inv], t_final
 
 
-def render(means, quats, scales, opacities, features, viewmat, K, width, height,
-           background=None, near=0.01, far=1e10, eps2d=0.3):
+def render(
+    means,
+    quats,
+    scales,
+    opacities,
+    features,
+    viewmat,
+    K,
+    width,
+    height,
+    background=None,
+    near=0.01,
+    far=1e10,
+    eps2d=0.3,
+):
     """Dense reference render. Returns dict(image [H,W,D], alpha [H,W,1], depth [H,W,1],
     radii [N], means2d [N,2] (retains grad), weights [H*W, N])."""
     proj = project(means, quats, scales, viewmat, K, width, height, near, far, eps2d)
@@ -128,6 +155,11 @@ def render(means, quats, scales, opacities, features, viewmat, K, width, height,
     dsum = w @ proj["z"]
     safe = torch.where(alpha > 0, alpha, torch.ones_like(alpha))
     depth = torch.where(alpha > 0, dsum / safe, torch.zeros_like(alpha))
-    return dict(image=img.reshape(height, width, d), alpha=alpha.reshape(height, width, 1),
-                depth=depth.reshape(height, width, 1), radii=proj["radii"], means2d=mean2d,
-                weights=w)
+    return dict(
+        image=img.reshape(height, width, d),
+        alpha=alpha.reshape(height, width, 1),
+        depth=depth.reshape(height, width, 1),
+        radii=proj["radii"],
+        means2d=mean2d,
+        weights=w,
+    )

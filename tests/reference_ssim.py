@@ -22,9 +22,16 @@ def skimage_ssim_map(img: np.ndarray, ref: np.ndarray) -> np.ndarray:
     """SSIM map [H,W,C] of two images [H,W,C] in [0,1] from skimage.metrics.structural_similarity."""
     from skimage.metrics import structural_similarity
 
-    _, smap = structural_similarity(np.asarray(img, np.float64), np.asarray(ref, np.float64), gaussian_weights=True,
-                                    sigma=SIGMA, use_sample_covariance=False, data_range=1.0, channel_axis=2,
-                                    full=True)
+    _, smap = structural_similarity(
+        np.asarray(img, np.float64),
+        np.asarray(ref, np.float64),
+        gaussian_weights=True,
+        sigma=SIGMA,
+        use_sample_covariance=False,
+        data_range=1.0,
+        channel_axis=2,
+        full=True,
+    )
     return smap
 
 
@@ -33,8 +40,13 @@ def ssim_map_zero_pad(img: np.ndarray, ref: np.ndarray) -> np.ndarray:
     x, y = np.asarray(img, np.float64), np.asarray(ref, np.float64)
 
     def blur(a):
-        return np.stack([ndimage.gaussian_filter(a[..., c], SIGMA, truncate=TRUNCATE, mode="constant", cval=0.0)
-                         for c in range(a.shape[2])], axis=2)
+        return np.stack(
+            [
+                ndimage.gaussian_filter(a[..., c], SIGMA, truncate=TRUNCATE, mode="constant", cval=0.0)
+                for c in range(a.shape[2])
+            ],
+            axis=2,
+        )
 
     c1, c2 = 0.01**2, 0.03**2
     ux, uy = blur(x), blur(y)

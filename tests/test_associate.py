@@ -113,8 +113,9 @@ def test_pairwise_f1_hand_made():
     r = pairwise_f1([np.array([[3, 3]])], [np.array([[0, 0]])])
     assert r["recall"] == 0.0 and r["f1"] == 0.0
     # pooled over views, ids shared across views; dict inputs are matched by name
-    r = pairwise_f1({"b": np.array([[1, 2]]), "a": np.array([[1, 1]])},
-                    {"a": np.array([[8, 8]]), "b": np.array([[8, 6]])})
+    r = pairwise_f1(
+        {"b": np.array([[1, 2]]), "a": np.array([[1, 1]])}, {"a": np.array([[8, 8]]), "b": np.array([[8, 6]])}
+    )
     # gt: 1 at a0, a1, b0 (3 pairs) ; pred 8 at a0, a1, b0 -> same 3 pairs
     assert r["f1"] == pytest.approx(1.0)
     # valid: only the evaluated pixels count
@@ -197,8 +198,7 @@ def test_view_names_do_not_matter(scene, sim_result):
             sel = sim[n] == k
             if np.mean(a[sel] == 0) != np.mean(b[sel] == 0):
                 changed += 1
-    f = pairwise_f1([r.masks[n] for n in names], [r2.masks[new[n]] for n in names],
-                    [r.masks[n] != 0 for n in names])
+    f = pairwise_f1([r.masks[n] for n in names], [r2.masks[new[n]] for n in names], [r.masks[n] != 0 for n in names])
     assert changed <= 2 and f["f1"] > 0.98, (changed, f)
 
 
@@ -216,13 +216,15 @@ def edited(scene):
     k = max((int(v) for v in np.unique(gt[n]) if v > 0), key=lambda v: (gt[n] == v).sum())
     _, xs = np.nonzero(gt[n] == k)
     left = gt[n] == k
-    left[:, int(np.median(xs)):] = False
+    left[:, int(np.median(xs)) :] = False
     masks[n] = np.where(left, masks[n].max() + 1, masks[n]).astype(np.int32)
     ed["split"] = (n, k, left)
     # merge
     a, b = (int(x) for x in scene["meta"]["touching"][0])
-    n = max((x for x in names if x not in (names[0], names[1], names[3])),
-            key=lambda x: min((gt[x] == a).sum(), (gt[x] == b).sum()))
+    n = max(
+        (x for x in names if x not in (names[0], names[1], names[3])),
+        key=lambda x: min((gt[x] == a).sum(), (gt[x] == b).sum()),
+    )
     masks[n] = np.where((gt[n] == a) | (gt[n] == b), masks[n].max() + 1, masks[n]).astype(np.int32)
     ed["merge"] = (n, a, b)
     # tiny
@@ -230,7 +232,7 @@ def edited(scene):
     ys, xs = np.nonzero(cv2.erode((gt[n] == 0).astype(np.uint8), np.ones((9, 9), np.uint8)))
     y, x = int(ys[len(ys) // 2]), int(xs[len(xs) // 2])
     masks[n] = masks[n].copy()
-    masks[n][y - 1:y + 1, x - 1:x + 1] = masks[n].max() + 1
+    masks[n][y - 1 : y + 1, x - 1 : x + 1] = masks[n].max() + 1
     ed["tiny"] = (n, y, x)
     # sky
     sky = {}
@@ -277,7 +279,7 @@ def test_merged_mask_is_split_by_object(scene, edited):
 def test_tiny_masks_are_dropped(scene, edited):
     _, ed, r = edited
     name, y, x = ed["tiny"]
-    assert (r.masks[name][y - 1:y + 1, x - 1:x + 1] == 0).all()
+    assert (r.masks[name][y - 1 : y + 1, x - 1 : x + 1] == 0).all()
     assert r.stats["tiny"] >= 1
     # its neighbourhood (the floor) is unaffected
     assert r.masks[name][y + 3, x] == majority(r.masks[name], scene["gt"][name] == 0) != 0

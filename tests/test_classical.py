@@ -74,7 +74,9 @@ def test_ids_are_a_seeded_random_permutation(views):
 
 def test_generate_masks_driver(scene_dir, views, tmp_path):
     out = tmp_path / "masks"
-    summary = generate_masks(scene_dir, out, "classical", resolution=2, seed=3, cache_dir=tmp_path / "c", progress=False)
+    summary = generate_masks(
+        scene_dir, out, "classical", resolution=2, seed=3, cache_dir=tmp_path / "c", progress=False
+    )
     small = load_scene(scene_dir, resolution=2, cache_dir=tmp_path / "c", progress=False)
     small_views = small.train + small.test
     assert summary["views"] == len(small_views) == 4

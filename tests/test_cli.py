@@ -8,13 +8,12 @@ import numpy as np
 import pytest
 import torch
 
-from reference_ssim import ssim_map_zero_pad
-
 from gsgroup import __version__
 from gsgroup.cli import main
 from gsgroup.data.masks import read_mask
 from gsgroup.data.synthetic import make_scene
 from gsgroup.model import load_ply
+from reference_ssim import ssim_map_zero_pad
 
 
 @pytest.fixture(scope="module")
@@ -90,11 +89,30 @@ def test_bad_input_gives_one_line_error(tmp_path, capsys):
 
 def test_run_pipeline_outputs(tiny_scene, tmp_path):
     run = tmp_path / "pipe"
-    argv = ["run", str(tiny_scene), "--out", str(run), "--eval", "--recon-iterations", "60",
-            "--id-iterations", "20", "--quiet"]
+    argv = [
+        "run",
+        str(tiny_scene),
+        "--out",
+        str(run),
+        "--eval",
+        "--recon-iterations",
+        "60",
+        "--id-iterations",
+        "20",
+        "--quiet",
+    ]
     assert main(argv) == 0
-    for name in ("masks", "recon/point_cloud.ply", "object_mask/objects.json", "point_cloud.ply", "classifier.pt",
-                 "labels.npy", "objects.json", "seg_metrics.json", "metrics.json"):
+    for name in (
+        "masks",
+        "recon/point_cloud.ply",
+        "object_mask/objects.json",
+        "point_cloud.ply",
+        "classifier.pt",
+        "labels.npy",
+        "objects.json",
+        "seg_metrics.json",
+        "metrics.json",
+    ):
         assert (run / name).exists(), name
     assert load_ply(run / "point_cloud.ply").id_dim == 16
     ids = read_mask(run / "renders" / "ids" / "view_000.png")

@@ -29,16 +29,25 @@ def make_model(seed=0, n_points=20):
         q = Rotation.random(random_state=seed + i).as_quat()[[3, 0, 1, 2]]
         m = 4 + i
         images[i] = ColmapImage(
-            i, q * np.sign(q[0]), rng.normal(size=3), cid, f"sub dir/img_{i}.jpg",
-            rng.uniform(0, 500, (m, 2)), rng.integers(-1, n_points, m).astype(np.int64),
+            i,
+            q * np.sign(q[0]),
+            rng.normal(size=3),
+            cid,
+            f"sub dir/img_{i}.jpg",
+            rng.uniform(0, 500, (m, 2)),
+            rng.integers(-1, n_points, m).astype(np.int64),
         )
     images[9] = ColmapImage(9, np.array([1.0, 0, 0, 0]), np.zeros(3), 1, "no_points.png")  # empty 2D points line
     points = {}
     for j in range(1, n_points + 1):
         L = int(rng.integers(0, 4))
         points[j * 3] = ColmapPoint(
-            j * 3, rng.normal(size=3), rng.integers(0, 256, 3).astype(np.uint8), float(rng.uniform(0, 2)),
-            rng.integers(1, 10, L).astype(np.int64), rng.integers(0, 100, L).astype(np.int64),
+            j * 3,
+            rng.normal(size=3),
+            rng.integers(0, 256, 3).astype(np.uint8),
+            float(rng.uniform(0, 2)),
+            rng.integers(1, 10, L).astype(np.int64),
+            rng.integers(0, 100, L).astype(np.int64),
         )
     return cams, images, points
 
@@ -139,19 +148,40 @@ def test_hand_written_text_model(tmp_path):
 def test_binary_byte_layout(tmp_path):
     """Bytes of a one-camera/one-image/one-point model, packed by hand from COLMAP's layout."""
     cam = ColmapCamera(3, "OPENCV", 640, 480, np.arange(1.0, 9.0))
-    img = ColmapImage(5, np.array([0.5, 0.5, -0.5, 0.5]), np.array([1.0, -2.0, 3.5]), 3, "a/b.png",
-                      np.array([[10.5, 20.25], [1.0, 2.0]]), np.array([7, -1], np.int64))
-    pt = ColmapPoint(7, np.array([0.1, 0.2, 0.3]), np.array([1, 2, 255], np.uint8), 0.75, np.array([5, 6]), np.array([0, 9]))
+    img = ColmapImage(
+        5,
+        np.array([0.5, 0.5, -0.5, 0.5]),
+        np.array([1.0, -2.0, 3.5]),
+        3,
+        "a/b.png",
+        np.array([[10.5, 20.25], [1.0, 2.0]]),
+        np.array([7, -1], np.int64),
+    )
+    pt = ColmapPoint(
+        7, np.array([0.1, 0.2, 0.3]), np.array([1, 2, 255], np.uint8), 0.75, np.array([5, 6]), np.array([0, 9])
+    )
     write_model(tmp_path, {3: cam}, {5: img}, {7: pt}, binary=True)
     cam_ref = struct.pack("<Q", 1) + struct.pack("<iiQQ", 3, 4, 640, 480) + struct.pack("<8d", *range(1, 9))
     img_ref = (
-        struct.pack("<Q", 1) + struct.pack("<I", 5) + struct.pack("<4d", 0.5, 0.5, -0.5, 0.5)
-        + struct.pack("<3d", 1.0, -2.0, 3.5) + struct.pack("<I", 3) + b"a/b.png\x00" + struct.pack("<Q", 2)
-        + struct.pack("<ddq", 10.5, 20.25, 7) + struct.pack("<ddq", 1.0, 2.0, -1)
+        struct.pack("<Q", 1)
+        + struct.pack("<I", 5)
+        + struct.pack("<4d", 0.5, 0.5, -0.5, 0.5)
+        + struct.pack("<3d", 1.0, -2.0, 3.5)
+        + struct.pack("<I", 3)
+        + b"a/b.png\x00"
+        + struct.pack("<Q", 2)
+        + struct.pack("<ddq", 10.5, 20.25, 7)
+        + struct.pack("<ddq", 1.0, 2.0, -1)
     )
     pt_ref = (
-        struct.pack("<Q", 1) + struct.pack("<Q", 7) + struct.pack("<3d", 0.1, 0.2, 0.3) + bytes([1, 2, 255])
-        + struct.pack("<d", 0.75) + struct.pack("<Q", 2) + struct.pack("<ii", 5, 0) + struct.pack("<ii", 6, 9)
+        struct.pack("<Q", 1)
+        + struct.pack("<Q", 7)
+        + struct.pack("<3d", 0.1, 0.2, 0.3)
+        + bytes([1, 2, 255])
+        + struct.pack("<d", 0.75)
+        + struct.pack("<Q", 2)
+        + struct.pack("<ii", 5, 0)
+        + struct.pack("<ii", 6, 9)
     )
     assert (tmp_path / "cameras.bin").read_bytes() == cam_ref
     assert (tmp_path / "images.bin").read_bytes() == img_ref

@@ -5,7 +5,7 @@ import math
 import torch
 from torch import nn
 
-from gsgroup.train.densify import DensifyConfig, Densifier
+from gsgroup.train.densify import Densifier, DensifyConfig
 
 
 def make_params(n=6):
@@ -61,8 +61,9 @@ def test_clone_split_prune_keep_everything_aligned():
 
 def test_cap_limits_growth_and_reset_opacity():
     params, opt = make_params()
-    cfg = DensifyConfig(densify_from=0, densify_until=100, densify_every=1, reset_every=2, max_gaussians=7,
-                        percent_dense=0.1)
+    cfg = DensifyConfig(
+        densify_from=0, densify_until=100, densify_every=1, reset_every=2, max_gaussians=7, percent_dense=0.1
+    )
     d = Densifier(cfg, extent=1.0, n=6)
     d.accumulate(1, torch.ones(6, 2), torch.ones(6, dtype=torch.int32), 100, 100)
     d.step(1, params, opt)
@@ -71,4 +72,3 @@ def test_cap_limits_growth_and_reset_opacity():
         params["opacities"].fill_(3.0)
     d.step(2, params, opt)
     assert torch.allclose(torch.sigmoid(params["opacities"]), torch.full((7,), 0.01), atol=1e-4)
-

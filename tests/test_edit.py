@@ -18,9 +18,9 @@ import numpy as np
 import pytest
 import torch
 
+from gsgroup import edit
 from gsgroup.data.synthetic import make_scene
 from gsgroup.edit import ops
-from gsgroup import edit
 from gsgroup.edit.commands import add_edit_commands
 from gsgroup.edit.inpainting import (
     dilate_mask,
@@ -42,9 +42,9 @@ from gsgroup.model.ply import ply_property_names
 from gsgroup.model.sh import eval_sh, rgb_to_sh
 from gsgroup.render import rasterize
 from gsgroup.run import DataConfig, Run, RunConfig
+from gsgroup.segment.identity import IdentityClassifier
 from gsgroup.segment.idmaps import render_ids
 from gsgroup.segment.segmentation import Segmentation, load_labels
-from gsgroup.segment.identity import IdentityClassifier
 from gsgroup.train.config import TrainConfig
 from gsgroup.train.trainer import render_view, view_tensors
 
@@ -85,10 +85,13 @@ def build_run(scene, run, stride_views=2):
     enc = torch.zeros(n, 16)
     enc[torch.arange(n), torch.from_numpy(labs)] = 4.0
     g = Gaussians(
-        means=torch.from_numpy(pts).float(), quats=quats,
+        means=torch.from_numpy(pts).float(),
+        quats=quats,
         scales=torch.log(torch.from_numpy(0.7 * sizes).float())[:, None].repeat(1, 3),
-        opacities=torch.full((n,), 3.0), sh0=rgb_to_sh(torch.from_numpy(cols).float())[:, None],
-        shN=torch.zeros(n, 15, 3), ids=enc,
+        opacities=torch.full((n,), 3.0),
+        sh0=rgb_to_sh(torch.from_numpy(cols).float())[:, None],
+        shN=torch.zeros(n, 15, 3),
+        ids=enc,
     )
     clf = IdentityClassifier(K_CLASSES, 16)
     with torch.no_grad():
@@ -215,8 +218,12 @@ def test_threshold_and_cleanup_do_not_swallow_neighbours():
         rad = r if shell else r * rng.uniform(0, 0.85, (n, 1)) ** (1 / 3)
         return c + v * rad
 
-    a_shell, a_in, b_shell, b_in = (ball([0, 0, 0], 1, 1500), ball([0, 0, 0], 1, 300, False),
-                                    ball([2, 0, 0], 1, 1500), ball([2, 0, 0], 1, 300, False))
+    a_shell, a_in, b_shell, b_in = (
+        ball([0, 0, 0], 1, 1500),
+        ball([0, 0, 0], 1, 300, False),
+        ball([2, 0, 0], 1, 1500),
+        ball([2, 0, 0], 1, 300, False),
+    )
     pts = np.concatenate([a_shell, a_in, b_shell, b_in])
     truth = np.repeat([1, 1, 2, 2], [1500, 300, 1500, 300])
     n = len(pts)
@@ -228,8 +235,15 @@ def test_threshold_and_cleanup_do_not_swallow_neighbours():
     enc[3300:, 2] = 4
     quats = torch.zeros(n, 4)
     quats[:, 0] = 1
-    g = Gaussians(torch.from_numpy(pts).float(), quats, torch.full((n, 3), -3.0), torch.zeros(n),
-                  torch.zeros(n, 1, 3), torch.zeros(n, 15, 3), enc)
+    g = Gaussians(
+        torch.from_numpy(pts).float(),
+        quats,
+        torch.full((n, 3), -3.0),
+        torch.zeros(n),
+        torch.zeros(n, 1, 3),
+        torch.zeros(n, 15, 3),
+        enc,
+    )
     clf = IdentityClassifier(3, 16)
     with torch.no_grad():
         clf.linear.weight.copy_(torch.eye(3, 16))
@@ -283,7 +297,10 @@ def test_remove_cli(tiny):
             continue
         ids_after = id_map(edited.gaussians, edited.segmentation, view, edited.backdrop)
         assert (ids_after[obj] == 4).mean() < 0.02
-        before, after = render_rgb(data.gaussians, view, data.backdrop), render_rgb(edited.gaussians, view, data.backdrop)
+        before, after = (
+            render_rgb(data.gaussians, view, data.backdrop),
+            render_rgb(edited.gaussians, view, data.backdrop),
+        )
         assert psnr(after, before, ~zone) >= 35
     # input untouched, refusals
     assert len(load_ply(tiny["run"] / "point_cloud.ply")) == len(data.gaussians)
@@ -304,13 +321,16 @@ def _hue_deg(rgb):
 def test_recolor_hue_and_outside(tiny):
     out = tiny["root"] / "recolored"
     assert cli(["edit", "recolor", str(tiny["run"]), "--out", str(out), "--objects", "5", "--color", "#2a9d3c"]) == 0
-    target = _hue_deg(np.array([[0x2a, 0x9d, 0x3c]]) / 255.0)
+    target = _hue_deg(np.array([[0x2A, 0x9D, 0x3C]]) / 255.0)
     edited, data = Run.open(out), tiny["data"]
     for view in data.views("test"):
         obj, zone = footprint(data, view, 5)
         if obj.sum() < 5:
             continue
-        before, after = render_rgb(data.gaussians, view, data.backdrop), render_rgb(edited.gaussians, view, data.backdrop)
+        before, after = (
+            render_rgb(data.gaussians, view, data.backdrop),
+            render_rgb(edited.gaussians, view, data.backdrop),
+        )
         err = abs((_hue_deg(after[obj]) - target + 180) % 360 - 180)
         assert err < 10
         assert psnr(after, before, ~zone) >= 40
@@ -335,8 +355,26 @@ def test_transform_centroid(tiny):
     invariant to the uniform scale)."""
     data = tiny["data"]
     out = tiny["root"] / "moved"
-    assert cli(["edit", "transform", str(tiny["run"]), "--out", str(out), "--objects", "1", "--translate", "0.3,-0.2,0.1",
-                "--rotate-deg", "0,0,35", "--scale", "1.2"]) == 0
+    assert (
+        cli(
+            [
+                "edit",
+                "transform",
+                str(tiny["run"]),
+                "--out",
+                str(out),
+                "--objects",
+                "1",
+                "--translate",
+                "0.3,-0.2,0.1",
+                "--rotate-deg",
+                "0,0,35",
+                "--scale",
+                "1.2",
+            ]
+        )
+        == 0
+    )
     edited = Run.open(out)
     info = json.loads((out / "edit.json").read_text())
     M = np.array(info["transform"]["matrix"])
@@ -360,8 +398,10 @@ def test_transform_centroid(tiny):
 def test_duplicate_new_ids(tiny):
     data = tiny["data"]
     out = tiny["root"] / "dup"
-    assert cli(["edit", "duplicate", str(tiny["run"]), "--out", str(out), "--objects", "3,4",
-                "--translate", "0,0,1.5"]) == 0
+    assert (
+        cli(["edit", "duplicate", str(tiny["run"]), "--out", str(out), "--objects", "3,4", "--translate", "0,0,1.5"])
+        == 0
+    )
     info = json.loads((out / "edit.json").read_text())
     assert info["new_ids"] == {"3": K_CLASSES, "4": K_CLASSES + 1}
     edited = Run.open(out)
@@ -386,8 +426,24 @@ def test_duplicate_new_ids(tiny):
 def test_compose_from_other_run(tiny):
     data = tiny["data"]
     out = tiny["root"] / "composed"
-    assert cli(["edit", "compose", str(tiny["run"]), "--out", str(out), "--from", str(tiny["run"]), "--objects", "5",
-                "--translate", "0,0,1.2"]) == 0
+    assert (
+        cli(
+            [
+                "edit",
+                "compose",
+                str(tiny["run"]),
+                "--out",
+                str(out),
+                "--from",
+                str(tiny["run"]),
+                "--objects",
+                "5",
+                "--translate",
+                "0,0,1.2",
+            ]
+        )
+        == 0
+    )
     info = json.loads((out / "edit.json").read_text())
     assert info["new_ids"] == {"5": K_CLASSES}
     edited = Run.open(out)
@@ -453,8 +509,25 @@ def test_inpaint_beats_removal(tiny):
     removal; outside it, the render stays the pre-edit one."""
     data = tiny["data"]
     out = tiny["root"] / "inpainted"
-    assert cli(["edit", "inpaint", str(tiny["run"]), "--out", str(out), "--objects", "5", "--iterations", "150",
-                "--dilate", "2", "--quiet"]) == 0
+    assert (
+        cli(
+            [
+                "edit",
+                "inpaint",
+                str(tiny["run"]),
+                "--out",
+                str(out),
+                "--objects",
+                "5",
+                "--iterations",
+                "150",
+                "--dilate",
+                "2",
+                "--quiet",
+            ]
+        )
+        == 0
+    )
     info = json.loads((out / "edit.json").read_text())
     edited = Run.open(out)
     g = edited.gaussians
@@ -496,8 +569,9 @@ def test_export_python_api_refuses_empty(tiny, tmp_path):
     # each Gaussian of id 6 has probability softmax(4 * onehot)[6] = e^4 / (e^4 + 6) ~ 0.90 < 0.9999
     msg = f"{tiny['data'].path}: no Gaussian has probability > 0.9999 for ids [6]; lower"
     with pytest.raises(InputError, match=re.escape(msg)):
-        edit.export(data, edit.select(data, objects=[6], options=edit.SelectOptions(threshold=0.9999)),
-                    tmp_path / "x.ply")
+        edit.export(
+            data, edit.select(data, objects=[6], options=edit.SelectOptions(threshold=0.9999)), tmp_path / "x.ply"
+        )
     assert not (tmp_path / "x.ply").exists()
     sel = edit.select(data, objects=[6], options=edit.SelectOptions(threshold=0.85))
     assert edit.export(data, sel, tmp_path / "y.ply")["gaussians"] > 0

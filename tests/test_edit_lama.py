@@ -66,8 +66,13 @@ def test_tiny_random_checkpoint_loads_and_inpaints(tmp_path, size):
         if isinstance(m, torch.nn.BatchNorm2d):
             m.running_mean.uniform_(-0.1, 0.1)
             m.running_var.uniform_(0.5, 1.5)
-    ckpt = {"state_dict": {**{f"generator.{k}": v for k, v in gen.state_dict().items()},
-                           "discriminator.model0.0.weight": torch.zeros(1)}, "epoch": 3}
+    ckpt = {
+        "state_dict": {
+            **{f"generator.{k}": v for k, v in gen.state_dict().items()},
+            "discriminator.model0.0.weight": torch.zeros(1),
+        },
+        "epoch": 3,
+    }
     path = tmp_path / "tiny.ckpt"
     torch.save(ckpt, path)
     inp = LamaInpainter.from_checkpoint(path)
@@ -86,8 +91,13 @@ def test_tiny_random_checkpoint_loads_and_inpaints(tmp_path, size):
     f = make_inpainter(InpaintOptions(inpainter="lama", lama_checkpoint=str(path)))
     assert np.allclose(f(img, hole), out)
     if h % 4 == 0 and w % 4 == 0:
-        x = torch.cat([torch.from_numpy(img).permute(2, 0, 1)[None] * (1 - torch.from_numpy(hole).float()),
-                       torch.from_numpy(hole).float()[None, None]], 1)
+        x = torch.cat(
+            [
+                torch.from_numpy(img).permute(2, 0, 1)[None] * (1 - torch.from_numpy(hole).float()),
+                torch.from_numpy(hole).float()[None, None],
+            ],
+            1,
+        )
         with torch.no_grad():
             ref = gen.eval()(x)[0].permute(1, 2, 0).numpy()
         assert np.allclose(out[hole], ref[hole], atol=1e-6)

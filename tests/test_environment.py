@@ -15,10 +15,9 @@ from gsgroup.data.synthetic import (
 )
 from gsgroup.geometry import look_at
 from gsgroup.model import from_points
-from gsgroup.render import rasterize
+from gsgroup.train.config import TrainConfig
 from gsgroup.train.densify import DensifyConfig
 from gsgroup.train.environment import Environment, pixel_directions
-from gsgroup.train.config import TrainConfig
 from gsgroup.train.trainer import Trainer, render_view, view_tensors
 
 
@@ -43,8 +42,11 @@ def test_constant_environment_equals_the_rasterizer_background():
     pts = rng.normal(0, 0.4, (60, 3)).astype(np.float32)
     g = from_points(pts, rng.uniform(0, 1, (60, 3)).astype(np.float32), 1, 4, seed=0)
     K, V = _view()
-    view = type("V", (), {"name": "v", "image": np.zeros((30, 40, 3), np.float32), "viewmat": V, "K": K,
-                          "width": 40, "height": 30})()
+    view = type(
+        "V",
+        (),
+        {"name": "v", "image": np.zeros((30, 40, 3), np.float32), "viewmat": V, "K": K, "width": 40, "height": 30},
+    )()
     vt = view_tensors(view)
     colour = torch.tensor([0.3, 0.6, 0.9])
     target = torch.rand(30, 40, 3, generator=torch.Generator().manual_seed(1))
@@ -87,7 +89,12 @@ def test_environment_save_load(tmp_path):
 
 def test_sky_colours_analytic():
     d = np.array([[0.0, 0.0, 1.0], [0.0, -1.0, 0.0], [0.0, 0.0, -1.0], [1.0, 0.0, 0.0]])
-    expect = [[0.25, 0.45, 0.85], [0.85, 0.9, 0.95], [0.4, 0.5, 0.68], [0.85 + 0.0512, 0.9 + 0.0512, 1.0]]  # clipped at 1
+    expect = [
+        [0.25, 0.45, 0.85],
+        [0.85, 0.9, 0.95],
+        [0.4, 0.5, 0.68],
+        [0.85 + 0.0512, 0.9 + 0.0512, 1.0],
+    ]  # clipped at 1
     np.testing.assert_allclose(background_color("sky", d), expect, atol=1e-12)
     np.testing.assert_allclose(background_color("white", d), 0.96)
     with pytest.raises(ValueError, match="grey"):
@@ -99,8 +106,9 @@ def test_synthetic_background_pixels(tmp_path, background):
     """Pixels whose ray hits nothing show the background colour of their direction."""
     from PIL import Image
 
-    root = make_scene(tmp_path / "s", width=48, height=36, n_views=2, supersample=1, background=background,
-                      progress=False)
+    root = make_scene(
+        tmp_path / "s", width=48, height=36, n_views=2, supersample=1, background=background, progress=False
+    )
     img = np.asarray(Image.open(root / "images" / "view_000.png"), np.float64) / 255
     miss = np.load(root / "depth" / "view_000.npy").reshape(-1) == 0
     K, V = make_cameras(scene_spec(0), 2, 48, 36)[0]

@@ -6,9 +6,9 @@ from pathlib import Path
 import pytest
 
 from gsgroup.data.scene import load_scene
+from gsgroup.train.config import TrainConfig
 from gsgroup.train.densify import DensifyConfig
 from gsgroup.train.losses import psnr
-from gsgroup.train.config import TrainConfig
 from gsgroup.train.trainer import Trainer, render_view
 
 FOX = Path(__file__).resolve().parents[2] / "shared" / "data" / "fox"

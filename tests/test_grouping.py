@@ -31,8 +31,13 @@ def two_blobs(n_per=150, seed=0):
     quats = torch.zeros(n, 4)
     quats[:, 0] = 1
     gauss = Gaussians(
-        means=means, quats=quats, scales=torch.full((n, 3), math.log(0.12)), opacities=torch.full((n,), 2.0),
-        sh0=rgb_to_sh(colours)[:, None], shN=torch.zeros(n, 15, 3), ids=torch.randn(n, 16, generator=g) * 0.1,
+        means=means,
+        quats=quats,
+        scales=torch.full((n, 3), math.log(0.12)),
+        opacities=torch.full((n,), 2.0),
+        sh0=rgb_to_sh(colours)[:, None],
+        shN=torch.zeros(n, 15, 3),
+        ids=torch.randn(n, 16, generator=g) * 0.1,
     )
     return gauss, obj
 
@@ -52,8 +57,16 @@ def blob_scene(gauss, obj, n_views=8, w=64, h=48):
         name = f"v{i:02d}"
         views.append(View(name, None, K, V, w, h, out.image.numpy()))
         masks[name] = mask
-    scene = Scene(root=None, train=views, test=[], points=None, colors=None, extent=3.0,
-                  center=np.zeros(3, np.float32), source="test")
+    scene = Scene(
+        root=None,
+        train=views,
+        test=[],
+        points=None,
+        colors=None,
+        extent=3.0,
+        center=np.zeros(3, np.float32),
+        source="test",
+    )
     return scene, masks
 
 

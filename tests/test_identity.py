@@ -15,9 +15,13 @@ from scipy.spatial import cKDTree
 from gsgroup.errors import InputError
 from gsgroup.render import rasterize
 from gsgroup.segment.identity import (
-    IdentityClassifier, NeighbourIndex, knn_indices, loss_2d, loss_3d, num_classes_for,
+    IdentityClassifier,
+    NeighbourIndex,
+    knn_indices,
+    loss_2d,
+    loss_3d,
+    num_classes_for,
 )
-
 
 # ----------------------------------------------------------------------------- classifier / loss_2d
 
@@ -41,13 +45,14 @@ def test_num_classes_for():
 
 
 def test_loss_2d_hand_computation():
-    logits = torch.tensor([[[2.0, 0.0, -1.0], [0.5, 0.5, 0.5]],
-                           [[0.0, 1.0, 3.0], [1.0, -2.0, 0.0]]])
+    logits = torch.tensor([[[2.0, 0.0, -1.0], [0.5, 0.5, 0.5]], [[0.0, 1.0, 3.0], [1.0, -2.0, 0.0]]])
     target = torch.tensor([[0, 2], [1, -1]])
+
     # hand: -log softmax at the target, mean over the 3 non-ignored pixels, / ln 3
     def nll(row, t):
         row = [float(v) for v in row]
         return -(row[t] - math.log(sum(math.exp(v) for v in row)))
+
     expect = (nll([2, 0, -1], 0) + nll([0.5, 0.5, 0.5], 2) + nll([0, 1, 3], 1)) / 3 / math.log(3)
     got = loss_2d(logits, target)
     assert abs(float(got) - expect) < 1e-6
@@ -104,8 +109,8 @@ def test_identity_gradients_through_rasterizer():
     clf = IdentityClassifier(num_classes=3, id_dim=16)
     V, K = _cam(w, h)
     target = torch.zeros(h, w, dtype=torch.long)
-    target[:, w // 2:] = 1
-    target[h // 2:, :4] = 2
+    target[:, w // 2 :] = 1
+    target[h // 2 :, :4] = 2
 
     def loss_fn(e):
         img = rasterize(means, quats, scales, opac, e, V, K, w, h).image

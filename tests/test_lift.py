@@ -72,8 +72,9 @@ def render_true_masks(views, gaussians, true_labels):
     means, quats, scales, opac = gaussians.activated()
     out = {}
     for v in views:
-        dom = dominant_gaussian(means, quats, scales, opac, torch.from_numpy(v.viewmat),
-                                torch.from_numpy(v.K), v.width, v.height).numpy()
+        dom = dominant_gaussian(
+            means, quats, scales, opac, torch.from_numpy(v.viewmat), torch.from_numpy(v.K), v.width, v.height
+        ).numpy()
         out[v.name] = np.where(dom >= 0, true_labels[np.maximum(dom, 0)], 0)
     return out
 
@@ -101,9 +102,23 @@ def test_accumulate_weights_sums_views_and_skips_unmasked():
     views = ring_views(2)
     masks = render_true_masks(views, gs, truth)
     means, quats, scales, opac = gs.activated()
-    ref = sum(contributions(means, quats, scales, opac, torch.from_numpy(v.viewmat), torch.from_numpy(v.K),
-                            v.width, v.height, torch.from_numpy(masks[v.name]), num_labels=3).double().numpy()
-              for v in views[:3])
+    ref = sum(
+        contributions(
+            means,
+            quats,
+            scales,
+            opac,
+            torch.from_numpy(v.viewmat),
+            torch.from_numpy(v.K),
+            v.width,
+            v.height,
+            torch.from_numpy(masks[v.name]),
+            num_labels=3,
+        )
+        .double()
+        .numpy()
+        for v in views[:3]
+    )
     part = dict(masks)
     part[views[3].name] = None  # a view without masks is skipped
     A = accumulate_weights(views, gs, part, progress=False)
@@ -116,12 +131,14 @@ def test_accumulate_weights_sums_views_and_skips_unmasked():
 
 
 def test_assign_labels_rule_by_hand():
-    A = np.array([
-        [0.48, 0.52, 0.0],   # nearly even: object without bias, background with bias 0.1
-        [0.10, 0.30, 0.60],  # clear object 2
-        [0.0, 0.0, 0.0],     # never seen
-        [2.0, 1.0, 1.0],     # background majority
-    ])
+    A = np.array(
+        [
+            [0.48, 0.52, 0.0],  # nearly even: object without bias, background with bias 0.1
+            [0.10, 0.30, 0.60],  # clear object 2
+            [0.0, 0.0, 0.0],  # never seen
+            [2.0, 1.0, 1.0],  # background majority
+        ]
+    )
     lab0, p0 = assign_labels(A, background_bias=0.0)
     assert lab0.tolist() == [1, 2, 0, 0]
     assert np.allclose(p0, [0.52, 0.60, 0.0, 0.5])

@@ -8,9 +8,9 @@ import math
 import numpy as np
 import pytest
 import torch
-from reference_ssim import RADIUS, skimage_ssim_map, ssim_map_zero_pad
 
 from gsgroup.train.losses import psnr, rgb_loss, ssim
+from reference_ssim import RADIUS, skimage_ssim_map, ssim_map_zero_pad
 
 H, W = 44, 58
 TOL = 5e-5  # float32 SSIM vs float64 references; a sigma of 1.3 instead of 1.5 moves these pairs by >= 1e-3
@@ -23,7 +23,7 @@ def _pairs():
     grad = np.stack([u, v, 0.5 * (u + v)], 2)
     checker = np.repeat(((np.indices((H, W)) // 4).sum(0) % 2)[:, :, None], 3, 2).astype(np.float64)
     edge = np.zeros((H, W, 3))
-    edge[:, W // 2:] = [0.9, 0.6, 0.2]
+    edge[:, W // 2 :] = [0.9, 0.6, 0.2]
     rings = 0.5 + 0.5 * np.sin(40 * np.hypot(u - 0.4, v - 0.6))[:, :, None] * np.array([1.0, 0.7, -0.5])
     noise = rng.uniform(0, 1, (H, W, 3))
     yield "noise vs noise", noise, rng.uniform(0, 1, (H, W, 3))

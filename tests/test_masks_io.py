@@ -101,7 +101,9 @@ def test_rgb_with_equal_channels_reads_as_grey(tmp_path):
     labels = _ids(k=200)
     cv2.imwrite(str(tmp_path / "g.png"), np.repeat(labels.astype(np.uint8)[:, :, None], 3, 2))
     assert np.array_equal(read_mask(tmp_path / "g.png"), labels)
-    rgba = np.concatenate([np.repeat(labels.astype(np.uint8)[:, :, None], 3, 2), np.full((12, 16, 1), 255, np.uint8)], 2)
+    rgba = np.concatenate(
+        [np.repeat(labels.astype(np.uint8)[:, :, None], 3, 2), np.full((12, 16, 1), 255, np.uint8)], 2
+    )
     cv2.imwrite(str(tmp_path / "ga.png"), rgba)
     assert np.array_equal(read_mask(tmp_path / "ga.png"), labels)
 

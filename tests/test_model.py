@@ -83,11 +83,19 @@ def _inria_bytes(g, id_dim):
     names += [f"f_rest_{i}" for i in range(3 * g.shN.shape[1])] + ["opacity", "scale_0", "scale_1", "scale_2"]
     names += ["rot_0", "rot_1", "rot_2", "rot_3"] + [f"obj_dc_{i}" for i in range(id_dim)]
     head = ["ply", "format binary_little_endian 1.0", f"element vertex {n}"] + [f"property float {p}" for p in names]
-    rows = np.concatenate([
-        g.means.numpy(), np.zeros((n, 3), np.float32), g.sh0.reshape(n, 3).numpy(),
-        g.shN.transpose(1, 2).reshape(n, -1).numpy(), g.opacities.reshape(n, 1).numpy(),
-        g.scales.numpy(), g.quats.numpy(), g.ids[:, :id_dim].numpy(),
-    ], axis=1)
+    rows = np.concatenate(
+        [
+            g.means.numpy(),
+            np.zeros((n, 3), np.float32),
+            g.sh0.reshape(n, 3).numpy(),
+            g.shN.transpose(1, 2).reshape(n, -1).numpy(),
+            g.opacities.reshape(n, 1).numpy(),
+            g.scales.numpy(),
+            g.quats.numpy(),
+            g.ids[:, :id_dim].numpy(),
+        ],
+        axis=1,
+    )
     return ("\n".join(head + ["end_header"]) + "\n").encode() + rows.astype("<f4").tobytes(), names, rows
 
 
@@ -121,10 +129,11 @@ def test_hand_written_and_other_encodings_load(tmp_path):
     shuffled = np.zeros(9, [(n, "f4") for n in reversed(names)])
     for n in names:
         shuffled[n] = rec[n]
-    for name, data in [("ascii", plyfile.PlyData([plyfile.PlyElement.describe(rec, "vertex")], text=True)),
-                       ("big", plyfile.PlyData([plyfile.PlyElement.describe(rec, "vertex")], byte_order=">")),
-                       ("order", plyfile.PlyData([plyfile.PlyElement.describe(shuffled, "vertex")],
-                                                 byte_order="<"))]:
+    for name, data in [
+        ("ascii", plyfile.PlyData([plyfile.PlyElement.describe(rec, "vertex")], text=True)),
+        ("big", plyfile.PlyData([plyfile.PlyElement.describe(rec, "vertex")], byte_order=">")),
+        ("order", plyfile.PlyData([plyfile.PlyElement.describe(shuffled, "vertex")], byte_order="<")),
+    ]:
         data.write(str(tmp_path / f"{name}.ply"))
     for name in ("old", "ascii", "big", "order"):
         h = load_ply(tmp_path / f"{name}.ply")

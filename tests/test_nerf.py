@@ -86,7 +86,9 @@ def test_intrinsics_camera_angle_vs_fl(tmp_path):
     eyes = ring_eyes(3)
     frames = [(f"./im/{i}.png", f"im/{i}.png", e, {}) for i, e in enumerate(eyes)]
     a = make_nerf(tmp_path / "a", frames, {"camera_angle_x": ang})
-    b = make_nerf(tmp_path / "b", frames, {"fl_x": f_expected, "fl_y": f_expected, "cx": 20, "cy": 15, "w": 40, "h": 30})
+    b = make_nerf(
+        tmp_path / "b", frames, {"fl_x": f_expected, "fl_y": f_expected, "cx": 20, "cy": 15, "w": 40, "h": 30}
+    )
     fa, _ = parse_transforms(a, None)
     fb, _ = parse_transforms(b, None)
     for x, y in zip(fa, fb):
@@ -151,8 +153,18 @@ def test_split_files_and_names(tmp_path):
     """transforms_train/test: test split used with eval=True, merged into train otherwise; val ignored."""
     root = tmp_path / "blender"
     eyes = ring_eyes(5)
-    make_nerf(root, [(f"./train/r_{i}", f"train/r_{i}.png", eyes[i], {}) for i in range(3)], {"camera_angle_x": 0.7}, name="transforms_train.json")
-    make_nerf(root, [(f"./test/r_{i}", f"test/r_{i}.png", eyes[3 + i], {}) for i in range(2)], {"camera_angle_x": 0.7}, name="transforms_test.json")
+    make_nerf(
+        root,
+        [(f"./train/r_{i}", f"train/r_{i}.png", eyes[i], {}) for i in range(3)],
+        {"camera_angle_x": 0.7},
+        name="transforms_train.json",
+    )
+    make_nerf(
+        root,
+        [(f"./test/r_{i}", f"test/r_{i}.png", eyes[3 + i], {}) for i in range(2)],
+        {"camera_angle_x": 0.7},
+        name="transforms_test.json",
+    )
     make_nerf(root, [("./val/r_0", "val/r_0.png", eyes[0], {})], {"camera_angle_x": 0.7}, name="transforms_val.json")
     s = load_scene(root, eval=True, progress=False, cache_dir=tmp_path / "c")
     assert [v.name for v in s.train] == ["train_r_0", "train_r_1", "train_r_2"]  # stems clash -> folder prefix
@@ -162,7 +174,9 @@ def test_split_files_and_names(tmp_path):
 
 
 def test_nan_pose_names_file_and_frame(tmp_path):
-    p = make_nerf(tmp_path, [(f"im/{i}.png", f"im/{i}.png", e, {}) for i, e in enumerate(ring_eyes(3))], {"camera_angle_x": 0.8})
+    p = make_nerf(
+        tmp_path, [(f"im/{i}.png", f"im/{i}.png", e, {}) for i, e in enumerate(ring_eyes(3))], {"camera_angle_x": 0.8}
+    )
     meta = json.loads(p.read_text())
     meta["frames"][1]["transform_matrix"][0][3] = float("nan")
     p.write_text(json.dumps(meta))  # json.dumps writes NaN, which Python's json reads back
@@ -186,10 +200,23 @@ def test_ply_points(tmp_path, fmt):
         "property float nx\nproperty uchar red\nproperty uchar green\nproperty uchar blue\nend_header\n"
     )
     if fmt == "ascii":
-        body = "".join(f"{a[0]!r} {a[1]!r} {a[2]!r} 0 {c[0]} {c[1]} {c[2]}\n" for a, c in zip(xyz.tolist(), rgb.tolist())).encode()
+        body = "".join(
+            f"{a[0]!r} {a[1]!r} {a[2]!r} 0 {c[0]} {c[1]} {c[2]}\n" for a, c in zip(xyz.tolist(), rgb.tolist())
+        ).encode()
     else:
         o = "<" if fmt == "binary_little_endian" else ">"
-        rec = np.zeros(7, [("x", o + "f4"), ("y", o + "f4"), ("z", o + "f4"), ("nx", o + "f4"), ("r", "u1"), ("g", "u1"), ("b", "u1")])
+        rec = np.zeros(
+            7,
+            [
+                ("x", o + "f4"),
+                ("y", o + "f4"),
+                ("z", o + "f4"),
+                ("nx", o + "f4"),
+                ("r", "u1"),
+                ("g", "u1"),
+                ("b", "u1"),
+            ],
+        )
         rec["x"], rec["y"], rec["z"] = xyz.T
         rec["r"], rec["g"], rec["b"] = rgb.T
         body = rec.tobytes()
@@ -205,24 +232,29 @@ def test_ply_points_colour_types_element_order_and_errors(tmp_path):
     rec = np.zeros(3, [("x", "f8"), ("y", "f8"), ("z", "f8"), ("red", "u2"), ("green", "u2"), ("blue", "u2")])
     rec["x"], rec["red"], rec["blue"] = [1, 2, 3], [65535, 0, 13107], [0, 65535, 0]
     faces = np.array([([0, 1, 2],)], [("vertex_indices", "O")])
-    plyfile.PlyData([plyfile.PlyElement.describe(faces, "face"), plyfile.PlyElement.describe(rec, "vertex")],
-                    byte_order=">").write(str(tmp_path / "u16.ply"))
+    plyfile.PlyData(
+        [plyfile.PlyElement.describe(faces, "face"), plyfile.PlyElement.describe(rec, "vertex")], byte_order=">"
+    ).write(str(tmp_path / "u16.ply"))
     xyz, rgb = read_ply_points(tmp_path / "u16.ply")
     np.testing.assert_array_equal(xyz[:, 0], [1, 2, 3])
     np.testing.assert_allclose(rgb, [[1, 0, 0], [0, 0, 1], [0.2, 0, 0]], atol=1e-7)
     frec = np.array([(0.0, 1.0, 2.0, 0.25, 0.5, 1.5)], [(k, "f4") for k in ("x", "y", "z", "r", "g", "b")])
     plyfile.PlyData([plyfile.PlyElement.describe(frec, "vertex")], text=True).write(str(tmp_path / "f.ply"))
     np.testing.assert_allclose(read_ply_points(tmp_path / "f.ply")[1], [[0.25, 0.5, 1.0]])
-    plyfile.PlyData([plyfile.PlyElement.describe(frec[["x", "y", "z"]].astype([(k, "f4") for k in "xyz"]), "vertex")]
-                    ).write(str(tmp_path / "plain.ply"))
+    plyfile.PlyData(
+        [plyfile.PlyElement.describe(frec[["x", "y", "z"]].astype([(k, "f4") for k in "xyz"]), "vertex")]
+    ).write(str(tmp_path / "plain.ply"))
     assert read_ply_points(tmp_path / "plain.ply")[1] is None
     head = "ply\nformat binary_little_endian 1.0\nelement vertex 4\nproperty float x\nproperty float y\nproperty float z\nend_header\n"
     bad = {
         "trunc.ply": (head.encode() + bytes(20), "truncated"),
         "noxyz.ply": (b"ply\nformat ascii 1.0\nelement vertex 1\nproperty float u\nend_header\n1\n", "no x, y, z"),
         "junk.ply": (b"PK\x03\x04", "not a PLY"),
-        "text.ply": (b"ply\nformat ascii 1.0\nelement vertex 1\nproperty float x\nproperty float y\nproperty float z\n"
-                     b"end_header\n1 2 nan?\n", "malformed"),
+        "text.ply": (
+            b"ply\nformat ascii 1.0\nelement vertex 1\nproperty float x\nproperty float y\nproperty float z\n"
+            b"end_header\n1 2 nan?\n",
+            "malformed",
+        ),
     }
     for name, (raw, what) in bad.items():
         (tmp_path / name).write_bytes(raw)
@@ -232,7 +264,9 @@ def test_ply_points_colour_types_element_order_and_errors(tmp_path):
 
 
 def test_points3d_ply_loaded_into_scene(tmp_path):
-    make_nerf(tmp_path, [(f"im/{i}.png", f"im/{i}.png", e, {}) for i, e in enumerate(ring_eyes(2))], {"camera_angle_x": 0.8})
+    make_nerf(
+        tmp_path, [(f"im/{i}.png", f"im/{i}.png", e, {}) for i, e in enumerate(ring_eyes(2))], {"camera_angle_x": 0.8}
+    )
     (tmp_path / "points3d.ply").write_text(
         "ply\nformat ascii 1.0\nelement vertex 2\nproperty float x\nproperty float y\nproperty float z\n"
         "property uchar red\nproperty uchar green\nproperty uchar blue\nend_header\n1 2 3 255 0 0\n-1 0 0.5 0 51 255\n"
@@ -266,7 +300,9 @@ def test_fox_transforms_parsing():
         np.testing.assert_allclose(R @ R.T, np.eye(3), atol=1e-5)
         assert np.linalg.det(R) == pytest.approx(1.0, abs=1e-5)
         c2w = by_path[f.key]
-        np.testing.assert_allclose(camera_center(f.viewmat), c2w[:3, 3], atol=1e-5)  # same camera centre (fox R is orthonormal to ~1e-7)
+        np.testing.assert_allclose(
+            camera_center(f.viewmat), c2w[:3, 3], atol=1e-5
+        )  # same camera centre (fox R is orthonormal to ~1e-7)
         np.testing.assert_allclose(R.T[:, 2], -c2w[:3, 2], atol=1e-5)  # OpenCV forward = OpenGL -z
 
 
@@ -287,7 +323,9 @@ def test_fox_loads(tmp_path):
         assert 0.0 <= v.image.min() and v.image.max() <= 1.0 and v.image.std() > 0.02
     K = s.train[0].K
     # K scaled by 270/1080 = 0.25; the undistorted pinhole may zoom slightly (< 5 %) to crop invalid borders
-    assert K[0, 0] == pytest.approx(meta["fl_x"] * 0.25, rel=0.05) and K[1, 1] == pytest.approx(meta["fl_y"] * 0.25, rel=0.05)
+    assert K[0, 0] == pytest.approx(meta["fl_x"] * 0.25, rel=0.05) and K[1, 1] == pytest.approx(
+        meta["fl_y"] * 0.25, rel=0.05
+    )
     assert K[0, 2] == pytest.approx(meta["cx"] * 0.25, abs=10) and K[1, 2] == pytest.approx(meta["cy"] * 0.25, abs=10)
     centres = camera_center(np.stack([v.viewmat for v in s.train]))
     assert s.extent == pytest.approx(1.1 * np.linalg.norm(centres - centres.mean(0), axis=1).max(), rel=1e-5)

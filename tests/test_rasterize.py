@@ -62,7 +62,7 @@ def make_scene(n, d, width, height, seed, kind="mixed"):
         log_s = rng.uniform(-4.5, -3.5, (n, 3))
     elif kind == "huge":
         log_s[: n // 3] = rng.uniform(0.5, 2.0, (n // 3, 3))
-        log_s[n // 3: 2 * n // 3] = rng.uniform(-10, -8, (2 * n // 3 - n // 3, 3))
+        log_s[n // 3 : 2 * n // 3] = rng.uniform(-10, -8, (2 * n // 3 - n // 3, 3))
     x = (u - K[0, 2]) / K[0, 0] * z
     y = (v - K[1, 2]) / K[1, 1] * z
     pc = np.stack([x, y, z], 1)
@@ -70,10 +70,18 @@ def make_scene(n, d, width, height, seed, kind="mixed"):
     means = pc @ Vinv[:3, :3].T + Vinv[:3, 3]
     quats = rng.normal(size=(n, 4)) * rng.uniform(0.5, 2.0, (n, 1))
     t = lambda a: torch.tensor(np.asarray(a), dtype=torch.float32)  # noqa: E731
-    return dict(means=t(means.reshape(n, 3)), quats=t(quats.reshape(n, 4)),
-                scales=t(np.exp(log_s).reshape(n, 3)), opacities=t(opac),
-                features=t(rng.uniform(0, 1, (n, d))), viewmat=t(V), K=t(K),
-                width=width, height=height, background=t(rng.uniform(0, 1, d)))
+    return dict(
+        means=t(means.reshape(n, 3)),
+        quats=t(quats.reshape(n, 4)),
+        scales=t(np.exp(log_s).reshape(n, 3)),
+        opacities=t(opac),
+        features=t(rng.uniform(0, 1, (n, d))),
+        viewmat=t(V),
+        K=t(K),
+        width=width,
+        height=height,
+        background=t(rng.uniform(0, 1, d)),
+    )
 
 
 GRAD_KEYS = ["means", "quats", "scales", "opacities", "features", "background"]
@@ -90,12 +98,24 @@ def run_both(scene, use_bg=True, seed=0):
     wd = (torch.rand(h, w, 1, generator=g, dtype=torch.float64) - 0.5) * 0.1
     res = []
     for dtype, fn in ((torch.float32, rasterize), (torch.float64, ref.render)):
-        inp = {k: scene[k].to(dtype).clone().requires_grad_(k in GRAD_KEYS) for k in
-               ["means", "quats", "scales", "opacities", "features", "viewmat", "K", "background"]}
+        inp = {
+            k: scene[k].to(dtype).clone().requires_grad_(k in GRAD_KEYS)
+            for k in ["means", "quats", "scales", "opacities", "features", "viewmat", "K", "background"]
+        }
         if not use_bg:
             inp["background"] = None
-        out = fn(inp["means"], inp["quats"], inp["scales"], inp["opacities"], inp["features"],
-                 inp["viewmat"], inp["K"], w, h, background=inp["background"])
+        out = fn(
+            inp["means"],
+            inp["quats"],
+            inp["scales"],
+            inp["opacities"],
+            inp["features"],
+            inp["viewmat"],
+            inp["K"],
+            w,
+            h,
+            background=inp["background"],
+        )
         if isinstance(out, dict):
             image, alpha, depth, radii, m2d = (out[k] for k in ("image", "alpha", "depth", "radii", "means2d"))
         else:
@@ -144,16 +164,23 @@ def test_empty_and_all_culled():
     scene = make_scene(50, 3, 40, 30, 7)
     bg = scene["background"].clone().requires_grad_(True)
     for n in (0, 50):
-        s = {k: (v[:n] if isinstance(v, torch.Tensor) and k in ("means", "quats", "scales", "opacities", "features") else v)
-             for k, v in scene.items()}
+        s = {
+            k: (
+                v[:n]
+                if isinstance(v, torch.Tensor) and k in ("means", "quats", "scales", "opacities", "features")
+                else v
+            )
+            for k, v in scene.items()
+        }
         means = s["means"].clone()
         if n:  # move everything behind the camera
             Vinv = torch.linalg.inv(s["viewmat"].double())
             behind = Vinv[:3, :3] @ torch.tensor([0.1, 0.0, -2.0], dtype=torch.float64) + Vinv[:3, 3]
             means = behind.float().expand(n, 3).contiguous()
         means.requires_grad_(True)
-        out = rasterize(means, s["quats"], s["scales"], s["opacities"], s["features"],
-                        s["viewmat"], s["K"], 40, 30, background=bg)
+        out = rasterize(
+            means, s["quats"], s["scales"], s["opacities"], s["features"], s["viewmat"], s["K"], 40, 30, background=bg
+        )
         assert torch.allclose(out.image, bg.detach().expand(30, 40, 3))
         assert float(out.alpha.detach().abs().max()) == 0.0 and float(out.depth.detach().abs().max()) == 0.0
         assert int(out.radii.abs().max()) == 0 if n else out.radii.shape == (0,)
@@ -164,25 +191,30 @@ def test_empty_and_all_culled():
 
 
 def _args(scene):
-    return [scene[k] for k in ("means", "quats", "scales", "opacities", "features", "viewmat", "K")] + \
-        [scene["width"], scene["height"]]
+    return [scene[k] for k in ("means", "quats", "scales", "opacities", "features", "viewmat", "K")] + [
+        scene["width"],
+        scene["height"],
+    ]
 
 
-@pytest.mark.parametrize("idx,bad,word", [
-    (0, lambda t: t[:, :2], "means"),
-    (0, lambda t: t.double(), "means"),
-    (1, lambda t: t[:-1], "quats"),
-    (1, lambda t: torch.zeros_like(t), "quats"),
-    (2, lambda t: t.clone().fill_(float("nan")), "scales"),
-    (3, lambda t: t[:, None], "opacities"),
-    (4, lambda t: t[:, :0], "features"),
-    (4, lambda t: t.clone().index_fill_(0, torch.tensor([3]), float("inf")), "features"),
-    (5, lambda t: t[:3], "viewmat"),
-    (6, lambda t: t.numpy(), "K"),
-    (7, lambda v: 0, "width"),
-    (8, lambda v: -5, "height"),
-    (7, lambda v: 12.5, "width"),
-])
+@pytest.mark.parametrize(
+    "idx,bad,word",
+    [
+        (0, lambda t: t[:, :2], "means"),
+        (0, lambda t: t.double(), "means"),
+        (1, lambda t: t[:-1], "quats"),
+        (1, lambda t: torch.zeros_like(t), "quats"),
+        (2, lambda t: t.clone().fill_(float("nan")), "scales"),
+        (3, lambda t: t[:, None], "opacities"),
+        (4, lambda t: t[:, :0], "features"),
+        (4, lambda t: t.clone().index_fill_(0, torch.tensor([3]), float("inf")), "features"),
+        (5, lambda t: t[:3], "viewmat"),
+        (6, lambda t: t.numpy(), "K"),
+        (7, lambda v: 0, "width"),
+        (8, lambda v: -5, "height"),
+        (7, lambda v: 12.5, "width"),
+    ],
+)
 def test_bad_inputs(idx, bad, word):
     scene = make_scene(20, 3, 32, 24, 8)
     args = _args(scene)
@@ -211,7 +243,11 @@ def test_contributions_and_dominant(kind, seed):
     cam = _args(scene)[:4] + _args(scene)[5:]
     rng = np.random.default_rng(seed)
     # blocky labels with 5 classes, one of which (label 5) is absent when num_labels=7
-    lab = torch.tensor(rng.integers(0, 5, (h // 8 + 1, w // 8 + 1))).repeat_interleave(8, 0).repeat_interleave(8, 1)[:h, :w]
+    lab = (
+        torch.tensor(rng.integers(0, 5, (h // 8 + 1, w // 8 + 1)))
+        .repeat_interleave(8, 0)
+        .repeat_interleave(8, 1)[:h, :w]
+    )
     lab[::7, ::5] = 6
     means = scene["means"].clone().requires_grad_(True)
     cam_g = [means] + cam[1:]
@@ -220,8 +256,9 @@ def test_contributions_and_dominant(kind, seed):
     assert c.dtype == torch.float32 and c.shape == (n, 7) and not c.requires_grad
     assert c7.shape == (n, 9) and float(c7[:, 7:].abs().max()) == 0.0
     with torch.no_grad():
-        proj = ref.project(*(scene[k].double() for k in ("means", "quats", "scales", "viewmat", "K")),
-                           w, h, 0.01, 1e10, 0.3)
+        proj = ref.project(
+            *(scene[k].double() for k in ("means", "quats", "scales", "viewmat", "K")), w, h, 0.01, 1e10, 0.3
+        )
         wts, _ = ref.blend_weights(proj, scene["opacities"].double(), w, h)
     onehot = torch.nn.functional.one_hot(lab.reshape(-1), 7).double()
     assert_close(c, wts.T @ onehot, "contributions")
@@ -243,10 +280,22 @@ def test_thread_count_invariance():
     try:
         for nt in sorted({1, min(2, numba.config.NUMBA_NUM_THREADS)}):
             numba.set_num_threads(nt)
-            inp = {k: scene[k].clone().requires_grad_(k in GRAD_KEYS) for k in
-                   ["means", "quats", "scales", "opacities", "features", "background"]}
-            out = rasterize(inp["means"], inp["quats"], inp["scales"], inp["opacities"], inp["features"],
-                            scene["viewmat"], scene["K"], 150, 110, background=inp["background"])
+            inp = {
+                k: scene[k].clone().requires_grad_(k in GRAD_KEYS)
+                for k in ["means", "quats", "scales", "opacities", "features", "background"]
+            }
+            out = rasterize(
+                inp["means"],
+                inp["quats"],
+                inp["scales"],
+                inp["opacities"],
+                inp["features"],
+                scene["viewmat"],
+                scene["K"],
+                150,
+                110,
+                background=inp["background"],
+            )
             (out.image.square().sum() + out.alpha.sum() + out.depth.sum()).backward()
             results.append([out.image, out.alpha, out.depth, out.means2d.grad] + [inp[k].grad for k in GRAD_KEYS])
     finally:
@@ -278,18 +327,42 @@ def test_both_gaussian_evaluation_paths():
     from gsgroup.render.rasterize import _Frame
 
     scene = make_scene(400, 3, 64, 48, 13, "mixed")
-    fr = _Frame(scene["means"], scene["quats"], scene["scales"], scene["opacities"], scene["viewmat"],
-                scene["K"], 64, 48, 0.01, 1e10, 0.0)
+    fr = _Frame(
+        scene["means"],
+        scene["quats"],
+        scene["scales"],
+        scene["opacities"],
+        scene["viewmat"],
+        scene["K"],
+        64,
+        48,
+        0.01,
+        1e10,
+        0.0,
+    )
     used = (fr.ntiles > 0) & (fr.gp[:, kn.GEX] >= 0)
     rec = fr.gp[used, kn.GREC]
     assert (rec == 0).any() and (rec == 1).any()
     h, w = 48, 64
     outs = []
     for dtype, fn in ((torch.float32, rasterize), (torch.float64, ref.render)):
-        inp = {k: scene[k].to(dtype).clone().requires_grad_(k in GRAD_KEYS) for k in
-               ["means", "quats", "scales", "opacities", "features", "viewmat", "K", "background"]}
-        out = fn(inp["means"], inp["quats"], inp["scales"], inp["opacities"], inp["features"],
-                 inp["viewmat"], inp["K"], w, h, background=inp["background"], eps2d=0.0)
+        inp = {
+            k: scene[k].to(dtype).clone().requires_grad_(k in GRAD_KEYS)
+            for k in ["means", "quats", "scales", "opacities", "features", "viewmat", "K", "background"]
+        }
+        out = fn(
+            inp["means"],
+            inp["quats"],
+            inp["scales"],
+            inp["opacities"],
+            inp["features"],
+            inp["viewmat"],
+            inp["K"],
+            w,
+            h,
+            background=inp["background"],
+            eps2d=0.0,
+        )
         image = out["image"] if isinstance(out, dict) else out.image
         image.double().square().sum().backward()
         outs.append((image, {k: inp[k].grad for k in GRAD_KEYS}))
@@ -319,20 +392,42 @@ def test_geometry_grad_channels_detaches_identity_channels():
     wi = torch.rand(h, w, 19, generator=g, dtype=torch.float64) - 0.3
     keys = ["means", "quats", "scales", "opacities", "features", "background"]
     fast = {k: scene[k].clone().requires_grad_(True) for k in keys}
-    out = rasterize(fast["means"], fast["quats"], fast["scales"], fast["opacities"], fast["features"],
-                    scene["viewmat"], scene["K"], w, h, background=fast["background"], geometry_grad_channels=3)
+    out = rasterize(
+        fast["means"],
+        fast["quats"],
+        fast["scales"],
+        fast["opacities"],
+        fast["features"],
+        scene["viewmat"],
+        scene["K"],
+        w,
+        h,
+        background=fast["background"],
+        geometry_grad_channels=3,
+    )
     (out.image.double() * wi).sum().backward()
 
     slow = {k: scene[k].double().clone().requires_grad_(True) for k in keys}
     geom = [slow[k] for k in ("means", "quats", "scales", "opacities")]
     V, K = scene["viewmat"].double(), scene["K"].double()
     rgb = ref.render(*geom, slow["features"][:, :3], V, K, w, h, background=slow["background"][:3])["image"]
-    ids = ref.render(*[x.detach() for x in geom], slow["features"][:, 3:], V, K, w, h,
-                     background=slow["background"][3:])["image"]
+    ids = ref.render(
+        *[x.detach() for x in geom], slow["features"][:, 3:], V, K, w, h, background=slow["background"][3:]
+    )["image"]
     ((rgb * wi[..., :3]).sum() + (ids * wi[..., 3:]).sum()).backward()
     assert_close(out.image, torch.cat([rgb, ids], -1), "image")
     for k in keys:
         assert_close(fast[k].grad, slow[k].grad, k)
     with pytest.raises(ValueError, match="geometry_grad_channels"):
-        rasterize(fast["means"], fast["quats"], fast["scales"], fast["opacities"], fast["features"],
-                  scene["viewmat"], scene["K"], w, h, geometry_grad_channels=20)
+        rasterize(
+            fast["means"],
+            fast["quats"],
+            fast["scales"],
+            fast["opacities"],
+            fast["features"],
+            scene["viewmat"],
+            scene["K"],
+            w,
+            h,
+            geometry_grad_channels=20,
+        )

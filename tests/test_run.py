@@ -4,7 +4,6 @@ from __future__ import annotations
 
 import json
 import re
-from dataclasses import fields
 from pathlib import Path
 
 import numpy as np
@@ -28,8 +27,15 @@ def tiny_gaussians(n=20, labels=None):
     g = torch.Generator().manual_seed(0)
     quats = torch.zeros(n, 4)
     quats[:, 0] = 1
-    return Gaussians(torch.randn(n, 3, generator=g), quats, torch.full((n, 3), -2.0), torch.zeros(n),
-                     torch.rand(n, 1, 3, generator=g), torch.zeros(n, 0, 3), torch.zeros(n, 16))
+    return Gaussians(
+        torch.randn(n, 3, generator=g),
+        quats,
+        torch.full((n, 3), -2.0),
+        torch.zeros(n),
+        torch.rand(n, 1, 3, generator=g),
+        torch.zeros(n, 0, 3),
+        torch.zeros(n, 16),
+    )
 
 
 def test_config_round_trip_and_old_layout(tmp_path):
@@ -40,7 +46,9 @@ def test_config_round_trip_and_old_layout(tmp_path):
     old["lambda_2d"] = 0.5
     del old["env_sh_degree"]
     got = TrainConfig.from_dict(old)
-    assert got.identity == IdentityConfig(lambda_2d=0.5) and got.env_sh_degree == -1 and got.densify == cfg.train.densify
+    assert (
+        got.identity == IdentityConfig(lambda_2d=0.5) and got.env_sh_degree == -1 and got.densify == cfg.train.densify
+    )
     with pytest.raises(InputError, match=r"unknown keys \['colour'\]"):
         TrainConfig.from_dict({**cfg.to_dict()["train"], "colour": 1})
     with pytest.raises(InputError, match="has no data.path"):
@@ -92,8 +100,23 @@ def test_cli_defaults_are_the_configs():
     cfg = run_config_from_args(args)
     assert cfg.train == TrainConfig.for_length(TrainConfig.iterations)
     assert cfg.data == DataConfig(str(Path("data").resolve()))
-    args = build_parser().parse_args(["train", "d", "--out", "r", "--no-densify", "--max-gaussians", "9", "--id-dim",
-                                      "8", "--sh-degree", "1", "--no-environment", "--white-background"])
+    args = build_parser().parse_args(
+        [
+            "train",
+            "d",
+            "--out",
+            "r",
+            "--no-densify",
+            "--max-gaussians",
+            "9",
+            "--id-dim",
+            "8",
+            "--sh-degree",
+            "1",
+            "--no-environment",
+            "--white-background",
+        ]
+    )
     t = run_config_from_args(args).train
     assert (t.densify.densify_until, t.densify.max_gaussians, t.identity.id_dim, t.sh_degree) == (0, 9, 8, 1)
     assert t.env_sh_degree == -1 and t.background == (1.0, 1.0, 1.0)

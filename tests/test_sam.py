@@ -32,13 +32,32 @@ def tiny_sam(seed=0, img=64):
     torch.manual_seed(seed)
     patch, dim = 16, 32
     return Sam(
-        image_encoder=ImageEncoderViT(img_size=img, patch_size=patch, embed_dim=dim, depth=1, num_heads=2, mlp_ratio=2.0,
-                                      out_chans=dim, qkv_bias=True, norm_layer=partial(torch.nn.LayerNorm, eps=1e-6)),
-        prompt_encoder=PromptEncoder(embed_dim=dim, image_embedding_size=(img // patch, img // patch),
-                                     input_image_size=(img, img), mask_in_chans=4),
-        mask_decoder=MaskDecoder(num_multimask_outputs=3, transformer_dim=dim, iou_head_depth=2, iou_head_hidden_dim=16,
-                                 transformer=TwoWayTransformer(depth=1, embedding_dim=dim, mlp_dim=32, num_heads=2)),
-        pixel_mean=[123.675, 116.28, 103.53], pixel_std=[58.395, 57.12, 57.375],
+        image_encoder=ImageEncoderViT(
+            img_size=img,
+            patch_size=patch,
+            embed_dim=dim,
+            depth=1,
+            num_heads=2,
+            mlp_ratio=2.0,
+            out_chans=dim,
+            qkv_bias=True,
+            norm_layer=partial(torch.nn.LayerNorm, eps=1e-6),
+        ),
+        prompt_encoder=PromptEncoder(
+            embed_dim=dim,
+            image_embedding_size=(img // patch, img // patch),
+            input_image_size=(img, img),
+            mask_in_chans=4,
+        ),
+        mask_decoder=MaskDecoder(
+            num_multimask_outputs=3,
+            transformer_dim=dim,
+            iou_head_depth=2,
+            iou_head_hidden_dim=16,
+            transformer=TwoWayTransformer(depth=1, embedding_dim=dim, mlp_dim=32, num_heads=2),
+        ),
+        pixel_mean=[123.675, 116.28, 103.53],
+        pixel_std=[58.395, 57.12, 57.375],
     ).eval(), sa
 
 
@@ -92,12 +111,16 @@ def test_driver_without_checkpoint_fails_before_reading_images(tmp_path):
 
     (tmp_path / "data").mkdir()  # not even a dataset: the SAM options are checked first
     with pytest.raises(InputError, match="sam_vit_h_4b8939.pth"):
-        generate_masks(tmp_path / "data", tmp_path / "out", source="sam", sam=SamOptions(checkpoint=None), progress=False)
+        generate_masks(
+            tmp_path / "data", tmp_path / "out", source="sam", sam=SamOptions(checkpoint=None), progress=False
+        )
 
 
 def test_missing_package_error(monkeypatch):
     real = importlib.util.find_spec
-    monkeypatch.setattr(importlib.util, "find_spec", lambda name, *a: None if name == "segment_anything" else real(name, *a))
+    monkeypatch.setattr(
+        importlib.util, "find_spec", lambda name, *a: None if name == "segment_anything" else real(name, *a)
+    )
     monkeypatch.delitem(sys.modules, "segment_anything", raising=False)
     with pytest.raises(InputError, match="pip install segment-anything"):
         sam_mod.import_segment_anything()
@@ -181,7 +204,9 @@ def test_tiny_sam_end_to_end_through_driver(tmp_path):
     seg = SamSegmenter(opts, model=model)
     assert isinstance(seg.generator, sa.SamAutomaticMaskGenerator)
     scene = make_scene(tmp_path / "scene", width=48, height=36, n_views=2, progress=False)
-    summary = generate_masks(scene, tmp_path / "out", source="sam", segmenter=seg, cache_dir=tmp_path / "c", progress=False)
+    summary = generate_masks(
+        scene, tmp_path / "out", source="sam", segmenter=seg, cache_dir=tmp_path / "c", progress=False
+    )
     assert summary["views"] == 2
     views = load_scene(scene, cache_dir=tmp_path / "c", progress=False).train
     for v in views:

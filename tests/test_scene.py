@@ -29,7 +29,8 @@ def make_colmap(root: Path, n=5, size=(41, 31), camera=None, n_points=10, binary
         (root / "images" / name).parent.mkdir(parents=True, exist_ok=True)
         cv2.imwrite(str(root / "images" / name), rng.integers(0, 256, (h, w, 3), dtype=np.uint8))
     points = {
-        j: ColmapPoint(j, rng.normal(size=3), rng.integers(0, 256, 3).astype(np.uint8), 0.1) for j in range(1, n_points + 1)
+        j: ColmapPoint(j, rng.normal(size=3), rng.integers(0, 256, 3).astype(np.uint8), 0.1)
+        for j in range(1, n_points + 1)
     }
     write_model(root / sparse, {camera.id: camera}, images, points, binary=binary)
     return camera, images, points
@@ -80,7 +81,9 @@ def test_colmap_scene_sizes_intrinsics_points(tmp_path, binary):
     ref = cv2.imread(str(data / "images" / "img_00.png"))[:, :, ::-1] / 255.0
     np.testing.assert_allclose(full.image, ref, atol=1e-6)
     # INTER_AREA downscale of the file
-    np.testing.assert_allclose(v.image, cv2.resize(ref.astype(np.float32), (w, h), interpolation=cv2.INTER_AREA), atol=1e-5)
+    np.testing.assert_allclose(
+        v.image, cv2.resize(ref.astype(np.float32), (w, h), interpolation=cv2.INTER_AREA), atol=1e-5
+    )
     ids = sorted(points)
     np.testing.assert_allclose(s.points, np.array([points[i].xyz for i in ids]), rtol=1e-6)
     np.testing.assert_allclose(s.colors, np.array([points[i].rgb for i in ids]) / 255.0, atol=1e-7)
@@ -151,7 +154,9 @@ def test_nerf_single_file_every_8th(tmp_path):
     (tmp_path / "transforms.json").write_text(json.dumps({"camera_angle_x": 1.0, "frames": frames}))
     s = load_scene(tmp_path, eval=True, progress=False)
     assert [v.name for v in s.test] == ["f0", "f8"]
-    np.testing.assert_allclose(s.train[0].viewmat, look_at(ring_eyes(9)[1], (0.0, 0.0, 0.0)), atol=1e-6)  # round trip of the convention
+    np.testing.assert_allclose(
+        s.train[0].viewmat, look_at(ring_eyes(9)[1], (0.0, 0.0, 0.0)), atol=1e-6
+    )  # round trip of the convention
 
 
 # ----------------------------------------------------------------------------- undistortion
@@ -266,9 +271,19 @@ def test_nerf_distortion_undistorted(tmp_path):
     write_dots(data / "images" / "a.png")
     c2w = np.eye(4)
     c2w[2, 3] = 3.0
-    meta = {"fl_x": K0[0, 0], "fl_y": K0[1, 1], "cx": K0[0, 2], "cy": K0[1, 2], "w": W, "h": H,
-            "k1": DIST[0], "k2": DIST[1], "p1": DIST[2], "p2": DIST[3],
-            "frames": [{"file_path": "images/a", "transform_matrix": c2w.tolist()}]}
+    meta = {
+        "fl_x": K0[0, 0],
+        "fl_y": K0[1, 1],
+        "cx": K0[0, 2],
+        "cy": K0[1, 2],
+        "w": W,
+        "h": H,
+        "k1": DIST[0],
+        "k2": DIST[1],
+        "p1": DIST[2],
+        "p2": DIST[3],
+        "frames": [{"file_path": "images/a", "transform_matrix": c2w.tolist()}],
+    }
     (data / "transforms.json").write_text(json.dumps(meta))
     before = snapshot(data)
     v = load_scene(data, cache_dir=tmp_path / "cache", progress=False).train[0]

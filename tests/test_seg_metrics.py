@@ -10,13 +10,18 @@ import pytest
 
 from gsgroup.errors import InputError
 from gsgroup.segment.metrics import (
-    boundary_iou, evaluate_segmentation, iou, load_gt_dir, mask_to_boundary, match_ids,
+    boundary_iou,
+    evaluate_segmentation,
+    iou,
+    load_gt_dir,
+    mask_to_boundary,
+    match_ids,
 )
 
 
 def square(h, w, r0, c0, s):
     m = np.zeros((h, w), bool)
-    m[r0:r0 + s, c0:c0 + s] = True
+    m[r0 : r0 + s, c0 : c0 + s] = True
     return m
 
 
@@ -61,7 +66,7 @@ def test_permuted_ids_match_back_exactly():
         g = np.zeros((40, 50), np.int32)
         for k in range(1, 7):
             r, c = rng.integers(0, 30), rng.integers(0, 40)
-            g[r:r + 10, c:c + 10] = k
+            g[r : r + 10, c : c + 10] = k
         gts.append(g)
     perm = {0: 11, 1: 5, 2: 99, 3: 0, 4: 2, 5: 40, 6: 3}
     preds = {f"v{i}": np.vectorize(perm.get)(g) for i, g in enumerate(gts)}
@@ -79,8 +84,8 @@ def test_evaluate_segmentation_values():
     gt[0:10, 0:10] = 1
     gt[10:20, 10:20] = 2
     pred = np.zeros((20, 20), np.int32)
-    pred[0:10, 0:5] = 4      # half of object 1
-    pred[10:20, 10:20] = 8   # all of object 2
+    pred[0:10, 0:5] = 4  # half of object 1
+    pred[10:20, 10:20] = 8  # all of object 2
     res = evaluate_segmentation({"a": gt}, {"a": pred})
     objs = {o["gt_id"]: o for o in res["objects"]}
     assert objs[1]["pred_id"] == 4 and objs[1]["iou"] == pytest.approx(0.5)
@@ -123,11 +128,17 @@ def rect_and(a, b):
 
 def ring_iou(outer_a, outer_b, d):
     """Analytic IoU of two square rings (outer rectangle minus the rectangle shrunk by d)."""
+
     def inner(r):
         return ((r[0][0] + d, r[0][1] - d), (r[1][0] + d, r[1][1] - d))
+
     ia, ib = inner(outer_a), inner(outer_b)
-    inter = (rect_area(rect_and(outer_a, outer_b)) - rect_area(rect_and(outer_a, ib))
-             - rect_area(rect_and(ia, outer_b)) + rect_area(rect_and(ia, ib)))
+    inter = (
+        rect_area(rect_and(outer_a, outer_b))
+        - rect_area(rect_and(outer_a, ib))
+        - rect_area(rect_and(ia, outer_b))
+        + rect_area(rect_and(ia, ib))
+    )
     ring_a = rect_area(outer_a) - rect_area(ia)
     ring_b = rect_area(outer_b) - rect_area(ib)
     return inter / (ring_a + ring_b - inter)
@@ -179,8 +190,7 @@ def test_load_lerf_layout(tmp_path):
     root = tmp_path / "figurines"
     cup, bear, table = square(h, w, 2, 2, 3), square(h, w, 6, 8, 4), np.zeros((h, w), bool)
     table[5:, :] = True  # overlaps bear: the smaller mask (bear) wins
-    for view, prompts in {"frame_001": {"cup": cup, "bear": bear, "table": table},
-                          "frame_002": {"bear": bear}}.items():
+    for view, prompts in {"frame_001": {"cup": cup, "bear": bear, "table": table}, "frame_002": {"bear": bear}}.items():
         d = root / "test_mask" / view
         d.mkdir(parents=True)
         for name, m in prompts.items():

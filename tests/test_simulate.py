@@ -4,8 +4,7 @@ import cv2
 import numpy as np
 import pytest
 
-from gsgroup.data.simulate import (MERGE_RATE, MISS_RATE, SPLIT_RATE, disc, simulate_sam_masks,
-                                   write_simulated_masks)
+from gsgroup.data.simulate import MERGE_RATE, MISS_RATE, SPLIT_RATE, disc, simulate_sam_masks, write_simulated_masks
 from gsgroup.data.synthetic import make_scene
 from gsgroup.errors import InputError
 

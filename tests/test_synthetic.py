@@ -141,12 +141,19 @@ def test_layout_touching_pairs_touch_and_others_are_apart(seed):
     lo_b, hi_b = box.bbox()
     assert np.all(lo_s[:2] >= lo_b[:2] - 1e-9) and np.all(hi_s[:2] <= hi_b[:2] + 1e-9)
     # footprints (circles enclosing each object seen from above) of non-touching objects are apart
-    foot = {"sphere": lambda s: s[0], "ellipsoid": lambda s: max(s[:2]), "box": lambda s: np.hypot(s[0], s[1]),
-            "cylinder": lambda s: s[0], "cone": lambda s: s[0]}
+    foot = {
+        "sphere": lambda s: s[0],
+        "ellipsoid": lambda s: max(s[:2]),
+        "box": lambda s: np.hypot(s[0], s[1]),
+        "cylinder": lambda s: s[0],
+        "cone": lambda s: s[0],
+    }
     for a, b in itertools.combinations(spec.objects, 2):
         if (a.id, b.id) in spec.touching:
             continue
-        gap = np.hypot(*(np.asarray(a.centre) - np.asarray(b.centre))[:2]) - foot[a.shape](a.size) - foot[b.shape](b.size)
+        gap = (
+            np.hypot(*(np.asarray(a.centre) - np.asarray(b.centre))[:2]) - foot[a.shape](a.size) - foot[b.shape](b.size)
+        )
         assert gap > 0.05, (seed, a.name, b.name)
     assert all(o.bbox()[0][2] == pytest.approx(0.0, abs=1e-12) for o in spec.objects if o.id != 6)  # on the floor
 
@@ -173,11 +180,17 @@ def test_dataset_files_and_determinism(scene, tmp_path):
             assert (scene / "without" / str(k) / f"{s}.png").is_file()
     again = make_scene(tmp_path / "again", seed=0, width=W, height=H, n_views=NV, progress=False)
     other = make_scene(tmp_path / "other", seed=1, width=W, height=H, n_views=NV, progress=False)
-    same_img = [(scene / "images" / f"{s}.png").read_bytes() == (again / "images" / f"{s}.png").read_bytes() for s in stems]
-    same_mask = [(scene / "gt_mask" / f"{s}.png").read_bytes() == (again / "gt_mask" / f"{s}.png").read_bytes() for s in stems]
+    same_img = [
+        (scene / "images" / f"{s}.png").read_bytes() == (again / "images" / f"{s}.png").read_bytes() for s in stems
+    ]
+    same_mask = [
+        (scene / "gt_mask" / f"{s}.png").read_bytes() == (again / "gt_mask" / f"{s}.png").read_bytes() for s in stems
+    ]
     assert all(same_img) and all(same_mask)
     assert (scene / "sparse/0/points3D.bin").read_bytes() == (again / "sparse/0/points3D.bin").read_bytes()
-    assert not any((scene / "images" / f"{s}.png").read_bytes() == (other / "images" / f"{s}.png").read_bytes() for s in stems)
+    assert not any(
+        (scene / "images" / f"{s}.png").read_bytes() == (other / "images" / f"{s}.png").read_bytes() for s in stems
+    )
 
 
 def test_refuses_foreign_nonempty_folder_and_replaces_own(tmp_path):

@@ -8,8 +8,8 @@ import torch
 
 from gsgroup.data.scene import load_scene
 from gsgroup.data.synthetic import make_scene
-from gsgroup.train.densify import Densifier, DensifyConfig, append_gaussians
 from gsgroup.train.config import TrainConfig
+from gsgroup.train.densify import Densifier, DensifyConfig, append_gaussians
 from gsgroup.train.trainer import Trainer, render_view
 
 
@@ -21,7 +21,9 @@ def scene(tmp_path_factory):
 
 
 def cfg(**kw):
-    return TrainConfig(iterations=30, densify=DensifyConfig(densify_from=5, densify_until=25, densify_every=10, reset_every=1000), **kw)
+    return TrainConfig(
+        iterations=30, densify=DensifyConfig(densify_from=5, densify_until=25, densify_every=10, reset_every=1000), **kw
+    )
 
 
 def test_training_is_deterministic_and_reduces_loss(scene, tmp_path):
@@ -103,7 +105,6 @@ def test_test_psnr_is_logged_but_not_right_after_an_opacity_reset(scene, tmp_pat
     assert evaluated == [10, 30, 50, 60]  # 20 and 40 are reset steps: those wait 10 steps
     last = t.evaluate()
     assert log[-1]["test_psnr"] == pytest.approx(last["psnr"]) and log[-1]["test_ssim"] == pytest.approx(last["ssim"])
-
 
 
 def test_gaussians_no_training_view_sees_are_pruned(scene, tmp_path):

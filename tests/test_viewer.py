@@ -16,14 +16,13 @@ import pytest
 import torch
 
 from gsgroup.errors import InputError
-from gsgroup.fileio import write_json
 from gsgroup.geometry import look_at, quat_to_rotmat, rotmat_to_quat
-from gsgroup.model import Gaussians, load_ply, save_ply
+from gsgroup.model import Gaussians, load_ply
 from gsgroup.model.sh import rgb_to_sh
 from gsgroup.run import DataConfig, Run, RunConfig
+from gsgroup.segment.identity import IdentityClassifier
 from gsgroup.segment.segmentation import Segmentation
 from gsgroup.train.config import TrainConfig
-from gsgroup.segment.identity import IdentityClassifier
 from gsgroup.viewer import splats
 from gsgroup.viewer.state import ViewerState, open_run
 
@@ -79,6 +78,7 @@ def run(tmp_path_factory) -> Path:
 
 # ----------------------------------------------------------------------------- picking
 
+
 def _brute_force_pick(act, o, d, visible, max_sigma=2.0, min_alpha=0.5, samples=4000):
     """Reference: march the ray densely, nearest-in-front candidate by sampled Mahalanobis minimum."""
     d = np.asarray(d, float) / np.linalg.norm(d)
@@ -89,7 +89,7 @@ def _brute_force_pick(act, o, d, visible, max_sigma=2.0, min_alpha=0.5, samples=
         x = (pts - act["means"][i]) @ act["R"][i] / act["sigma"][i]
         m2 = (x * x).sum(1)
         j = int(np.argmin(m2))
-        if m2[j] < max_sigma ** 2 and 0 < j < samples - 1:
+        if m2[j] < max_sigma**2 and 0 < j < samples - 1:
             best.append((ts[j], i, m2[j]))
     best.sort()
     T, weights = 1.0, []
@@ -106,8 +106,12 @@ def test_pick_matches_brute_force():
     rng = np.random.default_rng(3)
     n = 60
     q = rng.normal(size=(n, 4))
-    act = {"means": rng.uniform(-1, 1, (n, 3)) + [0, 0, 4], "R": quat_to_rotmat(q),
-           "sigma": rng.uniform(0.05, 0.3, (n, 3)), "opacity": rng.uniform(0.2, 0.95, n)}
+    act = {
+        "means": rng.uniform(-1, 1, (n, 3)) + [0, 0, 4],
+        "R": quat_to_rotmat(q),
+        "sigma": rng.uniform(0.05, 0.3, (n, 3)),
+        "opacity": rng.uniform(0.2, 0.95, n),
+    }
     vis = rng.uniform(size=n) > 0.2
     hits = 0
     for _ in range(40):
@@ -121,8 +125,12 @@ def test_pick_matches_brute_force():
 
 
 def test_pick_front_most_opaque_and_hidden():
-    act = {"means": np.array([[0, 0, 2.0], [0, 0, 4.0], [0, 0, 1.0]]), "R": np.repeat(np.eye(3)[None], 3, 0),
-           "sigma": np.full((3, 3), 0.1), "opacity": np.array([0.95, 0.95, 0.1])}
+    act = {
+        "means": np.array([[0, 0, 2.0], [0, 0, 4.0], [0, 0, 1.0]]),
+        "R": np.repeat(np.eye(3)[None], 3, 0),
+        "sigma": np.full((3, 3), 0.1),
+        "opacity": np.array([0.95, 0.95, 0.1]),
+    }
     o, d = np.zeros(3), np.array([0, 0, 1.0])
     assert splats.pick(act, o, d) == 0  # the faint one in front (alpha 0.1) does not take the click
     assert splats.pick(act, o, d, np.array([False, True, True])) == 1  # hidden ones let the ray through
@@ -144,6 +152,7 @@ def test_projection_roundtrip():
 
 
 # ----------------------------------------------------------------------------- model (no browser)
+
 
 def test_state_pick_select_edit_undo_save(run, tmp_path):
     st = ViewerState(open_run(run))
@@ -190,6 +199,7 @@ def test_state_pick_select_edit_undo_save(run, tmp_path):
 
 # ----------------------------------------------------------------------------- server errors
 
+
 def test_server_errors(run, tmp_path):
     pytest.importorskip("viser")
     from gsgroup.viewer.server import ViewerApp
@@ -198,7 +208,9 @@ def test_server_errors(run, tmp_path):
         ViewerApp(tmp_path / "missing", port=0, verbose=False)
     bad = tmp_path / "BAD"
     shutil.copytree(run, bad)
-    (bad / "point_cloud.ply").write_bytes(b"ply\nformat binary_little_endian 1.0\nelement vertex 99\nend_header\n\x00\x01")
+    (bad / "point_cloud.ply").write_bytes(
+        b"ply\nformat binary_little_endian 1.0\nelement vertex 99\nend_header\n\x00\x01"
+    )
     with pytest.raises(InputError, match="point_cloud.ply|corrupt"):
         ViewerApp(bad, port=0, verbose=False)
     trunc = tmp_path / "TRUNC"
@@ -219,8 +231,17 @@ def test_server_errors(run, tmp_path):
 # ----------------------------------------------------------------------------- a real browser
 
 CHROMIUM = shutil.which("chromium") or (Path("/usr/bin/chromium") if Path("/usr/bin/chromium").exists() else None)
-FLAGS = ["--no-sandbox", "--disable-gpu", "--disable-quic", "--no-first-run", "--disable-background-networking",
-         "--disable-component-update", "--disable-sync", "--use-angle=swiftshader", "--enable-unsafe-swiftshader"]
+FLAGS = [
+    "--no-sandbox",
+    "--disable-gpu",
+    "--disable-quic",
+    "--no-first-run",
+    "--disable-background-networking",
+    "--disable-component-update",
+    "--disable-sync",
+    "--use-angle=swiftshader",
+    "--enable-unsafe-swiftshader",
+]
 
 
 def _wait(cond, timeout=60.0, what="condition"):
@@ -240,7 +261,7 @@ def _pixel(png: bytes, x: float, y: float, r: int = 2) -> np.ndarray:
 
     img = cv2.imdecode(np.frombuffer(png, np.uint8), cv2.IMREAD_COLOR)[:, :, ::-1]
     x, y = int(round(x)), int(round(y))
-    return img[y - r:y + r + 1, x - r:x + r + 1].reshape(-1, 3).mean(0)
+    return img[y - r : y + r + 1, x - r : x + r + 1].reshape(-1, 3).mean(0)
 
 
 def test_browser_click_remove_save(run, tmp_path):
@@ -268,12 +289,18 @@ def test_browser_click_remove_save(run, tmp_path):
             # a known camera: object 2 lands left of the GUI panel
             pos, target = np.array([-0.3, -2.4, 1.4]), np.array([0.4, 0.1, 0.3])
             app.set_camera(pos, target, up=(0, 0, 1), fov_deg=50)
-            _wait(lambda: np.allclose(client.camera.position, pos, atol=1e-3)
-                  and np.allclose(client.camera.look_at, target, atol=1e-3), what="the camera pose")
+            _wait(
+                lambda: (
+                    np.allclose(client.camera.position, pos, atol=1e-3)
+                    and np.allclose(client.camera.look_at, target, atol=1e-3)
+                ),
+                what="the camera pose",
+            )
             w, h = client.camera.image_width, client.camera.image_height
             assert np.isclose(client.camera.fov, np.deg2rad(50), atol=1e-3)
-            x, y = splats.project(np.array([CENTRES[2]]), client.camera.position, client.camera.wxyz,
-                                  client.camera.fov, w, h)[0]
+            x, y = splats.project(
+                np.array([CENTRES[2]]), client.camera.position, client.camera.wxyz, client.camera.fov, w, h
+            )[0]
             box = page.locator("canvas").first.bounding_box()
             sx, sy = box["x"] + x * box["width"] / w, box["y"] + y * box["height"] / h
             assert 50 < sx < 600 and 50 < sy < 650, (sx, sy)
@@ -282,6 +309,7 @@ def test_browser_click_remove_save(run, tmp_path):
             def green():
                 c = _pixel(page.screenshot(), sx, sy)
                 return bool(c[1] > 120 and c[1] > c[0] + 50 and c[1] > c[2] + 50)
+
             _wait(green, what="the green object's splats at its projected position")
             page.screenshot(path=str(tmp_path / "viewer_rgb.png"))
 

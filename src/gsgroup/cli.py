@@ -32,9 +32,14 @@ def run_config_from_args(args) -> RunConfig:
     data = from_options(DataConfig, args, path=str(Path(args.data).resolve()), masks=_masks_dir(args))
     iterations = args.iterations or TrainConfig.iterations
     schedule = TrainConfig.for_length(iterations, densify=not args.no_densify, max_gaussians=args.max_gaussians)
-    train = from_options(TrainConfig, args, iterations=iterations, densify=schedule.densify,
-                         identity=from_options(IdentityConfig, args),
-                         background=(1.0, 1.0, 1.0) if args.white_background else TrainConfig.background)
+    train = from_options(
+        TrainConfig,
+        args,
+        iterations=iterations,
+        densify=schedule.densify,
+        identity=from_options(IdentityConfig, args),
+        background=(1.0, 1.0, 1.0) if args.white_background else TrainConfig.background,
+    )
     if args.no_environment:
         train.env_sh_degree = -1
     return RunConfig(data, train)
@@ -48,8 +53,9 @@ def cmd_train(args) -> int:
         if args.resume:
             run, summary = resume_run(args.out, iterations=args.iterations, **opts)
         else:
-            run, summary = train_run(run_config_from_args(args), args.out, force=args.force,
-                                     init_from=args.init_from, **opts)
+            run, summary = train_run(
+                run_config_from_args(args), args.out, force=args.force, init_from=args.init_from, **opts
+            )
     except KeyboardInterrupt:
         return 130
     print(json.dumps(summary))
@@ -62,13 +68,19 @@ def _add_train(sub) -> None:
     p.add_argument("data", help="COLMAP folder (images/ + sparse/0) or NeRF folder (transforms*.json)")
     p.add_argument("--out", required=True, help="run folder to write")
     p.add_argument("--iterations", type=int, default=None, help=f"training length (default {TrainConfig.iterations})")
-    p.add_argument("--masks", default=None,
-                   help="associated object masks (<image stem>.png) to train identities; default DATA/object_mask if present")
+    p.add_argument(
+        "--masks",
+        default=None,
+        help="associated object masks (<image stem>.png) to train identities; default DATA/object_mask if present",
+    )
     p.add_argument("--init-from", default=None, help="start from a trained run folder or PLY instead of SfM points")
     p.add_argument("--no-densify", action="store_true", help="keep the set of Gaussians fixed")
     p.add_argument("--white-background", action="store_true", help="composite RGBA images on white, not black")
-    p.add_argument("--no-environment", action="store_true",
-                   help="no learned environment behind the Gaussians: a fixed background color, as plain 3DGS")
+    p.add_argument(
+        "--no-environment",
+        action="store_true",
+        help="no learned environment behind the Gaussians: a fixed background color, as plain 3DGS",
+    )
     for cls in (DataConfig, TrainConfig, IdentityConfig, DensifyConfig):
         add_options(p, cls)
     p.add_argument("--resume", action="store_true", help="continue from RUN/checkpoint.pt")
@@ -95,7 +107,9 @@ def cmd_eval(args) -> int:
         result = evaluate_segmentation_run(args.run, args.gt, progress=not args.quiet)
         print(f"{'gt id':>6} {'name':>12} {'pred id':>8} {'IoU':>7} {'bIoU':>7} {'views':>6}")
         for o in result["objects"]:
-            print(f"{o['gt_id']:>6} {o['name']:>12} {str(o['pred_id']):>8} {o['iou']:7.4f} {o['biou']:7.4f} {o['views']:>6}")
+            print(
+                f"{o['gt_id']:>6} {o['name']:>12} {str(o['pred_id']):>8} {o['iou']:7.4f} {o['biou']:7.4f} {o['views']:>6}"
+            )
         print(json.dumps({k: result[k] for k in ("miou", "mbiou", "num_objects", "num_views", "split")}))
         return 0
     metrics = evaluate_run(args.run, progress=not args.quiet)
@@ -118,9 +132,12 @@ def _add_render_eval(sub) -> None:
 
     p = sub.add_parser("eval", help="PSNR and SSIM on the test split -> RUN/metrics.json; with --gt, segmentation")
     p.add_argument("run")
-    p.add_argument("--gt", default=None,
-                   help="ground-truth masks: <stem>.png instance maps, or the LERF-Mask test_mask/<view>/<prompt>.png "
-                        "layout; scores the test-view id maps -> RUN/seg_metrics.json")
+    p.add_argument(
+        "--gt",
+        default=None,
+        help="ground-truth masks: <stem>.png instance maps, or the LERF-Mask test_mask/<view>/<prompt>.png "
+        "layout; scores the test-view id maps -> RUN/seg_metrics.json",
+    )
     p.add_argument("--quiet", action="store_true")
     p.set_defaults(func=cmd_eval)
 
@@ -131,8 +148,16 @@ def cmd_masks(args) -> int:
     from .segment.sam import SamOptions
 
     sam = from_options(SamOptions, args) if args.source == "sam" else None
-    summary = generate_masks(args.data, args.out, args.source, args.resolution, seed=args.seed, sam=sam,
-                             cache_dir=Path(args.out) / ".cache", progress=not args.quiet)
+    summary = generate_masks(
+        args.data,
+        args.out,
+        args.source,
+        args.resolution,
+        seed=args.seed,
+        sam=sam,
+        cache_dir=Path(args.out) / ".cache",
+        progress=not args.quiet,
+    )
     print(json.dumps(summary))
     return 0
 
@@ -162,8 +187,12 @@ def _add_segment(sub) -> None:
     p = sub.add_parser("masks", help="2D 'segment everything' masks per view (ids not yet consistent across views)")
     p.add_argument("data", help="dataset folder, as for train")
     p.add_argument("--out", required=True, help="folder for <image stem>.png label maps (outside DATA)")
-    p.add_argument("--source", choices=["classical", "sam"], default="classical",
-                   help="classical: weight-free graph segmentation (default); sam: Segment Anything")
+    p.add_argument(
+        "--source",
+        choices=["classical", "sam"],
+        default="classical",
+        help="classical: weight-free graph segmentation (default); sam: Segment Anything",
+    )
     add_options(p, DataConfig, skip=("eval",))
     p.add_argument("--seed", type=int, default=0, help="seed of the per-view random id permutation")
     add_options(p, SamOptions)
@@ -183,9 +212,13 @@ def _add_segment(sub) -> None:
     p.add_argument("run", help="a trained run folder")
     p.add_argument("--masks", required=True, help="associated masks (<image stem>.png, one id per object)")
     p.add_argument("--out", default=None, help="segmented run folder to write (default: RUN itself)")
-    p.add_argument("--background-bias", type=float, default=DEFAULT_BACKGROUND_BIAS,
-                   help="a Gaussian joins an object only if its vote share beats the background's by this much "
-                        f"(default {DEFAULT_BACKGROUND_BIAS})")
+    p.add_argument(
+        "--background-bias",
+        type=float,
+        default=DEFAULT_BACKGROUND_BIAS,
+        help="a Gaussian joins an object only if its vote share beats the background's by this much "
+        f"(default {DEFAULT_BACKGROUND_BIAS})",
+    )
     p.add_argument("--force", action="store_true", help="replace existing labels")
     p.add_argument("--quiet", action="store_true")
     p.set_defaults(func=cmd_lift)
@@ -249,7 +282,7 @@ def _flag_message(e: InputError) -> str:
     """The error's message with its leading parameter name as the command-line flag."""
     message = str(e)
     if e.param and message.startswith(e.param):
-        message = "--" + e.param.replace("_", "-") + message[len(e.param):]
+        message = "--" + e.param.replace("_", "-") + message[len(e.param) :]
     return message
 
 

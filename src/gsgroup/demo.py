@@ -30,33 +30,63 @@ def run_demo(out: str | Path, cfg: PipelineConfig | None = None) -> Path:
     if not (scene_dir / "scene.json").exists():
         print(f"building the built-in scene in {scene_dir}")
         make_scene(scene_dir, seed=cfg.seed, progress=cfg.progress)
-    summary = run_pipeline(replace(cfg, data=str(scene_dir), out=str(run_dir), eval=True, resolution=None,
-                                   masks=None, object_masks=None, gt=None, force=False))
+    summary = run_pipeline(
+        replace(
+            cfg,
+            data=str(scene_dir),
+            out=str(run_dir),
+            eval=True,
+            resolution=None,
+            masks=None,
+            object_masks=None,
+            gt=None,
+            force=False,
+        )
+    )
     rec, seg = summary["reconstruction"], summary["segmentation"]
-    print(f"test PSNR {rec['psnr']:.2f} dB, SSIM {rec['ssim']:.4f}; segmentation mIoU {seg['miou']:.3f}, "
-          f"boundary IoU {seg['mbiou']:.3f}")
+    print(
+        f"test PSNR {rec['psnr']:.2f} dB, SSIM {rec['ssim']:.4f}; segmentation mIoU {seg['miou']:.3f}, "
+        f"boundary IoU {seg['mbiou']:.3f}"
+    )
     renders = run_dir / "renders"
     names = sorted(p.stem for p in (renders / "rgb").glob("*.png"))
     recon_images, seg_images, mask_images = [], [], []
     for name in names:
-        recon_images += [(f"{name} ground truth", scene_dir / "images" / f"{name}.png"),
-                         (f"{name} render", renders / "rgb" / f"{name}.png")]
-        seg_images += [(f"{name} objects", renders / "overlay" / f"{name}.png"),
-                       (f"{name} identity features (PCA)", renders / "features" / f"{name}.png")]
+        recon_images += [
+            (f"{name} ground truth", scene_dir / "images" / f"{name}.png"),
+            (f"{name} render", renders / "rgb" / f"{name}.png"),
+        ]
+        seg_images += [
+            (f"{name} objects", renders / "overlay" / f"{name}.png"),
+            (f"{name} identity features (PCA)", renders / "features" / f"{name}.png"),
+        ]
     for name in names[:3]:
-        mask_images += [(f"{name} classical masks (ids differ per view)", _colorize(run_dir / "masks" / f"{name}.png", out)),
-                        (f"{name} associated (one id per object)", _colorize(run_dir / "object_mask" / f"{name}.png", out))]
+        mask_images += [
+            (f"{name} classical masks (ids differ per view)", _colorize(run_dir / "masks" / f"{name}.png", out)),
+            (f"{name} associated (one id per object)", _colorize(run_dir / "object_mask" / f"{name}.png", out)),
+        ]
     pick, edit_images = _demo_edits(scene_dir, Run.open(run_dir), out)
-    report = write_report(out / "report.html", "gsgroup demo: reconstruct, group, segment, edit", [
-        {"title": "Reconstruction (held-out test views)", "metrics": rec, "images": recon_images},
-        {"title": "2D masks before and after association", "images": mask_images},
-        {"title": "3D segmentation (held-out test views)", "metrics": seg,
-         "text": "Per-pixel object ids rendered from the Gaussians' identity encodings, scored against the "
-                 "scene's exact ground-truth masks (Hungarian matching).", "images": seg_images},
-        {"title": "Edits of the sphere, selected by a 2D mask (before | after)", "images": edit_images,
-         "text": "gsgroup edit remove / recolor / inpaint RUN " + pick + "; each wrote a new run folder "
-                 "under edits/."},
-    ])
+    report = write_report(
+        out / "report.html",
+        "gsgroup demo: reconstruct, group, segment, edit",
+        [
+            {"title": "Reconstruction (held-out test views)", "metrics": rec, "images": recon_images},
+            {"title": "2D masks before and after association", "images": mask_images},
+            {
+                "title": "3D segmentation (held-out test views)",
+                "metrics": seg,
+                "text": "Per-pixel object ids rendered from the Gaussians' identity encodings, scored against the "
+                "scene's exact ground-truth masks (Hungarian matching).",
+                "images": seg_images,
+            },
+            {
+                "title": "Edits of the sphere, selected by a 2D mask (before | after)",
+                "images": edit_images,
+                "text": "gsgroup edit remove / recolor / inpaint RUN " + pick + "; each wrote a new run folder "
+                "under edits/.",
+            },
+        ],
+    )
     print(f"open {report}")
     print(f"explore and edit the objects in your browser: gsgroup view {run_dir}")
     return report
@@ -71,8 +101,11 @@ def _demo_edits(scene_dir: Path, run: Run, out: Path) -> tuple[str, list]:
     mask = out / "report_files" / "sphere_mask.png"
     write_image(mask, (read_mask(scene_dir / "gt_mask" / f"{view}.png") == 1).astype(np.uint8) * 255)
     images, sel = [], None
-    edits = {"remove": lambda s: edit.remove(run, s), "recolor": lambda s: edit.recolor(run, s, "#2a6fdb"),
-             "inpaint": lambda s: edit.inpaint(run, s)}
+    edits = {
+        "remove": lambda s: edit.remove(run, s),
+        "recolor": lambda s: edit.recolor(run, s, "#2a6fdb"),
+        "inpaint": lambda s: edit.inpaint(run, s),
+    }
     for op, apply in edits.items():
         target = out / "edits" / op
         if not (target / Run.EDIT).exists():

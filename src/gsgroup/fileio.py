@@ -33,6 +33,18 @@ def atomic_path(path: str | os.PathLike):
         raise
 
 
+def check_outside(out: str | os.PathLike, data: str | os.PathLike, what: str = "the output") -> None:
+    """InputError when folder ``out`` lies inside dataset folder ``data`` (gsgroup never writes into DATA)."""
+    from .errors import InputError
+
+    try:
+        inside = Path(out).resolve().is_relative_to(Path(data).resolve())
+    except OSError:
+        return
+    if inside:
+        raise InputError(f"{out}: is inside the dataset folder {data}; write {what} to a folder outside it")
+
+
 def write_json(path: str | os.PathLike, obj) -> None:
     """Write ``obj`` as indented JSON, atomically."""
     with atomic_path(path) as tmp:

@@ -57,8 +57,15 @@ def _load_scene(config: RunConfig, folder: Path, progress: bool):
     from .data.scene import load_scene
 
     d, cfg = config.data, config.train
-    return load_scene(d.path, resolution=d.resolution, eval=d.eval, background=cfg.background,
-                      cache_dir=folder / Run.CACHE, allow_empty_points=cfg.init != "points", progress=progress)
+    return load_scene(
+        d.path,
+        resolution=d.resolution,
+        eval=d.eval,
+        background=cfg.background,
+        cache_dir=folder / Run.CACHE,
+        allow_empty_points=cfg.init != "points",
+        progress=progress,
+    )
 
 
 def _trainer(run: Run, scene, gaussians=None):
@@ -69,9 +76,11 @@ def _trainer(run: Run, scene, gaussians=None):
 
     d, cfg = run.config.data, run.config.train
     run.__dict__["scene"] = scene
-    print(f"scene: {len(scene.train)} train / {len(scene.test)} test views at "
-          f"{scene.train[0].width}x{scene.train[0].height}, "
-          f"{0 if scene.points is None else len(scene.points)} SfM points, extent {scene.extent:.3f}")
+    print(
+        f"scene: {len(scene.train)} train / {len(scene.test)} test views at "
+        f"{scene.train[0].width}x{scene.train[0].height}, "
+        f"{0 if scene.points is None else len(scene.points)} SfM points, extent {scene.extent:.3f}"
+    )
     # The heavy work runs in the rasterizer's own threads; PyTorch's many small ops per iteration are
     # faster on one thread (measured at 5k Gaussians, 200x150: 23.5 ms/iteration vs 27.8 ms with two).
     torch.set_num_threads(1)
@@ -85,8 +94,12 @@ def _trainer(run: Run, scene, gaussians=None):
 def _fit(run: Run, trainer, progress: bool, checkpoint_every: int, plain: bool) -> tuple[Run, dict]:
     """Train to the configured length, then write checkpoint, Gaussians, environment, segmentation."""
     t0 = time.perf_counter()
-    trainer.train(progress=progress, log_path=run.file(Run.TRAIN_LOG), checkpoint_path=run.file(Run.CHECKPOINT),
-                  checkpoint_every=checkpoint_every)
+    trainer.train(
+        progress=progress,
+        log_path=run.file(Run.TRAIN_LOG),
+        checkpoint_path=run.file(Run.CHECKPOINT),
+        checkpoint_every=checkpoint_every,
+    )
     seconds = time.perf_counter() - t0
     trainer.save_checkpoint(run.file(Run.CHECKPOINT))
     g = trainer.gaussians()
@@ -102,8 +115,15 @@ def _fit(run: Run, trainer, progress: bool, checkpoint_every: int, plain: bool) 
     return run, summary
 
 
-def train_run(config: RunConfig, out: str | os.PathLike, force: bool = False, init_from: str | os.PathLike | None = None,
-              checkpoint_every: int = 0, plain: bool = False, progress: bool = True) -> tuple[Run, dict]:
+def train_run(
+    config: RunConfig,
+    out: str | os.PathLike,
+    force: bool = False,
+    init_from: str | os.PathLike | None = None,
+    checkpoint_every: int = 0,
+    plain: bool = False,
+    progress: bool = True,
+) -> tuple[Run, dict]:
     """Train a new run into folder ``out`` (refused when it holds a run, unless ``force``).
 
     ``init_from``: start from a trained run folder (taking its Adam moments) or a PLY instead of
@@ -124,8 +144,13 @@ def train_run(config: RunConfig, out: str | os.PathLike, force: bool = False, in
     return _fit(run, trainer, progress, checkpoint_every, plain)
 
 
-def resume_run(run: Run | str | os.PathLike, iterations: int | None = None, checkpoint_every: int = 0,
-               plain: bool = False, progress: bool = True) -> tuple[Run, dict]:
+def resume_run(
+    run: Run | str | os.PathLike,
+    iterations: int | None = None,
+    checkpoint_every: int = 0,
+    plain: bool = False,
+    progress: bool = True,
+) -> tuple[Run, dict]:
     """Continue a run from its checkpoint.pt, to ``iterations`` steps (default: its configured length)."""
     ckpt = (run.path if isinstance(run, Run) else Path(run)) / Run.CHECKPOINT
     if not ckpt.exists():
@@ -148,8 +173,9 @@ def _split(run: Run, split: str) -> list:
     return views
 
 
-def render_split(run: Run | str | os.PathLike, out: str | os.PathLike, split: str = "test",
-                 progress: bool = True) -> list[Path]:
+def render_split(
+    run: Run | str | os.PathLike, out: str | os.PathLike, split: str = "test", progress: bool = True
+) -> list[Path]:
     """Render a run's views of one split: out/rgb/<stem>.png, and for segmented runs also
     out/ids/<stem>.png (uint16 ids, 0 where alpha < 0.5), out/overlay/ and out/features/ (shared PCA of E_id).
     Returns the written RGB paths."""
@@ -193,8 +219,13 @@ def evaluate_run(run: Run | str | os.PathLike, progress: bool = True) -> dict:
     per_view = score_views(g, [view_tensors(v) for v in run.views("test")], g.sh_degree, bg)
     test = mean_scores(per_view)
     train = mean_scores(score_views(g, [view_tensors(v) for v in run.views("train")], g.sh_degree, bg))
-    metrics = {**test, "train": train, "psnr_gap": train["psnr"] - test["psnr"], "gaussians": len(g),
-               "per_view": per_view}
+    metrics = {
+        **test,
+        "train": train,
+        "psnr_gap": train["psnr"] - test["psnr"],
+        "gaussians": len(g),
+        "per_view": per_view,
+    }
     write_json(run.file(Run.METRICS), metrics)
     return metrics
 
@@ -209,8 +240,9 @@ def evaluate_segmentation_run(run: Run | str | os.PathLike, gt_dir: str | os.Pat
     gt_all = load_gt_dir(Path(gt_dir))
     views = [v for v in run.views("test") if v.name in gt_all] or [v for v in run.views("train") if v.name in gt_all]
     if not views:
-        raise InputError(f"{gt_dir}: no ground-truth mask matches a view name of {run.path} "
-                         f"(e.g. {run.views('train')[0].name}.png)")
+        raise InputError(
+            f"{gt_dir}: no ground-truth mask matches a view name of {run.path} (e.g. {run.views('train')[0].name}.png)"
+        )
     preds = {v.name: render_ids(run.gaussians, view_tensors(v), seg, background=run.backdrop).ids for v in views}
     gt = GtMaps({v.name: gt_all[v.name] for v in views}, names=getattr(gt_all, "names", None))
     result = evaluate_segmentation(gt, preds)
@@ -220,8 +252,13 @@ def evaluate_segmentation_run(run: Run | str | os.PathLike, gt_dir: str | os.Pat
 
 
 # ---- segment ---------------------------------------------------------------------------------
-def associate_run(data: str | os.PathLike, masks_dir: str | os.PathLike, run: Run | str | os.PathLike,
-                  out: str | os.PathLike, progress: bool = True) -> dict:
+def associate_run(
+    data: str | os.PathLike,
+    masks_dir: str | os.PathLike,
+    run: Run | str | os.PathLike,
+    out: str | os.PathLike,
+    progress: bool = True,
+) -> dict:
     """Associate per-view masks across views through the run's Gaussians; writes out/<stem>.png + objects.json."""
     from .data.masks import load_masks
     from .segment.associate import associate_masks, write_association
@@ -235,8 +272,14 @@ def associate_run(data: str | os.PathLike, masks_dir: str | os.PathLike, run: Ru
     return result.stats
 
 
-def lift_run(run: Run | str | os.PathLike, masks_dir: str | os.PathLike, out: str | os.PathLike | None = None,
-             background_bias: float | None = None, force: bool = False, progress: bool = True) -> dict:
+def lift_run(
+    run: Run | str | os.PathLike,
+    masks_dir: str | os.PathLike,
+    out: str | os.PathLike | None = None,
+    background_bias: float | None = None,
+    force: bool = False,
+    progress: bool = True,
+) -> dict:
     """FlashSplat-style closed-form labels for a trained run, written into ``out`` (default: the run
     itself; another folder gets a copy of the run with the labels)."""
     from .data.masks import load_masks
@@ -247,21 +290,32 @@ def lift_run(run: Run | str | os.PathLike, masks_dir: str | os.PathLike, out: st
     target = Path(out) if out is not None else run.path
     in_place = target.resolve() == run.path.resolve()
     if in_place and run.has(Run.CLASSIFIER):
-        raise InputError(f"{run.path}: holds a trained identity classifier; write lifted labels to another folder (out)")
+        raise InputError(
+            f"{run.path}: holds a trained identity classifier; write lifted labels to another folder (out)"
+        )
     if in_place and run.has(Run.LABELS) and not force:
         raise InputError(f"{run.file(Run.LABELS)}: exists; force to replace it or write to another folder (out)")
     bias = DEFAULT_BACKGROUND_BIAS if background_bias is None else background_bias
     t0 = time.perf_counter()
-    labels, prob = lift_labels(run.views("train"), run.gaussians, load_masks(masks_dir, run.views("train")),
-                               background_bias=bias, progress=progress)
+    labels, prob = lift_labels(
+        run.views("train"),
+        run.gaussians,
+        load_masks(masks_dir, run.views("train")),
+        background_bias=bias,
+        progress=progress,
+    )
     seconds = time.perf_counter() - t0
     seg = Segmentation(None, labels, prob)
     if in_place:
         run.save_segmentation(seg)
     else:
         run.derive(segmentation=seg).save(target, force=force)
-    return {"gaussians": len(labels), "objects": int(len(set(labels.tolist()) - {0})), "seconds": round(seconds, 2),
-            "out": str(target)}
+    return {
+        "gaussians": len(labels),
+        "objects": int(len(set(labels.tolist()) - {0})),
+        "seconds": round(seconds, 2),
+        "out": str(target),
+    }
 
 
 # ---- the whole pipeline ----------------------------------------------------------------------
@@ -273,7 +327,8 @@ class PipelineConfig:
     out: str = ""
     masks: str | None = option(None, "per-view masks to associate (default: generate them)")
     object_masks: str | None = option(
-        None, "already associated masks (default DATA/object_mask when present): skips masks and association")
+        None, "already associated masks (default DATA/object_mask when present): skips masks and association"
+    )
     gt: str | None = option(None, "ground-truth masks for scoring (default DATA/gt_mask when present)")
     resolution: int | None = None
     eval: bool = False
@@ -313,26 +368,45 @@ def run_pipeline(cfg: PipelineConfig) -> dict:
     raw = Path(cfg.masks) if cfg.masks else out / "masks"
     if given is None and _stage(1, f"2D masks ({cfg.masks_source})", raw.is_dir() and any(raw.iterdir()), raw):
         sam = SamOptions(checkpoint=cfg.sam_checkpoint, model_type=cfg.sam_model) if cfg.masks_source == "sam" else None
-        generate_masks(data, raw, cfg.masks_source, cfg.resolution, seed=cfg.seed, sam=sam,
-                       cache_dir=out / Run.CACHE, progress=cfg.progress)
+        generate_masks(
+            data,
+            raw,
+            cfg.masks_source,
+            cfg.resolution,
+            seed=cfg.seed,
+            sam=sam,
+            cache_dir=out / Run.CACHE,
+            progress=cfg.progress,
+        )
     elif given is not None:
         print(f"[1/5] 2D masks: using associated masks in {given}")
 
     data_cfg = DataConfig(str(data.resolve()), cfg.resolution, cfg.eval)
     recon = out / "recon"
     if _stage(2, f"reconstruction, {cfg.recon_iterations} iterations", (recon / Run.GAUSSIANS).exists(), recon):
-        train_run(RunConfig(data_cfg, TrainConfig.for_length(cfg.recon_iterations, seed=cfg.seed)), recon,
-                  force=True, progress=cfg.progress)
+        train_run(
+            RunConfig(data_cfg, TrainConfig.for_length(cfg.recon_iterations, seed=cfg.seed)),
+            recon,
+            force=True,
+            progress=cfg.progress,
+        )
 
     associated = given or out / OBJECT_MASK_DIR
     if given is None and _stage(3, "association", (associated / OBJECTS_FILE).exists(), associated):
         stats = associate_run(data, raw, recon, associated, progress=cfg.progress)
-        print(f"      {stats['objects']} objects from {stats['kept']} of {stats['masks']} masks in {stats['seconds']} s")
+        print(
+            f"      {stats['objects']} objects from {stats['kept']} of {stats['masks']} masks in {stats['seconds']} s"
+        )
 
     if _stage(4, f"identity training, {cfg.id_iterations} iterations", (out / Run.CLASSIFIER).exists(), out):
         id_cfg = TrainConfig.for_length(cfg.id_iterations, densify=False, seed=cfg.seed)
-        train_run(RunConfig(replace(data_cfg, masks=str(associated.resolve())), id_cfg), out, force=True,
-                  init_from=recon, progress=cfg.progress)
+        train_run(
+            RunConfig(replace(data_cfg, masks=str(associated.resolve())), id_cfg),
+            out,
+            force=True,
+            init_from=recon,
+            progress=cfg.progress,
+        )
 
     print(f"[5/5] renders and evaluation -> {out / 'renders'}")
     run = Run.open(out)

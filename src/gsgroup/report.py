@@ -36,7 +36,9 @@ def write_report(path: str | os.PathLike, title: str, sections: list[dict]) -> P
             parts.append("</table>")
         for caption, file in sec.get("images", []):
             rel = os.path.relpath(file, path.parent)
-            parts.append(f"<figure><img src='{html.escape(rel)}'><figcaption>{html.escape(caption)}</figcaption></figure>")
+            parts.append(
+                f"<figure><img src='{html.escape(rel)}'><figcaption>{html.escape(caption)}</figcaption></figure>"
+            )
     parts.append("</body></html>")
     with atomic_path(path) as tmp:
         tmp.write_text("\n".join(parts))

@@ -67,8 +67,10 @@ class DataConfig:
 
     path: str = ""
     resolution: int | None = option(
-        None, "1/2/4/8 divide the image size; a larger number sets the width (default: at most 1600 wide)",
-        type=parse_resolution)
+        None,
+        "1/2/4/8 divide the image size; a larger number sets the width (default: at most 1600 wide)",
+        type=parse_resolution,
+    )
     eval: bool = option(False, "hold out every 8th image (by name) as the test split")
     masks: str | None = None  # associated object masks the identities were trained on
 
@@ -184,8 +186,15 @@ class Run:
         if self.source is not None:
             return self.source.scene
         d = self.config.data
-        return load_scene(d.path, resolution=d.resolution, eval=d.eval, background=self.config.train.background,
-                          cache_dir=self.file(self.CACHE), allow_empty_points=True, progress=False)
+        return load_scene(
+            d.path,
+            resolution=d.resolution,
+            eval=d.eval,
+            background=self.config.train.background,
+            cache_dir=self.file(self.CACHE),
+            allow_empty_points=True,
+            progress=False,
+        )
 
     def views(self, split: str = "train") -> list[View]:
         """The views of ``split``: train, test or all."""
@@ -234,8 +243,9 @@ class Run:
     def require_segmentation(self) -> Segmentation:
         """The segmentation, or an InputError saying how to get one."""
         if self.segmentation is None:
-            raise InputError(f"{self.path}: has no segmentation (classifier.pt or labels.npy); "
-                             "train with masks or run lift")
+            raise InputError(
+                f"{self.path}: has no segmentation (classifier.pt or labels.npy); train with masks or run lift"
+            )
         return self.segmentation
 
     @cached_property
@@ -265,13 +275,17 @@ class Run:
         self.__dict__.update(segmentation=seg, labels=(labels, prob))
 
     # ---- derived runs --------------------------------------------------------------------------
-    def derive(self, gaussians: Gaussians | None = None, segmentation: Segmentation | None = None,
-               edit: dict | None = None) -> Run:
+    def derive(
+        self, gaussians: Gaussians | None = None, segmentation: Segmentation | None = None, edit: dict | None = None
+    ) -> Run:
         """An in-memory run with new Gaussians and/or segmentation, same scene and backdrop.
         ``edit`` (what was done) goes to edit.json when it is saved."""
-        config = RunConfig(self.config.data, self.config.train, __version__,
-                           str(self.path.resolve()) if self.path is not None and edit is not None
-                           else self.config.edited_from)
+        config = RunConfig(
+            self.config.data,
+            self.config.train,
+            __version__,
+            str(self.path.resolve()) if self.path is not None and edit is not None else self.config.edited_from,
+        )
         run = Run(None, config, source=self)
         run.__dict__["gaussians"] = self.gaussians if gaussians is None else gaussians
         seg = self.segmentation if segmentation is None else segmentation
@@ -292,8 +306,9 @@ class Run:
             raise InputError(f"out {path}: exists and is not a folder; pick another output folder", "out")
         if path.is_dir() and any(path.iterdir()):
             if not force:
-                raise InputError(f"out {path}: exists and is not empty; force to replace it or pick another folder",
-                                 "out")
+                raise InputError(
+                    f"out {path}: exists and is not empty; force to replace it or pick another folder", "out"
+                )
             if any(s.is_relative_to(path.resolve()) for s in sources):
                 raise InputError(f"out {path}: contains the input run; pick another folder", "out")
 

@@ -99,8 +99,9 @@ def image_size(path: str | os.PathLike) -> tuple[int, int]:
         return int(w), int(h)
 
 
-def read_image_raw(path: str | os.PathLike, what: str = "image",
-                   fix: str = "re-export the image or remove it from the dataset") -> np.ndarray:
+def read_image_raw(
+    path: str | os.PathLike, what: str = "image", fix: str = "re-export the image or remove it from the dataset"
+) -> np.ndarray:
     """Decode an image file unchanged (uint8 or uint16, [H,W], [H,W,3] BGR or [H,W,4] BGRA).
 
     EXIF orientation is ignored, like COLMAP and 3DGS. Raises InputError if unreadable.
@@ -181,7 +182,12 @@ def undistort(raw: np.ndarray, K: np.ndarray, dist: np.ndarray, newK: np.ndarray
     """Undistort a decoded image [H,W(,C)] (any dtype) from (K, dist) into pinhole ``newK``, same size."""
     h, w = raw.shape[:2]
     m1, m2 = cv2.initUndistortRectifyMap(
-        np.asarray(K, np.float64), np.asarray(dist, np.float64), None, np.asarray(newK, np.float64), (w, h), cv2.CV_32FC1
+        np.asarray(K, np.float64),
+        np.asarray(dist, np.float64),
+        None,
+        np.asarray(newK, np.float64),
+        (w, h),
+        cv2.CV_32FC1,
     )
     return cv2.remap(raw, m1, m2, interpolation=cv2.INTER_LINEAR, borderMode=cv2.BORDER_CONSTANT, borderValue=0)
 
@@ -216,7 +222,9 @@ def _write_raw(path: Path, raw: np.ndarray) -> None:
         tmp.write_bytes(buf.tobytes())
 
 
-def load_undistorted(src: Path, K: np.ndarray, dist: np.ndarray, cache_dir: Path) -> tuple[np.ndarray, Path, np.ndarray]:
+def load_undistorted(
+    src: Path, K: np.ndarray, dist: np.ndarray, cache_dir: Path
+) -> tuple[np.ndarray, Path, np.ndarray]:
     """Undistort ``src`` once into ``cache_dir`` and return (decoded raw image, cached path, new K [3,3]).
 
     ``K`` [3,3] and ``dist`` must be at the source image's own size. A valid cached copy (decodes, same

@@ -75,8 +75,10 @@ def _split(img: np.ndarray, path: Path) -> tuple[np.ndarray | None, np.ndarray |
     if img.ndim == 2:
         return _integral(img, path), None
     if img.ndim != 3 or img.shape[2] not in (2, 3, 4):
-        raise InputError(f"{path}: mask has {img.shape[2] if img.ndim == 3 else img.ndim} channels; "
-                         f"save it as a grey PNG of integer ids (or RGB color-coded)")
+        raise InputError(
+            f"{path}: mask has {img.shape[2] if img.ndim == 3 else img.ndim} channels; "
+            f"save it as a grey PNG of integer ids (or RGB color-coded)"
+        )
     if img.shape[2] == 2:  # grey + alpha
         return _integral(img[:, :, 0], path), None
     b, g, r = (_integral(img[:, :, c], path) for c in range(3))
@@ -191,12 +193,14 @@ def load_masks(mask_dir: str | os.PathLike, views) -> dict[str, np.ndarray | Non
     if resized:
         warnings.warn(
             f"{mask_dir}: {len(resized)} of {len(views)} masks differ in size from their images and were resized "
-            f"(nearest neighbour), e.g. {resized[0]}", stacklevel=2,
+            f"(nearest neighbour), e.g. {resized[0]}",
+            stacklevel=2,
         )
     if missing:
         warnings.warn(
             f"{mask_dir}: {len(missing)} of {len(views)} views have no mask (e.g. {missing[0]}); "
-            f"they are skipped by the identity loss", stacklevel=2,
+            f"they are skipped by the identity loss",
+            stacklevel=2,
         )
     return out
 

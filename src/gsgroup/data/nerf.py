@@ -20,10 +20,10 @@ import warnings
 from pathlib import Path
 
 import numpy as np
-from plyfile import PlyData, PlyElementParseError, PlyHeaderParseError, PlyListProperty
 
 from gsgroup.data.images import IMAGE_EXTS, Frame, image_size
 from gsgroup.errors import InputError
+from gsgroup.model.ply import read_ply_vertices
 
 GL_TO_CV = np.diag([1.0, -1.0, -1.0, 1.0])
 
@@ -127,17 +127,23 @@ def frame_intrinsics(
     cx = w / 2.0 if cx is None else cx
     cy = h / 2.0 if cy is None else cy
     K = np.array([[fx, 0.0, cx], [0.0, fy, cy], [0.0, 0.0, 1.0]])
-    if (frame.get("is_fisheye") or top.get("is_fisheye")) or str(frame.get("camera_model", top.get("camera_model", ""))).upper() in (
+    if (frame.get("is_fisheye") or top.get("is_fisheye")) or str(
+        frame.get("camera_model", top.get("camera_model", ""))
+    ).upper() in (
         "OPENCV_FISHEYE",
         "EQUIRECTANGULAR",
     ):
-        raise InputError(f"{src}: {where} uses a fisheye/equirectangular camera, which gsgroup does not read; "
-                         f"undistort the images to pinhole first")
+        raise InputError(
+            f"{src}: {where} uses a fisheye/equirectangular camera, which gsgroup does not read; "
+            f"undistort the images to pinhole first"
+        )
     k = [get(n) or 0.0 for n in ("k1", "k2", "p1", "p2", "k3")]
     dist = np.array(k[:4] if k[4] == 0.0 else k)
     for extra in ("k4", "k5", "k6"):
         if (get(extra) or 0.0) != 0.0:
-            raise InputError(f"{src}: {where} has distortion {extra}, which gsgroup does not read; undistort the images first")
+            raise InputError(
+                f"{src}: {where} has distortion {extra}, which gsgroup does not read; undistort the images first"
+            )
     return K, (w, h), (dist if np.any(dist != 0) else None)
 
 
@@ -152,7 +158,9 @@ def parse_transforms(path: Path, split: str | None, root: Path | None = None) ->
     except (OSError, UnicodeDecodeError, json.JSONDecodeError) as e:
         raise InputError(f"{path}: not valid JSON ({e}); fix or re-export the file") from e
     if not isinstance(meta, dict) or not isinstance(meta.get("frames"), list):
-        raise InputError(f"{path}: no 'frames' list; a NeRF transforms file needs frames with file_path and transform_matrix")
+        raise InputError(
+            f"{path}: no 'frames' list; a NeRF transforms file needs frames with file_path and transform_matrix"
+        )
     base = path.parent
     root = root or base
     frames, missing = [], 0
@@ -231,28 +239,12 @@ def read_ply_points(path: Path) -> tuple[np.ndarray, np.ndarray | None]:
     Colors may be ``red green blue`` or ``r g b``; integer colors are scaled by 255 (8-bit) or
     65535 (wider), float colors are taken as [0,1]. Parsing is done by the ``plyfile`` package.
     """
-    fix = "re-export the point cloud as PLY (x, y, z, red, green, blue)"
-    try:
-        ply = PlyData.read(path)
-    except FileNotFoundError:
-        raise InputError(f"{path}: file not found; {fix} or remove the reference to it") from None
-    except OSError as e:
-        raise InputError(f"{path}: cannot read the point cloud ({e.strerror}); check the file") from None
-    except (PlyHeaderParseError, UnicodeDecodeError) as e:
-        why = "non-ASCII bytes" if isinstance(e, UnicodeDecodeError) else e
-        raise InputError(f"{path}: not a PLY file (bad header: {why}); {fix}") from None
-    except PlyElementParseError as e:
-        kind = "truncated" if "end-of-file" in e.message else "malformed"
-        raise InputError(f"{path}: {kind} PLY ({e}); {fix}") from None
-    if "vertex" not in ply:
-        raise InputError(f"{path}: the PLY has no vertex element; {fix}")
-    element = ply["vertex"]
-    if any(isinstance(p, PlyListProperty) for p in element.properties):
-        raise InputError(f"{path}: list properties in vertices are not supported; {fix}")
-    rec = element.data
+    rec = read_ply_vertices(path, "re-export the point cloud as PLY (x, y, z, red, green, blue)")
     names = rec.dtype.names or ()
     if not all(k in names for k in "xyz"):
-        raise InputError(f"{path}: vertices have no x, y, z; {fix}")
+        raise InputError(
+            f"{path}: vertices have no x, y, z; re-export the point cloud as PLY (x, y, z, red, green, blue)"
+        )
     xyz = np.stack([rec["x"], rec["y"], rec["z"]], 1).astype(np.float32)
     rgb = None
     for keys in (("red", "green", "blue"), ("r", "g", "b")):

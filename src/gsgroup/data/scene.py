@@ -110,9 +110,14 @@ def split_indices(names: list[str], keys: list[str], test_list: list[str] | None
     matched = set().union(*(_match_keys(names[i], keys[i]) for i in test)) & wanted if test else set()
     unmatched = wanted - matched
     if not test:
-        raise InputError(f"{list_file}: none of its {len(wanted)} entries names an image of the dataset; list image names or stems")
+        raise InputError(
+            f"{list_file}: none of its {len(wanted)} entries names an image of the dataset; list image names or stems"
+        )
     if unmatched:
-        warnings.warn(f"{list_file}: {len(unmatched)} of {len(wanted)} entries match no image (e.g. {sorted(unmatched)[0]!r})", stacklevel=3)
+        warnings.warn(
+            f"{list_file}: {len(unmatched)} of {len(wanted)} entries match no image (e.g. {sorted(unmatched)[0]!r})",
+            stacklevel=3,
+        )
     return test
 
 
@@ -147,10 +152,20 @@ def _load_view(frame: Frame, name: str, resolution, background, cache_dir: Path)
     w, h = imgs.target_size(w0, h0, resolution)
     image = imgs.resize(image, (w, h))
     K = imgs.scale_intrinsics(K, (w0, h0), (w, h))
-    return View(name, Path(path), K.astype(np.float32), frame.viewmat.astype(np.float32), w, h, np.ascontiguousarray(image, np.float32))
+    return View(
+        name,
+        Path(path),
+        K.astype(np.float32),
+        frame.viewmat.astype(np.float32),
+        w,
+        h,
+        np.ascontiguousarray(image, np.float32),
+    )
 
 
-def load_views(frames: list[Frame], names: list[str], resolution, background, cache_dir: Path, progress: bool) -> list[View]:
+def load_views(
+    frames: list[Frame], names: list[str], resolution, background, cache_dir: Path, progress: bool
+) -> list[View]:
     """Load all frames with at most 2 threads and a tqdm bar; returns views in input order."""
     from tqdm import tqdm
 
@@ -249,7 +264,9 @@ def load_scene(
         )
     try:
         if cache.resolve().is_relative_to(root.resolve()):
-            raise InputError(f"{cache}: the cache folder is inside the dataset folder {root}; choose a cache outside DATA")
+            raise InputError(
+                f"{cache}: the cache folder is inside the dataset folder {root}; choose a cache outside DATA"
+            )
     except OSError:
         pass
 
@@ -265,7 +282,9 @@ def load_scene(
         test_idx = split_indices(names, keys, test_list, list_file)
     train_idx = [i for i in range(len(frames)) if i not in test_idx]
     if not train_idx:
-        raise InputError(f"{root}: the eval split leaves no training images ({len(frames)} in all); add images or drop --eval")
+        raise InputError(
+            f"{root}: the eval split leaves no training images ({len(frames)} in all); add images or drop --eval"
+        )
 
     order = sorted(range(len(frames)), key=lambda i: names[i])
     views = load_views([frames[i] for i in order], [names[i] for i in order], resolution, bg, cache, progress)

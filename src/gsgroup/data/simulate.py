@@ -34,13 +34,22 @@ import cv2
 import numpy as np
 
 from gsgroup.errors import InputError
+from gsgroup.fileio import check_outside
 
 MERGE_RATE = 0.1
 MISS_RATE = 0.075
 SPLIT_RATE = 0.1
 MAX_BORDER = 2
 
-__all__ = ["simulate_sam_masks", "simulate_view", "write_simulated_masks", "disc", "MERGE_RATE", "MISS_RATE", "SPLIT_RATE"]
+__all__ = [
+    "simulate_sam_masks",
+    "simulate_view",
+    "write_simulated_masks",
+    "disc",
+    "MERGE_RATE",
+    "MISS_RATE",
+    "SPLIT_RATE",
+]
 
 
 def disc(r: int) -> np.ndarray:
@@ -136,12 +145,10 @@ def write_simulated_masks(scene_dir: str | os.PathLike, out_dir: str | os.PathLi
     scene_dir, out_dir = Path(scene_dir), Path(out_dir)
     meta_path, gt_dir = scene_dir / "scene.json", scene_dir / "gt_mask"
     if not meta_path.is_file() or not gt_dir.is_dir():
-        raise InputError(f"{scene_dir}: not a built-in scene (needs scene.json and gt_mask/); make one with `gsgroup synthetic`")
-    try:
-        if out_dir.resolve().is_relative_to(scene_dir.resolve()):
-            raise InputError(f"{out_dir}: is inside the dataset folder {scene_dir}; write the masks outside it")
-    except OSError:
-        pass
+        raise InputError(
+            f"{scene_dir}: not a built-in scene (needs scene.json and gt_mask/); make one with `gsgroup synthetic`"
+        )
+    check_outside(out_dir, scene_dir, "the masks")
     try:
         touching = json.loads(meta_path.read_text(encoding="utf-8")).get("touching", [])
     except (OSError, ValueError) as e:

@@ -103,7 +103,7 @@ class _Samples:
     ndl: np.ndarray
     block: np.ndarray
 
-    def take(self, other: "_Samples", sel: np.ndarray) -> "_Samples":
+    def take(self, other: _Samples, sel: np.ndarray) -> _Samples:
         """Copy of self with rays ``sel`` replaced by ``other`` (whose length is sel.sum())."""
         out = _Samples(self.hit.copy(), self.t.copy(), self.albedo.copy(), self.ndl.copy(), self.block.copy())
         for name in ("hit", "t", "albedo", "ndl", "block"):
@@ -195,8 +195,9 @@ def _centre_pass(spec: SceneSpec, K, viewmat, width, height, exclude=()):
     return mask, depth
 
 
-def render_view(spec: SceneSpec, K, viewmat, width: int, height: int, exclude=(), supersample: int = 2,
-                background: str = "black") -> dict:
+def render_view(
+    spec: SceneSpec, K, viewmat, width: int, height: int, exclude=(), supersample: int = 2, background: str = "black"
+) -> dict:
     """Render the ground truth for one camera (K [3,3], world-to-camera viewmat [4,4]).
 
     ``exclude``: object ids left out entirely (no shading, no shadows).
@@ -285,6 +286,20 @@ def _point_cloud(spec, cams, store, width, height, rng, n_points):
     }, sigma
 
 
+def _write_view(out: Path, stem: str, rgb, mask, depth, without: dict) -> np.ndarray:
+    """images/, gt_mask/, depth/ and without/<id>/ files of one view; returns the 8-bit image."""
+    from gsgroup.fileio import atomic_path, write_image
+
+    rgb8 = _to_u8(rgb)
+    write_image(out / "images" / f"{stem}.png", rgb8)
+    write_image(out / "gt_mask" / f"{stem}.png", mask)
+    with atomic_path(out / "depth" / f"{stem}.npy") as tmp, open(tmp, "wb") as fh:
+        np.save(fh, depth)
+    for k, img in without.items():
+        write_image(out / "without" / str(k) / f"{stem}.png", _to_u8(img))
+    return rgb8
+
+
 def make_scene(
     out_dir: str | os.PathLike,
     seed: int = 0,
@@ -305,7 +320,7 @@ def make_scene(
 
     from gsgroup.data.colmap import ColmapCamera, ColmapImage
     from gsgroup.data.colmap_write import write_model
-    from gsgroup.fileio import atomic_path, write_image, write_json
+    from gsgroup.fileio import write_json
 
     if width < 8 or height < 8:
         raise InputError(f"synthetic scene size {width}x{height} is too small; use at least 8x8 pixels")
@@ -324,15 +339,8 @@ def make_scene(
     for i in tqdm(range(n_views), desc="synthetic views", unit="view", disable=not progress):
         K, view = cams[i]
         stem = view_name(i, n_views)
-        rgb, mask, depth, without = _render_with_removals(spec, K, view, width, height, supersample, ids,
-                                                          background)
-        rgb8 = _to_u8(rgb)
-        write_image(out / "images" / f"{stem}.png", rgb8)
-        write_image(out / "gt_mask" / f"{stem}.png", mask)
-        with atomic_path(out / "depth" / f"{stem}.npy") as tmp, open(tmp, "wb") as fh:
-            np.save(fh, depth)
-        for k, img in without.items():
-            write_image(out / "without" / str(k) / f"{stem}.png", _to_u8(img))
+        rgb, mask, depth, without = _render_with_removals(spec, K, view, width, height, supersample, ids, background)
+        rgb8 = _write_view(out, stem, rgb, mask, depth, without)
         if i in pc_views:
             store[i] = (rgb8, mask, depth)
         images[i + 1] = ColmapImage(i + 1, rotmat_to_quat(view[:3, :3]), view[:3, 3].copy(), 1, f"{stem}.png")
@@ -352,8 +360,14 @@ def make_scene(
         n_views=n_views,
         supersample=supersample,
         pixel_convention="pixel (i, j) centre at (i + 0.5, j + 0.5); principal point (W/2, H/2)",
-        camera={"model": "PINHOLE", "fx": float(K[0, 0]), "fy": float(K[1, 1]), "cx": float(K[0, 2]),
-                "cy": float(K[1, 2]), "hfov_deg": HFOV_DEG},
+        camera={
+            "model": "PINHOLE",
+            "fx": float(K[0, 0]),
+            "fy": float(K[1, 1]),
+            "cx": float(K[0, 2]),
+            "cy": float(K[1, 2]),
+            "hfov_deg": HFOV_DEG,
+        },
         views=[view_name(i, n_views) for i in range(n_views)],
         test_views=[view_name(i, n_views) for i in range(0, n_views, 8)],
         without={"views": "all", "objects": ids},

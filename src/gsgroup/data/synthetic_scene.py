@@ -81,10 +81,20 @@ class SceneSpec:
         return {
             "seed": self.seed,
             "up": [0.0, 0.0, 1.0],
-            "light": {"type": "directional", "direction_to_light": list(self.light_dir), "ambient": self.ambient,
-                      "shading": "lambertian: albedo * (ambient + (1 - ambient) * max(0, n.l) * unshadowed)"},
-            "floor": {"shape": "disc", "z": 0.0, "radius": self.floor_radius, "color": list(self.floor_color),
-                      "color2": list(self.floor_color2), "mask_id": 0},
+            "light": {
+                "type": "directional",
+                "direction_to_light": list(self.light_dir),
+                "ambient": self.ambient,
+                "shading": "lambertian: albedo * (ambient + (1 - ambient) * max(0, n.l) * unshadowed)",
+            },
+            "floor": {
+                "shape": "disc",
+                "z": 0.0,
+                "radius": self.floor_radius,
+                "color": list(self.floor_color),
+                "color2": list(self.floor_color2),
+                "mask_id": 0,
+            },
             "target": list(self.target),
             "objects": objs,
             "touching": [list(p) for p in self.touching],
@@ -96,6 +106,17 @@ def _unit(v):
     return v / np.linalg.norm(v)
 
 
+# id: (name, shape, color, color2, texture, period)
+_LOOKS = {
+    1: ("sphere", "sphere", (0.85, 0.18, 0.12), (0.95, 0.65, 0.35), "bands", 0.32),
+    2: ("box", "box", (0.18, 0.32, 0.80), (0.70, 0.78, 0.95), "checker", 0.42),
+    3: ("cylinder", "cylinder", (0.15, 0.62, 0.25), (0.75, 0.90, 0.45), "stripes", 0.30),
+    4: ("cone", "cone", (0.95, 0.72, 0.12), (0.80, 0.35, 0.10), "spiral", 0.35),
+    5: ("ellipsoid", "ellipsoid", (0.58, 0.28, 0.74), (0.90, 0.70, 0.95), "noise", 0.6),
+    6: ("small_box", "box", (0.10, 0.68, 0.72), (0.85, 0.95, 0.90), "diagonal", 0.30),
+}
+
+
 def scene_spec(seed: int = 0) -> SceneSpec:
     """The synthetic scene for ``seed``: 6 objects (ids 1..6) on a floor disc, placed on a ring."""
     rng = np.random.default_rng([seed, 7219])
@@ -104,13 +125,14 @@ def scene_spec(seed: int = 0) -> SceneSpec:
     radii = 1.35 + rng.uniform(-0.1, 0.1, 4)
     pos = np.stack([radii * np.cos(angles), radii * np.sin(angles)], 1)
     yaws = rng.uniform(0, np.pi, 6)
-    objs = []
 
     # group A: big box with a small box resting on top (touching)
     hx, hy, hz = 0.42, 0.34, 0.30
     box_c = (pos[0, 0], pos[0, 1], hz)
     off = rng.uniform(-0.06, 0.06, 2)
-    off = np.array([np.cos(yaws[1]) * off[0] - np.sin(yaws[1]) * off[1], np.sin(yaws[1]) * off[0] + np.cos(yaws[1]) * off[1]])
+    off = np.array(
+        [np.cos(yaws[1]) * off[0] - np.sin(yaws[1]) * off[1], np.sin(yaws[1]) * off[0] + np.cos(yaws[1]) * off[1]]
+    )
     s = (0.17, 0.17, 0.15)
     small_c = (pos[0, 0] + off[0], pos[0, 1] + off[1], 2 * hz + s[2])
     # group B: sphere touching the cylinder's side at the sphere's equator
@@ -119,23 +141,22 @@ def scene_spec(seed: int = 0) -> SceneSpec:
     sph_xy = pos[1] - u * (rs + rc) / 2
     cyl_xy = pos[1] + u * (rs + rc) / 2
 
-    objs.append(SceneObject(1, "sphere", "sphere", (sph_xy[0], sph_xy[1], rs), (rs,), 0.0,
-                            (0.85, 0.18, 0.12), (0.95, 0.65, 0.35), "bands", 0.32))
-    objs.append(SceneObject(2, "box", "box", box_c, (hx, hy, hz), float(yaws[1]),
-                            (0.18, 0.32, 0.80), (0.70, 0.78, 0.95), "checker", 0.42))
-    objs.append(SceneObject(3, "cylinder", "cylinder", (cyl_xy[0], cyl_xy[1], hc), (rc, hc), float(yaws[3]),
-                            (0.15, 0.62, 0.25), (0.75, 0.90, 0.45), "stripes", 0.30))
-    objs.append(SceneObject(4, "cone", "cone", (pos[2, 0], pos[2, 1], 0.5), (0.42, 0.5), float(yaws[4]),
-                            (0.95, 0.72, 0.12), (0.80, 0.35, 0.10), "spiral", 0.35))
-    objs.append(SceneObject(5, "ellipsoid", "ellipsoid", (pos[3, 0], pos[3, 1], 0.32), (0.58, 0.36, 0.32), float(yaws[5]),
-                            (0.58, 0.28, 0.74), (0.90, 0.70, 0.95), "noise", 0.6))
-    objs.append(SceneObject(6, "small_box", "box", small_c, s, float(yaws[0]),
-                            (0.10, 0.68, 0.72), (0.85, 0.95, 0.90), "diagonal", 0.30))
+    placed = {  # id: (centre, size, yaw)
+        1: ((sph_xy[0], sph_xy[1], rs), (rs,), 0.0),
+        2: (box_c, (hx, hy, hz), float(yaws[1])),
+        3: ((cyl_xy[0], cyl_xy[1], hc), (rc, hc), float(yaws[3])),
+        4: ((pos[2, 0], pos[2, 1], 0.5), (0.42, 0.5), float(yaws[4])),
+        5: ((pos[3, 0], pos[3, 1], 0.32), (0.58, 0.36, 0.32), float(yaws[5])),
+        6: (small_c, s, float(yaws[0])),
+    }
+    objs = [SceneObject(k, name, shape, *placed[k], *look) for k, (name, shape, *look) in _LOOKS.items()]
     return SceneSpec(
         seed=int(seed),
         objects=tuple(objs),
         touching=((1, 3), (2, 6)),
-        light_dir=tuple(float(v) for v in _unit([np.cos(0.6) * np.cos(0.95), np.sin(0.6) * np.cos(0.95), np.sin(0.95)])),
+        light_dir=tuple(
+            float(v) for v in _unit([np.cos(0.6) * np.cos(0.95), np.sin(0.6) * np.cos(0.95), np.sin(0.95)])
+        ),
         ambient=0.32,
         floor_radius=4.2,
         floor_color=(0.72, 0.69, 0.62),

@@ -6,23 +6,24 @@ Modules: api (the functions), select (selection and 3D clean-up), ops (edits of 
 tensors), shrot (SH rotation), inpainting and lama (remove-and-fill), commands (``gsgroup edit``).
 """
 
-from .api import (
-    InpaintOptions,
-    Selection,
-    SelectOptions,
-    compose,
-    duplicate,
-    export,
-    export_all,
-    id_map,
-    inpaint,
-    read_mask,
-    recolor,
-    remove,
-    save,
-    select,
-    transform,
-)
+from .api import compose, duplicate, export, export_all, id_map, read_mask, recolor, remove, save, select, transform
+from .inpainting import InpaintOptions, inpaint
+from .select import Selection, SelectOptions
 
-__all__ = ["select", "remove", "recolor", "transform", "duplicate", "compose", "inpaint", "export", "export_all",
-           "save", "id_map", "read_mask", "InpaintOptions", "SelectOptions", "Selection"]
+__all__ = [
+    "select",
+    "remove",
+    "recolor",
+    "transform",
+    "duplicate",
+    "compose",
+    "inpaint",
+    "export",
+    "export_all",
+    "save",
+    "id_map",
+    "read_mask",
+    "InpaintOptions",
+    "SelectOptions",
+    "Selection",
+]

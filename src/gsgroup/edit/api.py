@@ -26,8 +26,7 @@ from ..run import Run
 from ..segment.idmaps import render_ids
 from ..train.trainer import render_view, view_tensors
 from . import ops
-from .inpainting import InpaintOptions, inpaint
-from .select import SelectOptions, Selection, ids_at_pixel, ids_in_mask, make_selection, selection_info
+from .select import Selection, SelectOptions, ids_at_pixel, ids_in_mask, make_selection, selection_info
 from .shrot import euler_deg_to_matrix
 
 
@@ -35,8 +34,9 @@ from .shrot import euler_deg_to_matrix
 @torch.no_grad()
 def id_map(run: Run, stem: str) -> np.ndarray:
     """Rendered per-pixel object ids [H,W] of view ``stem`` (0 where alpha < 0.5)."""
-    return render_ids(run.gaussians, view_tensors(run.view(stem)), run.require_segmentation(),
-                      background=run.backdrop).ids
+    return render_ids(
+        run.gaussians, view_tensors(run.view(stem)), run.require_segmentation(), background=run.backdrop
+    ).ids
 
 
 def read_mask(path: str | os.PathLike) -> np.ndarray:
@@ -45,14 +45,17 @@ def read_mask(path: str | os.PathLike) -> np.ndarray:
 
     img = cv2.imread(str(path), cv2.IMREAD_UNCHANGED)
     if img is None:
-        raise InputError(f"mask {path}: not found or not an image; give a PNG with the object painted non-zero",
-                         "mask")
+        raise InputError(f"mask {path}: not found or not an image; give a PNG with the object painted non-zero", "mask")
     return (img.reshape(img.shape[0], img.shape[1], -1) > 0).any(axis=2)
 
 
-def select(run: Run, objects: list[int] | int | None = None, pick: tuple[str, int, int] | None = None,
-           mask: tuple[str, np.ndarray | str | os.PathLike] | None = None,
-           options: SelectOptions | None = None) -> Selection:
+def select(
+    run: Run,
+    objects: list[int] | int | None = None,
+    pick: tuple[str, int, int] | None = None,
+    mask: tuple[str, np.ndarray | str | os.PathLike] | None = None,
+    options: SelectOptions | None = None,
+) -> Selection:
     """Select objects by exactly one of: ``objects`` (ids, see objects.json), ``pick`` (view stem,
     x = column, y = row: the object rendered there) or ``mask`` (view stem, bool [H,W] or an
     image file: the ids covering most of it). Returns the Selection (ids and Gaussian mask [N])."""
@@ -73,8 +76,11 @@ def select(run: Run, objects: list[int] | int | None = None, pick: tuple[str, in
     opts = options or SelectOptions()
     sel = make_selection(run.gaussians, run.require_segmentation(), ids, opts, by=how)
     if not sel.mask.any():
-        raise InputError(f"{run.path}: no Gaussian has probability > {opts.threshold} for ids {ids}; "
-                         "lower the threshold or check objects.json", "threshold")
+        raise InputError(
+            f"{run.path}: no Gaussian has probability > {opts.threshold} for ids {ids}; "
+            "lower the threshold or check objects.json",
+            "threshold",
+        )
     return sel
 
 
@@ -94,8 +100,17 @@ def recolor(run: Run, sel: Selection, color: str, sh_damp: float = ops.SH_DAMP) 
     SH become grey, times ``sh_damp``."""
     rgb = ops.parse_color(color)
     g = ops.recolor(run.gaussians, sel.mask, rgb, sh_damp)
-    return _edited(run, sel, "recolor", g, run.segmentation, color=color, rgb=rgb.round(4).tolist(),
-                   sh_damp=sh_damp, recolored=int(sel.mask.sum()))
+    return _edited(
+        run,
+        sel,
+        "recolor",
+        g,
+        run.segmentation,
+        color=color,
+        rgb=rgb.round(4).tolist(),
+        sh_damp=sh_damp,
+        recolored=int(sel.mask.sum()),
+    )
 
 
 def _vec3(value, name: str) -> np.ndarray:
@@ -105,8 +120,9 @@ def _vec3(value, name: str) -> np.ndarray:
     return v
 
 
-def make_transform(run: Run, sel: Selection, translate=None, rotate_deg=None, scale: float = 1.0,
-                   pivot: str = "centroid") -> ops.Transform:
+def make_transform(
+    run: Run, sel: Selection, translate=None, rotate_deg=None, scale: float = 1.0, pivot: str = "centroid"
+) -> ops.Transform:
     """x' = s R (x - p) + p + t with R from ``rotate_deg`` (about world x, then y, then z) and
     p the selection's opacity-weighted centroid (``pivot`` "centroid") or the origin."""
     if not (np.isfinite(scale) and scale > 0):
@@ -119,37 +135,59 @@ def make_transform(run: Run, sel: Selection, translate=None, rotate_deg=None, sc
 
 
 def _tf_info(tf: ops.Transform) -> dict:
-    return {"R": tf.R.round(6).tolist(), "translate": tf.t.tolist(), "scale": tf.s,
-            "pivot": tf.pivot.round(6).tolist(), "matrix": tf.matrix().round(6).tolist()}
+    return {
+        "R": tf.R.round(6).tolist(),
+        "translate": tf.t.tolist(),
+        "scale": tf.s,
+        "pivot": tf.pivot.round(6).tolist(),
+        "matrix": tf.matrix().round(6).tolist(),
+    }
 
 
-def transform(run: Run, sel: Selection, translate=None, rotate_deg=None, scale: float = 1.0,
-              pivot: str = "centroid") -> Run:
+def transform(
+    run: Run, sel: Selection, translate=None, rotate_deg=None, scale: float = 1.0, pivot: str = "centroid"
+) -> Run:
     """Move, rotate (degrees about world x, y, z) and scale the selection (see ``make_transform``)."""
     tf = make_transform(run, sel, translate, rotate_deg, scale, pivot)
     g = ops.transform(run.gaussians, sel.mask, tf)
     return _edited(run, sel, "transform", g, run.segmentation, transform=_tf_info(tf), moved=int(sel.mask.sum()))
 
 
-def duplicate(run: Run, sel: Selection, translate=None, rotate_deg=None, scale: float = 1.0,
-              pivot: str = "centroid") -> Run:
+def duplicate(
+    run: Run, sel: Selection, translate=None, rotate_deg=None, scale: float = 1.0, pivot: str = "centroid"
+) -> Run:
     """Copy the selection with a transform; the copies get new ids (edit info "new_ids")."""
     tf = make_transform(run, sel, translate, rotate_deg, scale, pivot)
     g, seg, mapping = ops.duplicate(run.gaussians, run.require_segmentation(), sel.mask, sel.ids, tf)
-    return _edited(run, sel, "duplicate", g, seg, transform=_tf_info(tf), copied=int(sel.mask.sum()),
-                   new_ids={str(k): v for k, v in mapping.items()})
+    return _edited(
+        run,
+        sel,
+        "duplicate",
+        g,
+        seg,
+        transform=_tf_info(tf),
+        copied=int(sel.mask.sum()),
+        new_ids={str(k): v for k, v in mapping.items()},
+    )
 
 
-def compose(run: Run, other: Run, sel: Selection, translate=None, rotate_deg=None, scale: float = 1.0,
-            pivot: str = "centroid") -> Run:
+def compose(
+    run: Run, other: Run, sel: Selection, translate=None, rotate_deg=None, scale: float = 1.0, pivot: str = "centroid"
+) -> Run:
     """Insert the objects ``sel`` of run ``other`` (transformed) into ``run`` with new ids."""
     tf = make_transform(other, sel, translate, rotate_deg, scale, pivot)
     part = ops.transform(other.gaussians.select(torch.from_numpy(sel.mask)), None, tf)
     labels = other.labels[0][sel.mask]
     g, seg, mapping = ops.compose(run.gaussians, run.require_segmentation(), part, labels, sel.ids)
-    info = {"edit": "compose", **selection_info(other, sel), "gaussians_before": len(run.gaussians),
-            "from": str(other.path.resolve()), "transform": _tf_info(tf), "inserted": int(sel.mask.sum()),
-            "new_ids": {str(k): v for k, v in mapping.items()}}
+    info = {
+        "edit": "compose",
+        **selection_info(other, sel),
+        "gaussians_before": len(run.gaussians),
+        "from": str(other.path.resolve()),
+        "transform": _tf_info(tf),
+        "inserted": int(sel.mask.sum()),
+        "new_ids": {str(k): v for k, v in mapping.items()},
+    }
     info["source"] = str(run.path.resolve())
     return run.derive(g, seg, info)
 
@@ -201,8 +239,9 @@ def save(edited: Run, out: str | os.PathLike, force: bool = False, previews: int
         raise ValueError("save() writes runs returned by the edit functions; use Run.save for others")
     labels, _ = edited.labels
     ids, counts = np.unique(labels, return_counts=True)
-    edited.edit.update(gaussians_after=len(edited.gaussians),
-                       objects_after={str(int(i)): int(c) for i, c in zip(ids, counts)})
+    edited.edit.update(
+        gaussians_after=len(edited.gaussians), objects_after={str(int(i)): int(c) for i, c in zip(ids, counts)}
+    )
     saved = edited.save(out, force=force, plain=plain)
     names = []
     for view in preview_views(edited.source, previews) if previews > 0 else []:

@@ -15,10 +15,10 @@ from __future__ import annotations
 
 import argparse
 
+from .. import edit
 from ..errors import InputError
 from ..options import add_options, from_options
 from ..run import Run
-from . import api
 from .inpainting import InpaintOptions
 from .ops import SH_DAMP
 from .select import SelectOptions, format_selection
@@ -58,24 +58,32 @@ def parse_vec3(text: str | None, flag: str) -> tuple[float, float, float] | None
     return v
 
 
-def select_from_args(run: Run, args) -> api.Selection:
+def select_from_args(run: Run, args) -> edit.Selection:
     """The selection the options ask for (exactly one of --objects, --pick, --mask-view/--mask), printed."""
     if sum(x is not None for x in (args.objects, args.pick, args.mask or args.mask_view)) != 1:
-        raise InputError("select the objects with exactly one of --objects 3,5, --pick STEM:X,Y or "
-                         "--mask-view STEM --mask PNG")
+        raise InputError(
+            "select the objects with exactly one of --objects 3,5, --pick STEM:X,Y or --mask-view STEM --mask PNG"
+        )
     if (args.mask is None) != (args.mask_view is None):
         raise InputError("--mask-view and --mask go together: --mask-view STEM --mask PNG")
-    sel = api.select(run, objects=None if args.objects is None else parse_objects(args.objects),
-                     pick=None if args.pick is None else parse_pick(args.pick),
-                     mask=None if args.mask is None else (args.mask_view, args.mask),
-                     options=from_options(SelectOptions, args))
+    sel = edit.select(
+        run,
+        objects=None if args.objects is None else parse_objects(args.objects),
+        pick=None if args.pick is None else parse_pick(args.pick),
+        mask=None if args.mask is None else (args.mask_view, args.mask),
+        options=from_options(SelectOptions, args),
+    )
     print(format_selection(sel.describe(run.gaussians)))
     return sel
 
 
 def _transform_args(args) -> dict:
-    return {"translate": parse_vec3(args.translate, "--translate"),
-            "rotate_deg": parse_vec3(args.rotate_deg, "--rotate-deg"), "scale": args.scale, "pivot": args.pivot}
+    return {
+        "translate": parse_vec3(args.translate, "--translate"),
+        "rotate_deg": parse_vec3(args.rotate_deg, "--rotate-deg"),
+        "scale": args.scale,
+        "pivot": args.pivot,
+    }
 
 
 def cmd_edit(args) -> int:
@@ -85,41 +93,45 @@ def cmd_edit(args) -> int:
     run.check_target(args.out, args.force)  # fail now, not after the work
     sel = select_from_args(other or run, args)
     if args.op == "remove":
-        edited = api.remove(run, sel)
+        edited = edit.remove(run, sel)
     elif args.op == "recolor":
-        edited = api.recolor(run, sel, args.color, args.sh_damp)
+        edited = edit.recolor(run, sel, args.color, args.sh_damp)
     elif args.op == "transform":
-        edited = api.transform(run, sel, **_transform_args(args))
+        edited = edit.transform(run, sel, **_transform_args(args))
     elif args.op == "duplicate":
         if args.translate is None and args.rotate_deg is None and args.scale == 1.0:
             print("warning: duplicate without a transform puts the copy on top of the original")
-        edited = api.duplicate(run, sel, **_transform_args(args))
+        edited = edit.duplicate(run, sel, **_transform_args(args))
     elif args.op == "compose":
-        edited = api.compose(run, other, sel, **_transform_args(args))
+        edited = edit.compose(run, other, sel, **_transform_args(args))
     else:
-        edited = api.inpaint(run, sel, from_options(InpaintOptions, args), progress=not args.quiet)
+        edited = edit.inpaint(run, sel, from_options(InpaintOptions, args), progress=not args.quiet)
         c = edited.edit["consistency"]
-        print(f"inpaint: multi-view consistency PSNR in the holes {c['psnr_mean']:.2f} dB "
-              f"(std {c['psnr_std']:.2f} over {c['views']} views)")
+        print(
+            f"inpaint: multi-view consistency PSNR in the holes {c['psnr_mean']:.2f} dB "
+            f"(std {c['psnr_std']:.2f} over {c['views']} views)"
+        )
     if "new_ids" in edited.edit:
         print(f"new ids: {edited.edit['new_ids']}")
-    saved = api.save(edited, args.out, force=args.force)
-    print(f"{args.op}: {edited.edit['gaussians_before']} -> {edited.edit['gaussians_after']} Gaussians; "
-          f"wrote {saved.path}")
+    saved = edit.save(edited, args.out, force=args.force)
+    print(
+        f"{args.op}: {edited.edit['gaussians_before']} -> {edited.edit['gaussians_after']} Gaussians; "
+        f"wrote {saved.path}"
+    )
     return 0
 
 
 def cmd_export(args) -> int:
     run = Run.open(args.run)
     if args.split_all:
-        written = api.export_all(run, args.split_all, plain=args.plain)
+        written = edit.export_all(run, args.split_all, plain=args.plain)
         counts = " ".join(f"{k}:{v}" for k, v in written.items())
         print(f"wrote {len(written)} PLYs to {args.split_all} (id:Gaussians {counts}); id 0 is the background")
         return 0
     if not args.out:
         raise InputError("export needs --out obj.ply (one PLY of the selected objects) or --split-all DIR")
     sel = select_from_args(run, args)
-    info = api.export(run, sel, args.out, plain=args.plain, force=args.force)
+    info = edit.export(run, sel, args.out, plain=args.plain, force=args.force)
     print(f"exported ids {sel.ids}: {info['gaussians']} Gaussians -> {args.out}" + (" (plain)" if args.plain else ""))
     return 0
 
@@ -140,14 +152,22 @@ def _transform_options(p: argparse.ArgumentParser) -> None:
     p.add_argument("--translate", default=None, help="x,y,z world translation")
     p.add_argument("--rotate-deg", default=None, help="rx,ry,rz degrees about the world x, then y, then z axis")
     p.add_argument("--scale", type=float, default=1.0, help="uniform scale (default 1)")
-    p.add_argument("--pivot", choices=["centroid", "origin"], default="centroid",
-                   help="rotate and scale about the selection's centroid (default) or the world origin")
+    p.add_argument(
+        "--pivot",
+        choices=["centroid", "origin"],
+        default="centroid",
+        help="rotate and scale about the selection's centroid (default) or the world origin",
+    )
 
 
 def add_edit_commands(subparsers) -> None:
     """Register ``gsgroup edit <op>`` (remove, recolor, transform, duplicate, compose, inpaint, export)."""
-    edit = subparsers.add_parser("edit", help="edit objects of a segmented run (writes a new run folder)",
-                                 description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+    edit = subparsers.add_parser(
+        "edit",
+        help="edit objects of a segmented run (writes a new run folder)",
+        description=__doc__,
+        formatter_class=argparse.RawDescriptionHelpFormatter,
+    )
     ops = edit.add_subparsers(dest="op", required=True)
 
     def common(name: str, help_text: str) -> argparse.ArgumentParser:
@@ -163,8 +183,12 @@ def add_edit_commands(subparsers) -> None:
     common("remove", "delete the selected objects")
     p = common("recolor", "give the selection a new hue, keeping its shading")
     p.add_argument("--color", required=True, help='target color "#RRGGBB"')
-    p.add_argument("--sh-damp", type=float, default=SH_DAMP,
-                   help=f"factor on the (greyed) view-dependent SH of the selection (default {SH_DAMP})")
+    p.add_argument(
+        "--sh-damp",
+        type=float,
+        default=SH_DAMP,
+        help=f"factor on the (greyed) view-dependent SH of the selection (default {SH_DAMP})",
+    )
     p = common("transform", "move / rotate / scale the selection")
     _transform_options(p)
     p = common("duplicate", "copy the selection with a transform; the copies get new ids")

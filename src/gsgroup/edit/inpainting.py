@@ -43,8 +43,7 @@ class InpaintOptions:
     """inpainter 'opencv' | 'lama'; dilate: hole dilation in px (None = 2% of the width, >= 2);
     radius: Telea radius; stride: seed every stride-th hole pixel; max_seeds caps the new Gaussians."""
 
-    inpainter: str = option("opencv", "2D inpainter: OpenCV Telea or a LaMa checkpoint",
-                            choices=["opencv", "lama"])
+    inpainter: str = option("opencv", "2D inpainter: OpenCV Telea or a LaMa checkpoint", choices=["opencv", "lama"])
     lama_checkpoint: str | None = option(None, "big-lama generator weights (see gsgroup.edit.lama)")
     iterations: int = option(300, "fine-tuning steps of the new Gaussians")
     dilate: int | None = option(None, "hole dilation in pixels (default 2%% of the width)", type=int)
@@ -148,8 +147,18 @@ class ViewHole:
     target: np.ndarray
 
 
-def prepare_views(g0: Gaussians, seg0: Segmentation, g1: Gaussians, ids: list[int], views: list, background: torch.Tensor,
-                  inpainter, px: int, ring_px: int, stride: int):
+def prepare_views(
+    g0: Gaussians,
+    seg0: Segmentation,
+    g1: Gaussians,
+    ids: list[int],
+    views: list,
+    background: torch.Tensor,
+    inpainter,
+    px: int,
+    ring_px: int,
+    stride: int,
+):
     """Holes, inpainted targets and seed points/colors for each view. Returns (holes, points, colors, sizes)."""
     holes, pts, cols, sizes = [], [], [], []
     with torch.no_grad():
@@ -202,8 +211,9 @@ def merge_seeds(points: np.ndarray, colors: np.ndarray, sizes: np.ndarray, max_s
     return p, c, s
 
 
-def seed_gaussians(points: np.ndarray, colors: np.ndarray, sizes: np.ndarray, g1: Gaussians,
-                   size: float = 0.35) -> Gaussians:
+def seed_gaussians(
+    points: np.ndarray, colors: np.ndarray, sizes: np.ndarray, g1: Gaussians, size: float = 0.35
+) -> Gaussians:
     """New Gaussians at points [M,3] with colors [M,3], isotropic size [M]; identities of the nearest
     surviving Gaussian of g1; view-dependent SH zero."""
     m = len(points)
@@ -228,9 +238,15 @@ def seed_gaussians(points: np.ndarray, colors: np.ndarray, sizes: np.ndarray, g1
     return g
 
 
-def finetune(fixed: Gaussians, new: Gaussians, holes: list[ViewHole], background: torch.Tensor | Environment,
-             opts: InpaintOptions,
-             extent: float, progress: bool = False) -> Gaussians:
+def finetune(
+    fixed: Gaussians,
+    new: Gaussians,
+    holes: list[ViewHole],
+    background: torch.Tensor | Environment,
+    opts: InpaintOptions,
+    extent: float,
+    progress: bool = False,
+) -> Gaussians:
     """Adam over the new Gaussians only (means, quats, log-scales, opacity logits, DC color): L1 of the
     full render to each view's target (inpainted in the hole, pre-edit render outside). The fixed
     Gaussians' view-dependent colors are evaluated once per view."""
@@ -241,8 +257,13 @@ def finetune(fixed: Gaussians, new: Gaussians, holes: list[ViewHole], background
 
     names = ("means", "quats", "scales", "opacities", "sh0")
     params = {k: torch.nn.Parameter(getattr(new, k).clone()) for k in names}
-    lrs = {"means": opts.lr_means * extent, "quats": opts.lr_quats, "scales": opts.lr_scales,
-           "opacities": opts.lr_opacity, "sh0": opts.lr_sh0}
+    lrs = {
+        "means": opts.lr_means * extent,
+        "quats": opts.lr_quats,
+        "scales": opts.lr_scales,
+        "opacities": opts.lr_opacity,
+        "sh0": opts.lr_sh0,
+    }
     optim = torch.optim.Adam([{"params": [params[k]], "lr": lrs[k]} for k in names], eps=1e-15)
     f_means, f_quats = fixed.means.detach(), fixed.quats.detach()
     f_scales, f_opac = torch.exp(fixed.scales.detach()), torch.sigmoid(fixed.opacities.detach())
@@ -266,10 +287,17 @@ def finetune(fixed: Gaussians, new: Gaussians, holes: list[ViewHole], background
                     env_images[i] = env.view_image(vt.viewmat, vt.K, vt.width, vt.height)
         new_rgb = torch.clamp_min(params["sh0"][:, 0] * 0.28209479177387814 + 0.5, 0.0)
         out = rasterize(
-            torch.cat([f_means, params["means"]]), torch.cat([f_quats, params["quats"]]),
-            torch.cat([f_scales, torch.exp(params["scales"])]), torch.cat([f_opac, torch.sigmoid(params["opacities"])]),
-            torch.cat([colors[i], new_rgb]), vt.viewmat, vt.K, vt.width, vt.height,
-            background=None if env else background)
+            torch.cat([f_means, params["means"]]),
+            torch.cat([f_quats, params["quats"]]),
+            torch.cat([f_scales, torch.exp(params["scales"])]),
+            torch.cat([f_opac, torch.sigmoid(params["opacities"])]),
+            torch.cat([colors[i], new_rgb]),
+            vt.viewmat,
+            vt.K,
+            vt.width,
+            vt.height,
+            background=None if env else background,
+        )
         image = out.image if env is None else out.image + (1.0 - out.alpha) * env_images[i]
         loss = (image - targets[i]).abs().mean()
         optim.zero_grad(set_to_none=True)
@@ -297,8 +325,12 @@ def consistency(g: Gaussians, holes: list[ViewHole], background: torch.Tensor) -
             img = render_view(g, view_tensors(h.view), g.sh_degree, background=background).image.clamp(0, 1).numpy()
             per[h.view.name] = round(psnr_in(img, h.target, h.hole), 3)
     vals = np.array(list(per.values()), np.float64)
-    return {"psnr_mean": float(vals.mean()) if len(vals) else float("nan"),
-            "psnr_std": float(vals.std()) if len(vals) else float("nan"), "views": len(vals), "per_view": per}
+    return {
+        "psnr_mean": float(vals.mean()) if len(vals) else float("nan"),
+        "psnr_std": float(vals.std()) if len(vals) else float("nan"),
+        "views": len(vals),
+        "per_view": per,
+    }
 
 
 def inpaint(run: Run, sel: Selection, opts: InpaintOptions | None = None, progress: bool = False) -> Run:
@@ -311,8 +343,9 @@ def inpaint(run: Run, sel: Selection, opts: InpaintOptions | None = None, progre
     width = views[0].width
     px = dilation_px(width, opts.dilate)
     inpainter = make_inpainter(opts)
-    holes, pts, cols, sizes = prepare_views(g0, seg0, g1, sel.ids, views, run.backdrop, inpainter, px,
-                                            ring_px=max(3, 2 * px), stride=opts.stride)
+    holes, pts, cols, sizes = prepare_views(
+        g0, seg0, g1, sel.ids, views, run.backdrop, inpainter, px, ring_px=max(3, 2 * px), stride=opts.stride
+    )
     if not holes:
         raise InputError(f"{run.path}: ids {sel.ids} are not visible in any training view; use remove instead")
     pts, cols, sizes = merge_seeds(pts, cols, sizes, opts.max_seeds, opts.seed)
@@ -326,10 +359,18 @@ def inpaint(run: Run, sel: Selection, opts: InpaintOptions | None = None, progre
     g = concat(g1, new)
     seg = seg1.append(seg1.labels[nearest]) if seg1.classifier is None else seg1
     after = consistency(g, holes, run.backdrop)
-    info = {"edit": "inpaint", **selection_info(run, sel), "removed": int(sel.mask.sum()), "new_gaussians": len(new),
-            "inpainter": opts.inpainter,
-            "dilate_px": px, "iterations": opts.iterations, "views": len(holes),
-            "consistency_seeded": {k: v for k, v in before.items() if k != "per_view"}, "consistency": after}
+    info = {
+        "edit": "inpaint",
+        **selection_info(run, sel),
+        "removed": int(sel.mask.sum()),
+        "new_gaussians": len(new),
+        "inpainter": opts.inpainter,
+        "dilate_px": px,
+        "iterations": opts.iterations,
+        "views": len(holes),
+        "consistency_seeded": {k: v for k, v in before.items() if k != "per_view"},
+        "consistency": after,
+    }
     edited = run.derive(g, seg, info)
     for h in holes[:3]:
         edited.images[f"inpaint/{h.view.name}_target.png"] = h.target

@@ -56,8 +56,11 @@ class SpectralTransform(nn.Module):
     def __init__(self, in_channels: int, out_channels: int, stride: int = 1):
         super().__init__()
         self.downsample = nn.AvgPool2d(kernel_size=2, stride=2) if stride == 2 else nn.Identity()
-        self.conv1 = nn.Sequential(nn.Conv2d(in_channels, out_channels // 2, kernel_size=1, bias=False),
-                                   nn.BatchNorm2d(out_channels // 2), nn.ReLU(inplace=True))
+        self.conv1 = nn.Sequential(
+            nn.Conv2d(in_channels, out_channels // 2, kernel_size=1, bias=False),
+            nn.BatchNorm2d(out_channels // 2),
+            nn.ReLU(inplace=True),
+        )
         self.fu = FourierUnit(out_channels // 2, out_channels // 2)
         self.conv2 = nn.Conv2d(out_channels // 2, out_channels, kernel_size=1, bias=False)
 
@@ -69,8 +72,17 @@ class SpectralTransform(nn.Module):
 class FFC(nn.Module):
     """Fast Fourier convolution on a (local, global) channel split."""
 
-    def __init__(self, cin: int, cout: int, k: int, ratio_gin: float, ratio_gout: float, stride: int = 1,
-                 padding: int = 0, dilation: int = 1):
+    def __init__(
+        self,
+        cin: int,
+        cout: int,
+        k: int,
+        ratio_gin: float,
+        ratio_gout: float,
+        stride: int = 1,
+        padding: int = 0,
+        dilation: int = 1,
+    ):
         super().__init__()
         in_g = int(cin * ratio_gin)
         in_l = cin - in_g
@@ -99,8 +111,17 @@ class FFC(nn.Module):
 
 
 class FFC_BN_ACT(nn.Module):
-    def __init__(self, cin: int, cout: int, k: int, ratio_gin: float, ratio_gout: float, stride: int = 1,
-                 padding: int = 0, dilation: int = 1):
+    def __init__(
+        self,
+        cin: int,
+        cout: int,
+        k: int,
+        ratio_gin: float,
+        ratio_gout: float,
+        stride: int = 1,
+        padding: int = 0,
+        dilation: int = 1,
+    ):
         super().__init__()
         self.ffc = FFC(cin, cout, k, ratio_gin, ratio_gout, stride, padding, dilation)
         out_g = int(cout * ratio_gout)
@@ -138,22 +159,26 @@ class LamaGenerator(nn.Module):
     """FFCResNetGenerator with the big-lama configuration (defaults). forward(x [B,4,H,W]) -> [B,3,H,W]
     in (0,1); H and W must be multiples of 2^n_downsampling."""
 
-    def __init__(self, ngf: int = 64, n_downsampling: int = 3, n_blocks: int = 18, ratio: float = 0.75,
-                 max_features: int = 1024):
+    def __init__(
+        self, ngf: int = 64, n_downsampling: int = 3, n_blocks: int = 18, ratio: float = 0.75, max_features: int = 1024
+    ):
         super().__init__()
         self.n_downsampling = n_downsampling
         layers: list[nn.Module] = [nn.ReflectionPad2d(3), FFC_BN_ACT(4, ngf, 7, 0, 0)]
         for i in range(n_downsampling):
-            cin, cout = min(max_features, ngf * 2 ** i), min(max_features, ngf * 2 ** (i + 1))
+            cin, cout = min(max_features, ngf * 2**i), min(max_features, ngf * 2 ** (i + 1))
             layers.append(FFC_BN_ACT(cin, cout, 3, 0, ratio if i == n_downsampling - 1 else 0, stride=2, padding=1))
-        dim = min(max_features, ngf * 2 ** n_downsampling)
+        dim = min(max_features, ngf * 2**n_downsampling)
         layers += [FFCResnetBlock(dim, ratio) for _ in range(n_blocks)]
         layers.append(ConcatTupleLayer())
         for i in range(n_downsampling):
             m = 2 ** (n_downsampling - i)
             cin, cout = min(max_features, ngf * m), min(max_features, ngf * m // 2)
-            layers += [nn.ConvTranspose2d(cin, cout, 3, stride=2, padding=1, output_padding=1),
-                       nn.BatchNorm2d(cout), nn.ReLU(True)]
+            layers += [
+                nn.ConvTranspose2d(cin, cout, 3, stride=2, padding=1, output_padding=1),
+                nn.BatchNorm2d(cout),
+                nn.ReLU(True),
+            ]
         layers += [nn.ReflectionPad2d(3), nn.Conv2d(ngf, 3, 7), nn.Sigmoid()]
         self.model = nn.Sequential(*layers)
 
@@ -178,11 +203,13 @@ def infer_config(sd: dict[str, torch.Tensor]) -> dict:
         ngf = sd["model.1.ffc.convl2l.weight"].shape[0]
         blocks = sorted({int(m.group(1)) for k in sd if (m := re.match(r"model\.(\d+)\.conv1\.ffc\.", k))})
         n_down = blocks[0] - 2
-        dim = min(1024, ngf * 2 ** n_down)
+        dim = min(1024, ngf * 2**n_down)
         out_g = sd[f"model.{blocks[0]}.conv1.ffc.convl2g.weight"].shape[0]
     except (KeyError, IndexError):
-        raise InputError("the checkpoint is not a LaMa FFC-ResNet generator (no model.1.ffc.convl2l / resnet block "
-                         "keys); use big-lama's models/best.ckpt") from None
+        raise InputError(
+            "the checkpoint is not a LaMa FFC-ResNet generator (no model.1.ffc.convl2l / resnet block "
+            "keys); use big-lama's models/best.ckpt"
+        ) from None
     return {"ngf": ngf, "n_downsampling": n_down, "n_blocks": len(blocks), "ratio": out_g / dim}
 
 
@@ -213,7 +240,7 @@ class LamaInpainter:
     @torch.no_grad()
     def __call__(self, image: np.ndarray, hole: np.ndarray) -> np.ndarray:
         h, w = hole.shape
-        mod = 2 ** self.generator.n_downsampling
+        mod = 2**self.generator.n_downsampling
         ph, pw = (-h) % mod, (-w) % mod
         img = torch.from_numpy(np.ascontiguousarray(image, np.float32)).permute(2, 0, 1)[None]
         m = torch.from_numpy(hole.astype(np.float32))[None, None]

@@ -54,11 +54,18 @@ def concat(a: Gaussians, b: Gaussians) -> Gaussians:
     shN = b.shN[:, :ka]
     if shN.shape[1] < ka:
         shN = torch.cat([shN, torch.zeros(len(b), ka - shN.shape[1], 3)], dim=1)
-    ids = b.ids[:, :a.id_dim]
+    ids = b.ids[:, : a.id_dim]
     if ids.shape[1] < a.id_dim:
         ids = torch.cat([ids, torch.zeros(len(b), a.id_dim - ids.shape[1])], dim=1)
-    parts = {"means": b.means, "quats": b.quats, "scales": b.scales, "opacities": b.opacities,
-             "sh0": b.sh0, "shN": shN, "ids": ids}
+    parts = {
+        "means": b.means,
+        "quats": b.quats,
+        "scales": b.scales,
+        "opacities": b.opacities,
+        "sh0": b.sh0,
+        "shN": shN,
+        "ids": ids,
+    }
     return Gaussians(**{k: torch.cat([getattr(a, k).detach(), v.to(getattr(a, k).dtype)]) for k, v in parts.items()})
 
 
@@ -74,7 +81,7 @@ def parse_color(text: str) -> np.ndarray:
     if len(s) != 6:
         raise InputError(f"color '{text}': use #RRGGBB, e.g. '#3366ff'", "color")
     try:
-        return np.array([int(s[i:i + 2], 16) for i in (0, 2, 4)], np.float64) / 255.0
+        return np.array([int(s[i : i + 2], 16) for i in (0, 2, 4)], np.float64) / 255.0
     except ValueError:
         raise InputError(f"color '{text}': use hex digits, e.g. '#3366ff'", "color") from None
 
@@ -165,14 +172,21 @@ def _null_directions(W: torch.Tensor, count: int, what: str) -> torch.Tensor:
     """``count`` orthonormal directions [count,D] with W u = 0 (W [K,D])."""
     K, D = W.shape
     if K + count > D:
-        raise InputError(f"{what}: the identity classifier has {K} classes over {D}-D encodings; adding {count} "
-                         f"more needs K + new <= {D}; retrain with a larger --id-dim")
+        raise InputError(
+            f"{what}: the identity classifier has {K} classes over {D}-D encodings; adding {count} "
+            f"more needs K + new <= {D}; retrain with a larger --id-dim"
+        )
     _, _, vt = torch.linalg.svd(W.double(), full_matrices=True)
-    return vt[K:K + count].to(W.dtype)
+    return vt[K : K + count].to(W.dtype)
 
 
-def duplicate_classes(classifier: IdentityClassifier, src_ids: list[int], all_ids: torch.Tensor,
-                      copy_ids: torch.Tensor, copy_src: np.ndarray) -> tuple[IdentityClassifier, torch.Tensor, dict]:
+def duplicate_classes(
+    classifier: IdentityClassifier,
+    src_ids: list[int],
+    all_ids: torch.Tensor,
+    copy_ids: torch.Tensor,
+    copy_src: np.ndarray,
+) -> tuple[IdentityClassifier, torch.Tensor, dict]:
     """Extend the classifier with one new class per source id (see the module docstring).
 
     all_ids [N,D]: every existing encoding; copy_ids [M,D]: the copies' encodings; copy_src [M]: each
@@ -195,8 +209,9 @@ def duplicate_classes(classifier: IdentityClassifier, src_ids: list[int], all_id
     return clf, copy_ids + beta * u[None], new_ids
 
 
-def new_object_classes(classifier: IdentityClassifier, all_ids: torch.Tensor, count: int
-                       ) -> tuple[IdentityClassifier, torch.Tensor]:
+def new_object_classes(
+    classifier: IdentityClassifier, all_ids: torch.Tensor, count: int
+) -> tuple[IdentityClassifier, torch.Tensor]:
     """``count`` new classes for inserted objects. Returns (classifier, encodings [count,D]): the
     encoding of new object j is beta_j u_j (u_j orthonormal null directions of W); its row is
     W = g u_j^T, bias b_j = max(b) + margin - g tau_j with tau_j >= u_j.e for every existing e."""
@@ -226,8 +241,9 @@ def _extended(classifier: IdentityClassifier, rows_w: torch.Tensor, rows_b: torc
     return clf
 
 
-def duplicate(g: Gaussians, seg: Segmentation, mask: np.ndarray, ids: list[int], tf: Transform
-              ) -> tuple[Gaussians, Segmentation, dict]:
+def duplicate(
+    g: Gaussians, seg: Segmentation, mask: np.ndarray, ids: list[int], tf: Transform
+) -> tuple[Gaussians, Segmentation, dict]:
     """Copy the selection, transform the copies, give them new ids. Returns (g, seg, {old id: new id})."""
     mask = np.asarray(mask, bool)
     copies = transform(g.select(torch.from_numpy(mask)), None, tf)
@@ -245,8 +261,9 @@ def duplicate(g: Gaussians, seg: Segmentation, mask: np.ndarray, ids: list[int],
     return concat(g, copies), seg.append(new_labels), mapping
 
 
-def compose(g: Gaussians, seg: Segmentation, other: Gaussians, other_labels: np.ndarray, ids: list[int]
-            ) -> tuple[Gaussians, Segmentation, dict]:
+def compose(
+    g: Gaussians, seg: Segmentation, other: Gaussians, other_labels: np.ndarray, ids: list[int]
+) -> tuple[Gaussians, Segmentation, dict]:
     """Insert ``other`` (already selected and transformed) with new ids, one per id in ``ids``.
 
     other_labels [M]: each inserted Gaussian's id in its own run (ids not in ``ids``, e.g. interior

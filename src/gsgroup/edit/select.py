@@ -29,7 +29,8 @@ class SelectOptions:
     threshold: float = option(0.3, "a Gaussian is selected when the probability of a chosen id exceeds this")
     cleanup: bool = option(True, "the 3D clean-up that adds interior Gaussians", flag="--no-cleanup")
     drop_floaters: bool = option(
-        False, "also drop isolated selected Gaussians (small connected parts far from the object)")
+        False, "also drop isolated selected Gaussians (small connected parts far from the object)"
+    )
 
 
 def ids_at_pixel(id_map: np.ndarray, x: int, y: int, where: str = "") -> list[int]:
@@ -39,20 +40,23 @@ def ids_at_pixel(id_map: np.ndarray, x: int, y: int, where: str = "") -> list[in
         raise InputError(f"pick {where}:{x},{y}: outside the {w}x{h} image; X is the column, Y the row", "pick")
     oid = int(id_map[y, x])
     if oid == 0:
-        raise InputError(f"pick {where}:{x},{y}: that pixel shows background (id 0); pick a pixel on an object",
-                         "pick")
+        raise InputError(f"pick {where}:{x},{y}: that pixel shows background (id 0); pick a pixel on an object", "pick")
     return [oid]
 
 
-def ids_in_mask(id_map: np.ndarray, mask: np.ndarray, min_share: float = 0.2, inside_share: float = 0.5,
-                where: str = "") -> list[int]:
+def ids_in_mask(
+    id_map: np.ndarray, mask: np.ndarray, min_share: float = 0.2, inside_share: float = 0.5, where: str = ""
+) -> list[int]:
     """Ids (not 0) covering most of a 2D mask. id_map [H,W] int, mask [H,W] bool.
 
     An id is taken when it covers >= ``min_share`` of the mask's pixels, or when >= ``inside_share`` of
     its visible pixels lie inside the mask; at least the id covering the most mask pixels."""
     if mask.shape != id_map.shape:
-        raise InputError(f"mask {where}: mask is {mask.shape[1]}x{mask.shape[0]} but the view renders at "
-                         f"{id_map.shape[1]}x{id_map.shape[0]}; resize the mask to the run's resolution", "mask")
+        raise InputError(
+            f"mask {where}: mask is {mask.shape[1]}x{mask.shape[0]} but the view renders at "
+            f"{id_map.shape[1]}x{id_map.shape[0]}; resize the mask to the run's resolution",
+            "mask",
+        )
     if not mask.any():
         raise InputError(f"mask {where}: the mask is empty; paint the object white (non-zero)", "mask")
     n = int(id_map.max()) + 1
@@ -68,21 +72,32 @@ def ids_in_mask(id_map: np.ndarray, mask: np.ndarray, min_share: float = 0.2, in
     return sorted(chosen - {0})
 
 
-def select_gaussians(g: Gaussians, seg: Segmentation, ids: list[int],
-                     threshold: float = SelectOptions.threshold) -> np.ndarray:
+def select_gaussians(
+    g: Gaussians, seg: Segmentation, ids: list[int], threshold: float = SelectOptions.threshold
+) -> np.ndarray:
     """Bool [N]: classifier probability of a chosen id > threshold (or the label is a chosen id)."""
     k = seg.num_classes
     bad = [i for i in ids if i >= k]
     if bad:
-        raise InputError(f"objects {','.join(map(str, ids))}: the run has ids 0..{k - 1}, no {bad[0]}; "
-                         f"see objects.json", "objects")
+        raise InputError(
+            f"objects {','.join(map(str, ids))}: the run has ids 0..{k - 1}, no {bad[0]}; see objects.json", "objects"
+        )
     if seg.classifier is None:
         return np.isin(seg.labels, ids)
     return (seg.probs(g)[:, ids].max(dim=1).values > threshold).numpy()
 
 
-def cleanup_3d(g: Gaussians, selected: np.ndarray, seg: Segmentation, ids: list[int], k: int = 10,
-               vote: float = 0.5, other_prob: float = 0.5, rounds: int = 10, own_vote: float = 0.2) -> np.ndarray:
+def cleanup_3d(
+    g: Gaussians,
+    selected: np.ndarray,
+    seg: Segmentation,
+    ids: list[int],
+    k: int = 10,
+    vote: float = 0.5,
+    other_prob: float = 0.5,
+    rounds: int = 10,
+    own_vote: float = 0.2,
+) -> np.ndarray:
     """Add unseen interior Gaussians to a selection. selected [N] bool -> [N] bool (a superset).
 
     A Gaussian joins when (1) it lies inside the convex hull of the selected means (of those whose most likely id is chosen), (2) at least
@@ -161,16 +176,27 @@ class Selection:
         if len(means):  # bbox: of the selection without isolated floaters; bbox_all: of everything selected
             bulk = g.means.detach().numpy()[drop_floaters(g, self.mask)]
             lo, hi = bulk.min(0), bulk.max(0)
-            box = {"bbox_min": lo.round(4).tolist(), "bbox_max": hi.round(4).tolist(),
-                   "bbox_all_min": means.min(0).round(4).tolist(), "bbox_all_max": means.max(0).round(4).tolist()}
+            box = {
+                "bbox_min": lo.round(4).tolist(),
+                "bbox_max": hi.round(4).tolist(),
+                "bbox_all_min": means.min(0).round(4).tolist(),
+                "bbox_all_max": means.max(0).round(4).tolist(),
+            }
         else:
             box = {"bbox_min": None, "bbox_max": None}
-        return {"ids": self.ids, "by": self.by, "threshold": self.threshold, **self.counts,
-                "gaussians": int(self.mask.sum()), **box}
+        return {
+            "ids": self.ids,
+            "by": self.by,
+            "threshold": self.threshold,
+            **self.counts,
+            "gaussians": int(self.mask.sum()),
+            **box,
+        }
 
 
-def make_selection(g: Gaussians, seg: Segmentation, ids: list[int], options: SelectOptions | None = None,
-                   by: str = "objects") -> Selection:
+def make_selection(
+    g: Gaussians, seg: Segmentation, ids: list[int], options: SelectOptions | None = None, by: str = "objects"
+) -> Selection:
     """Select the Gaussians of ``ids``: threshold, optionally ``drop_floaters`` (tighter, but a few
     visible Gaussians of the object may stay behind), then the 3D clean-up."""
     opts = options or SelectOptions()
@@ -179,23 +205,42 @@ def make_selection(g: Gaussians, seg: Segmentation, ids: list[int], options: Sel
     mask = cleanup_3d(g, start, seg, ids) if opts.cleanup else start
     labels, _ = seg.label(g)
     per_id = {str(i): int((mask & (labels == i)).sum()) for i in ids}
-    return Selection(ids, mask, by, opts.threshold,
-                     {"by_threshold": int(base.sum()), "added_by_cleanup": int((mask & ~base).sum()),
-                      "dropped_floaters": int((base & ~mask).sum()),
-                      "per_id_label": per_id})
+    return Selection(
+        ids,
+        mask,
+        by,
+        opts.threshold,
+        {
+            "by_threshold": int(base.sum()),
+            "added_by_cleanup": int((mask & ~base).sum()),
+            "dropped_floaters": int((base & ~mask).sum()),
+            "per_id_label": per_id,
+        },
+    )
 
 
 def format_selection(info: dict) -> str:
     """One human-readable line for a Selection.describe() dict."""
     lo, hi = info.get("bbox_min"), info.get("bbox_max")
-    box = "empty" if lo is None else (f"[{', '.join(f'{v:.3f}' for v in lo)}] .. [{', '.join(f'{v:.3f}' for v in hi)}]"
-                                      " (without isolated floaters)")
-    return (f"selected ids {info['ids']} ({info['by']}): {info['gaussians']} Gaussians "
-            f"({info.get('by_threshold', info['gaussians'])} above threshold {info['threshold']}, "
-            f"+{info.get('added_by_cleanup', 0)} interior), bbox {box}")
+    box = (
+        "empty"
+        if lo is None
+        else (
+            f"[{', '.join(f'{v:.3f}' for v in lo)}] .. [{', '.join(f'{v:.3f}' for v in hi)}]"
+            " (without isolated floaters)"
+        )
+    )
+    return (
+        f"selected ids {info['ids']} ({info['by']}): {info['gaussians']} Gaussians "
+        f"({info.get('by_threshold', info['gaussians'])} above threshold {info['threshold']}, "
+        f"+{info.get('added_by_cleanup', 0)} interior), bbox {box}"
+    )
 
 
 def selection_info(run: Run, sel: Selection) -> dict:
     """The part of edit.json every edit shares: source run, selection, Gaussians before the edit."""
-    return {"source": None if run.path is None else str(run.path.resolve()), "selection": sel.describe(run.gaussians),
-            "gaussians_before": len(run.gaussians)}
+    return {
+        "source": None if run.path is None else str(run.path.resolve()),
+        "selection": sel.describe(run.gaussians),
+        "gaussians_before": len(run.gaussians),
+    }

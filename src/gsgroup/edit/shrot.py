@@ -43,5 +43,5 @@ def rotate_sh(shN: torch.Tensor, R: np.ndarray) -> torch.Tensor:
         if shN.shape[1] < b - 1:
             break
         Dt = torch.from_numpy(D).to(shN.dtype)
-        out[:, a - 1:b - 1] = torch.einsum("ij,njc->nic", Dt, shN[:, a - 1:b - 1])
+        out[:, a - 1 : b - 1] = torch.einsum("ij,njc->nic", Dt, shN[:, a - 1 : b - 1])
     return out

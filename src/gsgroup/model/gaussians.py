@@ -46,11 +46,11 @@ class Gaussians:
     def to_dict(self) -> dict[str, torch.Tensor]:
         return {f.name: getattr(self, f.name) for f in fields(self)}
 
-    def detach(self) -> "Gaussians":
+    def detach(self) -> Gaussians:
         """A copy with detached, contiguous tensors."""
         return Gaussians(**{k: v.detach().clone() for k, v in self.to_dict().items()})
 
-    def select(self, mask: torch.Tensor) -> "Gaussians":
+    def select(self, mask: torch.Tensor) -> Gaussians:
         """Subset by a bool mask [N] or an index tensor [M]."""
         return Gaussians(**{k: v.detach()[mask] for k, v in self.to_dict().items()})
 
@@ -74,7 +74,11 @@ def knn_mean_sq_dist(points: np.ndarray, k: int = 3) -> np.ndarray:
 
 
 def from_points(
-    points: np.ndarray, colors: np.ndarray, sh_degree: int = 3, id_dim: int = 16, seed: int = 0,
+    points: np.ndarray,
+    colors: np.ndarray,
+    sh_degree: int = 3,
+    id_dim: int = 16,
+    seed: int = 0,
     init_opacity: float = 0.1,
 ) -> Gaussians:
     """Initialise Gaussians from a point cloud, as 3DGS does.
@@ -101,8 +105,14 @@ def from_points(
 
 
 def random_points_in_frustums(
-    viewmats: np.ndarray, Ks: np.ndarray, sizes: list[tuple[int, int]], n: int, near: float, far: float,
-    seed: int = 0, min_views: int = 2,
+    viewmats: np.ndarray,
+    Ks: np.ndarray,
+    sizes: list[tuple[int, int]],
+    n: int,
+    near: float,
+    far: float,
+    seed: int = 0,
+    min_views: int = 2,
 ) -> np.ndarray:
     """Random points in the bounding box of the camera frustums, kept where >= min_views cameras see them.
 

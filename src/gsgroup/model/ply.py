@@ -63,51 +63,55 @@ def save_ply(path: str | os.PathLike, gaussians: Gaussians, plain: bool = False)
         ply.write(tmp)
 
 
-def _read_vertices(path: Path) -> np.ndarray:
-    """Read the vertex element of a PLY (ascii or binary) as a structured array."""
+def read_ply_vertices(path: str | os.PathLike, fix: str) -> np.ndarray:
+    """The vertex element of a PLY file (ascii or binary, either byte order) as a structured array [P].
+
+    Every problem is a one-line InputError naming the file and ending with ``fix`` (what to do)."""
+    path = Path(path)
     try:
         ply = PlyData.read(path)
     except FileNotFoundError:
-        raise InputError(f"{path}: file not found; pass the path of a point_cloud.ply") from None
+        raise InputError(f"{path}: file not found; {fix}") from None
     except IsADirectoryError:
-        raise InputError(f"{path}: is a folder; pass the path of a point_cloud.ply (or the run folder holding it)") from None
+        raise InputError(f"{path}: is a folder; {fix}") from None
     except OSError as e:
         raise InputError(f"{path}: cannot read the file ({e.strerror}); check its permissions") from None
     except (PlyHeaderParseError, UnicodeDecodeError) as e:
         why = "non-ASCII bytes" if isinstance(e, UnicodeDecodeError) else e
-        raise InputError(f"{path}: not a PLY file (bad header: {why}); pass a 3DGS point_cloud.ply") from None
+        raise InputError(f"{path}: not a PLY file (bad header: {why}); {fix}") from None
     except PlyElementParseError as e:
         if "end-of-file" in e.message:
             total = e.element.count if e.element is not None else "?"
-            raise InputError(f"{path}: truncated PLY (data ends at vertex {e.row} of {total}); re-export it") from None
-        raise InputError(f"{path}: malformed PLY data ({e}); re-export it") from None
+            raise InputError(f"{path}: truncated PLY (data ends at vertex {e.row} of {total}); {fix}") from None
+        raise InputError(f"{path}: malformed PLY data ({e}); {fix}") from None
     if "vertex" not in ply:
-        raise InputError(f"{path}: the PLY has no vertex element; pass a 3DGS point_cloud.ply")
+        raise InputError(f"{path}: the PLY has no vertex element; {fix}")
     element = ply["vertex"]
     for prop in element.properties:
         if isinstance(prop, PlyListProperty):
-            raise InputError(f"{path}: vertex property '{prop.name}' is a list, which a 3DGS PLY never has; "
-                             f"pass a 3DGS point_cloud.ply")
+            raise InputError(f"{path}: vertex property '{prop.name}' is a list, which is not supported; {fix}")
     return element.data
 
 
 def load_ply(path: str | os.PathLike) -> Gaussians:
     """Read a 3DGS PLY (with or without obj_dc_*) into Gaussians. Values reload bit-exact."""
     path = Path(path)
-    v = _read_vertices(path)
+    v = read_ply_vertices(path, "pass a 3DGS point_cloud.ply (or the run folder holding it)")
     names = set(v.dtype.names or ())
     required = ["x", "y", "z", "f_dc_0", "f_dc_1", "f_dc_2", "opacity"] + [f"scale_{i}" for i in range(3)]
     required += [f"rot_{i}" for i in range(4)]
     missing = [r for r in required if r not in names]
     if missing:
-        raise InputError(f"{path}: not a 3DGS PLY, missing properties {missing[:4]}; "
-                         f"pass a point_cloud.ply written by 3DGS or gsgroup")
+        raise InputError(
+            f"{path}: not a 3DGS PLY, missing properties {missing[:4]}; "
+            f"pass a point_cloud.ply written by 3DGS or gsgroup"
+        )
     n = len(v)
     if n == 0:
         raise InputError(f"{path}: the PLY holds zero Gaussians; train a scene first")
 
     def cols(prefix: str) -> np.ndarray:
-        found = sorted((int(k[len(prefix):]), k) for k in names if k.startswith(prefix) and k[len(prefix):].isdigit())
+        found = sorted((int(k[len(prefix) :]), k) for k in names if k.startswith(prefix) and k[len(prefix) :].isdigit())
         if not found:
             return np.zeros((n, 0), dtype=np.float32)
         return np.stack([v[k].astype(np.float32) for _, k in found], axis=1)
@@ -116,8 +120,10 @@ def load_ply(path: str | os.PathLike) -> Gaussians:
     k_rest = rest.shape[1] // 3
     degree = int(round(math.sqrt(k_rest + 1))) - 1
     if 3 * ((degree + 1) ** 2 - 1) != rest.shape[1]:
-        raise InputError(f"{path}: {rest.shape[1]} f_rest fields is not a valid SH layout (3*((d+1)^2-1) for degree d); "
-                         f"re-export the PLY")
+        raise InputError(
+            f"{path}: {rest.shape[1]} f_rest fields is not a valid SH layout (3*((d+1)^2-1) for degree d); "
+            f"re-export the PLY"
+        )
     g = Gaussians(
         means=torch.from_numpy(np.stack([v["x"], v["y"], v["z"]], 1).astype(np.float32)),
         quats=torch.from_numpy(cols("rot_")),

@@ -42,8 +42,12 @@ def sh_basis(degree: int, dirs: torch.Tensor) -> torch.Tensor:
         cols += [C2[0] * x * y, C2[1] * y * z, C2[2] * (2 * zz - xx - yy), C2[3] * x * z, C2[4] * (xx - yy)]
     if degree > 2:
         cols += [
-            C3[0] * y * (3 * xx - yy), C3[1] * x * y * z, C3[2] * y * (4 * zz - xx - yy),
-            C3[3] * z * (2 * zz - 3 * xx - 3 * yy), C3[4] * x * (4 * zz - xx - yy), C3[5] * z * (xx - yy),
+            C3[0] * y * (3 * xx - yy),
+            C3[1] * x * y * z,
+            C3[2] * y * (4 * zz - xx - yy),
+            C3[3] * z * (2 * zz - 3 * xx - 3 * yy),
+            C3[4] * x * (4 * zz - xx - yy),
+            C3[5] * z * (xx - yy),
             C3[6] * x * (xx - 3 * yy),
         ]
     return torch.stack(cols, dim=0).T  # stacking rows is much faster than columns

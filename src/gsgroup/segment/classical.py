@@ -60,7 +60,8 @@ def _features(image: np.ndarray, sigma: float, p: ClassicalParams) -> np.ndarray
     mx, mn = b.max(2), b.min(2)
     sat = (mx - mn) / (mx + 1e-3)
     return np.concatenate(
-        [(b / s)[:, :, :2] * 100.0, np.log(s / 3.0 + 0.02) * p.intensity_weight, sat[:, :, None] * p.saturation_weight], 2
+        [(b / s)[:, :, :2] * 100.0, np.log(s / 3.0 + 0.02) * p.intensity_weight, sat[:, :, None] * p.saturation_weight],
+        2,
     ).astype(np.float64)
 
 
@@ -86,7 +87,9 @@ def adjacency(labels: np.ndarray, grad: np.ndarray):
     return keys // n, keys % n, np.bincount(inv), np.bincount(inv, g)
 
 
-def merge_regions(labels: np.ndarray, feat: np.ndarray, grad: np.ndarray, p: ClassicalParams, min_region: int) -> np.ndarray:
+def merge_regions(
+    labels: np.ndarray, feat: np.ndarray, grad: np.ndarray, p: ClassicalParams, min_region: int
+) -> np.ndarray:
     """Greedy region merging of ``labels`` [H,W] (ids 0..n-1) on features ``feat`` [H,W,F].
 
     Returns new labels [H,W] int32, ids 1..K in order of first label. Loops run over regions and
@@ -184,6 +187,8 @@ def shuffle_ids(labels: np.ndarray, rng: np.random.Generator) -> np.ndarray:
     return table[labels]
 
 
-def classical_masks(image: np.ndarray, seed: int | np.random.SeedSequence | None = 0, params: ClassicalParams | None = None) -> np.ndarray:
+def classical_masks(
+    image: np.ndarray, seed: int | np.random.SeedSequence | None = 0, params: ClassicalParams | None = None
+) -> np.ndarray:
     """``segment_image`` with ids shuffled by a generator seeded with ``seed``: labels [H,W] int32 >= 1."""
     return shuffle_ids(segment_image(image, params), np.random.default_rng(seed))

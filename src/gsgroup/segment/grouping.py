@@ -25,14 +25,22 @@ class GroupingTrainer(Trainer):
     masks: {training view name: [H,W] int ids or None}. Views without a mask get no L2d.
     """
 
-    def __init__(self, scene: Scene, cfg: TrainConfig, masks: dict[str, np.ndarray | None],
-                 gaussians: Gaussians | None = None, num_classes: int | None = None):
+    def __init__(
+        self,
+        scene: Scene,
+        cfg: TrainConfig,
+        masks: dict[str, np.ndarray | None],
+        gaussians: Gaussians | None = None,
+        num_classes: int | None = None,
+    ):
         super().__init__(scene, cfg, gaussians)
         id_dim = self.params["ids"].shape[1]
         if id_dim == 0:
             raise InputError("identity training needs Gaussians with identity encodings; use --id-dim > 0")
-        self.masks = [None if masks.get(v.name) is None else torch.from_numpy(np.asarray(masks[v.name])).long()
-                      for v in self.views]
+        self.masks = [
+            None if masks.get(v.name) is None else torch.from_numpy(np.asarray(masks[v.name])).long()
+            for v in self.views
+        ]
         if all(m is None for m in self.masks):
             raise InputError("no training view has a mask; check the --masks folder and the image names")
         self.num_classes = num_classes or num_classes_for(masks.values())
@@ -42,8 +50,11 @@ class GroupingTrainer(Trainer):
         self.generator = torch.Generator().manual_seed(cfg.seed)
 
     def extra_state(self) -> dict:
-        return {"classifier": self.classifier.state_dict(), "cls_optimizer": self.cls_optimizer.state_dict(),
-                "id_generator": self.generator.get_state()}
+        return {
+            "classifier": self.classifier.state_dict(),
+            "cls_optimizer": self.cls_optimizer.state_dict(),
+            "id_generator": self.generator.get_state(),
+        }
 
     def load_extra_state(self, state: dict) -> None:
         if "classifier" not in state:
@@ -64,8 +75,15 @@ class GroupingTrainer(Trainer):
         if cfg.lambda_3d > 0 and step % cfg.l3d_every == 0:
             if step % 100 == 0:
                 self.neighbours.invalidate()  # means drift: refresh the KD-tree now and then
-            l3d = cfg.lambda_3d * loss_3d(self.params["ids"], self.params["means"], self.classifier, k=cfg.l3d_k,
-                                          m=cfg.l3d_m, generator=self.generator, tree=self.neighbours)
+            l3d = cfg.lambda_3d * loss_3d(
+                self.params["ids"],
+                self.params["means"],
+                self.classifier,
+                k=cfg.l3d_k,
+                m=cfg.l3d_m,
+                generator=self.generator,
+                tree=self.neighbours,
+            )
             loss = l3d if loss is None else loss + l3d
         return loss
 

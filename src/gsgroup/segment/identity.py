@@ -15,7 +15,7 @@ neighbours come from a scipy ``cKDTree`` (``NeighbourIndex``) so memory stays O(
 from __future__ import annotations
 
 import math
-from typing import Iterable
+from collections.abc import Iterable
 
 import numpy as np
 import torch
@@ -95,7 +95,8 @@ def loss_2d(logits: torch.Tensor, target: torch.Tensor, ignore_index: int = -1) 
         if bool(bad.any()):
             raise InputError(
                 f"loss_2d: target has ids outside [0, {k}) (max {int(target[valid].max())}); "
-                "build the classifier with num_classes = largest mask id + 1")
+                "build the classifier with num_classes = largest mask id + 1"
+            )
     else:
         return logits.sum() * 0.0
     ce = F.cross_entropy(logits.reshape(h * w, k), target.reshape(h * w), ignore_index=ignore_index)

@@ -28,8 +28,9 @@ class IdRender:
 
 
 @torch.no_grad()
-def render_ids(gaussians: Gaussians, vt: ViewTensors, seg: Segmentation,
-               background: torch.Tensor | Environment | None = None) -> IdRender:
+def render_ids(
+    gaussians: Gaussians, vt: ViewTensors, seg: Segmentation, background: torch.Tensor | Environment | None = None
+) -> IdRender:
     """Render color and object ids of one view in one rasterizer pass.
 
     With a classifier, the identity encodings are rendered and classified per pixel (argmax).

@@ -20,7 +20,7 @@ favour objects. Ties go to the lower label (background first).
 
 from __future__ import annotations
 
-from typing import Mapping, Sequence
+from collections.abc import Mapping, Sequence
 
 import numpy as np
 import torch
@@ -37,8 +37,10 @@ __all__ = ["lift_labels", "accumulate_weights", "assign_labels", "DEFAULT_BACKGR
 def _check_mask(name: str, mask, width: int, height: int) -> np.ndarray:
     a = np.asarray(mask)
     if a.shape != (height, width):
-        raise InputError(f"mask for view '{name}' has shape {list(a.shape)}, expected [{height},{width}] "
-                         "(the view's training size); resize or regenerate the masks")
+        raise InputError(
+            f"mask for view '{name}' has shape {list(a.shape)}, expected [{height},{width}] "
+            "(the view's training size); resize or regenerate the masks"
+        )
     if a.dtype.kind not in "iu":
         if a.dtype.kind == "b" or (a.dtype.kind == "f" and np.all(np.isfinite(a)) and np.all(a == np.round(a))):
             a = a.astype(np.int64)
@@ -72,7 +74,9 @@ def accumulate_weights(
     if num_labels is None:
         num_labels = max(top + 1, 1)
     elif int(num_labels) < top + 1:
-        raise InputError(f"lift_labels: num_labels={num_labels} but the masks hold id {top}; use num_labels >= {top + 1}")
+        raise InputError(
+            f"lift_labels: num_labels={num_labels} but the masks hold id {top}; use num_labels >= {top + 1}"
+        )
     L = int(num_labels)
     means, quats, scales, opac = (t.detach().float().contiguous() for t in gaussians.activated())
     n = means.shape[0]
@@ -85,18 +89,27 @@ def accumulate_weights(
         present = np.flatnonzero(np.bincount(shifted.ravel(), minlength=L + 1))
         lut = np.zeros(L + 1, dtype=np.int32)
         lut[present] = np.arange(len(present), dtype=np.int32)
-        w = contributions(means, quats, scales, opac,
-                          torch.as_tensor(np.asarray(v.viewmat), dtype=torch.float32),
-                          torch.as_tensor(np.asarray(v.K), dtype=torch.float32),
-                          int(v.width), int(v.height), torch.from_numpy(lut[shifted]),
-                          num_labels=len(present)).numpy()
+        w = contributions(
+            means,
+            quats,
+            scales,
+            opac,
+            torch.as_tensor(np.asarray(v.viewmat), dtype=torch.float32),
+            torch.as_tensor(np.asarray(v.K), dtype=torch.float32),
+            int(v.width),
+            int(v.height),
+            torch.from_numpy(lut[shifted]),
+            num_labels=len(present),
+        ).numpy()
         wt = np.ascontiguousarray(w.T)  # [Lv, N]
         keep = present > 0
         acc[present[keep] - 1] += wt[keep]
     return np.ascontiguousarray(acc.T)
 
 
-def assign_labels(weights: np.ndarray, background_bias: float = DEFAULT_BACKGROUND_BIAS) -> tuple[np.ndarray, np.ndarray]:
+def assign_labels(
+    weights: np.ndarray, background_bias: float = DEFAULT_BACKGROUND_BIAS
+) -> tuple[np.ndarray, np.ndarray]:
     """Labels from accumulated weights A [N,L] (module docstring rule).
 
     Returns (labels [N] int64, prob [N] float32): prob = the winning label's share A[i,l*] / sum_l A[i,l]

@@ -10,12 +10,13 @@ from __future__ import annotations
 import os
 import time
 import zlib
+from collections.abc import Callable
 from pathlib import Path
-from typing import Callable
 
 import numpy as np
 
 from gsgroup.errors import InputError
+from gsgroup.fileio import check_outside
 
 SOURCES = ("classical", "sam")
 
@@ -72,16 +73,13 @@ def generate_masks(
     data, out = Path(data), Path(out_dir)
     if not data.is_dir():
         raise InputError(f"{data}: dataset folder not found; pass a folder with sparse/ + images/ or transforms.json")
-    try:
-        if out.resolve().is_relative_to(data.resolve()):
-            raise InputError(f"{out}: is inside the dataset folder {data}; write the masks to a folder outside DATA")
-    except OSError:
-        pass
+    check_outside(out, data, "the masks")
     if out.exists() and not out.is_dir():
         raise InputError(f"{out}: exists and is not a folder; pick another --out")
     seg = segmenter if segmenter is not None else make_segmenter(source, sam=sam, classical=classical)
-    scene = load_scene(data, resolution=resolution, eval=False, cache_dir=cache_dir, allow_empty_points=True,
-                       progress=progress)
+    scene = load_scene(
+        data, resolution=resolution, eval=False, cache_dir=cache_dir, allow_empty_points=True, progress=progress
+    )
     views = scene.train + scene.test
     counts = []
     t0 = time.perf_counter()

@@ -10,8 +10,8 @@ predicted id by Hungarian matching that maximises the IoU pooled over all views 
 from __future__ import annotations
 
 import os
+from collections.abc import Mapping, Sequence
 from pathlib import Path
-from typing import Mapping, Sequence
 
 import cv2
 import numpy as np
@@ -60,8 +60,10 @@ def _check_pairs(gt_maps, pred_maps):
         raise InputError(f"match_ids: {len(gt_maps)} ground-truth maps but {len(pred_maps)} predicted maps")
     for i, (g, p) in enumerate(zip(gt_maps, pred_maps)):
         if np.shape(g) != np.shape(p):
-            raise InputError(f"match_ids: map {i}: ground truth {list(np.shape(g))} and prediction "
-                             f"{list(np.shape(p))} differ in size")
+            raise InputError(
+                f"match_ids: map {i}: ground truth {list(np.shape(g))} and prediction "
+                f"{list(np.shape(p))} differ in size"
+            )
 
 
 def _match(gt_maps, pred_maps, ignore_gt=(0,), ignore_pred=()):
@@ -86,7 +88,10 @@ def _match(gt_maps, pred_maps, ignore_gt=(0,), ignore_pred=()):
 
 
 def match_ids(
-    gt_maps: Sequence[np.ndarray], pred_maps: Sequence[np.ndarray], ignore_gt=(0,), ignore_pred=(),
+    gt_maps: Sequence[np.ndarray],
+    pred_maps: Sequence[np.ndarray],
+    ignore_gt=(0,),
+    ignore_pred=(),
 ) -> dict[int, int]:
     """Hungarian matching of ground-truth objects to predicted ids over all views.
 
@@ -120,7 +125,7 @@ def mask_to_boundary(mask: np.ndarray, dilation_ratio: float = 0.02) -> np.ndarr
     h, w = m.shape
     d = max(1, int(round(dilation_ratio * np.sqrt(h * h + w * w))))
     padded = cv2.copyMakeBorder(m.astype(np.uint8), 1, 1, 1, 1, cv2.BORDER_CONSTANT, value=0)
-    eroded = cv2.erode(padded, np.ones((3, 3), np.uint8), iterations=d)[1:h + 1, 1:w + 1]
+    eroded = cv2.erode(padded, np.ones((3, 3), np.uint8), iterations=d)[1 : h + 1, 1 : w + 1]
     return m & ~eroded.astype(bool)
 
 
@@ -147,9 +152,28 @@ def _fit_pred(name: str, pred: np.ndarray, shape: tuple[int, int]) -> np.ndarray
         return pred
     (ph, pw), (h, w) = pred.shape, shape
     if abs(pw / ph - w / h) > ASPECT_TOLERANCE * (w / h):
-        raise InputError(f"prediction for view '{name}' is {pw}x{ph} but its ground truth is {w}x{h} "
-                         "(different aspect ratio); render the prediction at the ground-truth size")
+        raise InputError(
+            f"prediction for view '{name}' is {pw}x{ph} but its ground truth is {w}x{h} "
+            "(different aspect ratio); render the prediction at the ground-truth size"
+        )
     return cv2.resize(pred.astype(np.int32), (w, h), interpolation=cv2.INTER_NEAREST)
+
+
+def _paired_maps(gt_maps: Mapping[str, np.ndarray], pred_maps: Mapping[str, np.ndarray]):
+    """(sorted view names, gt maps, predictions fitted to the gt size); InputError when one is missing."""
+    missing = [k for k in gt_maps if k not in pred_maps]
+    if missing:
+        shown = ", ".join(missing[:5]) + (" ..." if len(missing) > 5 else "")
+        raise InputError(
+            f"evaluate_segmentation: no prediction for {len(missing)} ground-truth view(s): {shown}; "
+            "render predictions for every test view"
+        )
+    view_names = sorted(gt_maps)
+    gts = [np.asarray(gt_maps[k]) for k in view_names]
+    for k, g in zip(view_names, gts):
+        if g.ndim != 2:
+            raise InputError(f"ground truth for view '{k}' must be a [H,W] id map, got shape {list(g.shape)}")
+    return view_names, gts, [_fit_pred(k, pred_maps[k], g.shape) for k, g in zip(view_names, gts)]
 
 
 def evaluate_segmentation(
@@ -173,17 +197,7 @@ def evaluate_segmentation(
     """
     if names is None:
         names = getattr(gt_maps, "names", None) or {}
-    missing = [k for k in gt_maps if k not in pred_maps]
-    if missing:
-        shown = ", ".join(missing[:5]) + (" ..." if len(missing) > 5 else "")
-        raise InputError(f"evaluate_segmentation: no prediction for {len(missing)} ground-truth view(s): {shown}; "
-                         "render predictions for every test view")
-    view_names = sorted(gt_maps)
-    gts = [np.asarray(gt_maps[k]) for k in view_names]
-    for k, g in zip(view_names, gts):
-        if g.ndim != 2:
-            raise InputError(f"ground truth for view '{k}' must be a [H,W] id map, got shape {list(g.shape)}")
-    preds = [_fit_pred(k, pred_maps[k], g.shape) for k, g in zip(view_names, gts)]
+    view_names, gts, preds = _paired_maps(gt_maps, pred_maps)
     matches, pooled, obj_ids = _match(gts, preds, ignore_gt, ignore_pred)
 
     per_obj = {g: {"iou": [], "biou": [], "pixels": 0} for g in obj_ids}
@@ -201,25 +215,29 @@ def evaluate_segmentation(
             rec["pixels"] += int(np.count_nonzero(gm))
             v_iou.append(a)
             v_biou.append(b)
-        views_out.append({
-            "name": k,
-            "miou": float(np.mean(v_iou)) if v_iou else None,
-            "mbiou": float(np.mean(v_biou)) if v_biou else None,
-            "num_objects": len(present),
-        })
+        views_out.append(
+            {
+                "name": k,
+                "miou": float(np.mean(v_iou)) if v_iou else None,
+                "mbiou": float(np.mean(v_biou)) if v_biou else None,
+                "num_objects": len(present),
+            }
+        )
     objects = []
     for g in obj_ids:
         rec = per_obj[g]
-        objects.append({
-            "gt_id": int(g),
-            "name": str(names.get(g, names.get(str(g), g))),
-            "pred_id": matches.get(g),
-            "iou": float(np.mean(rec["iou"])) if rec["iou"] else 0.0,
-            "biou": float(np.mean(rec["biou"])) if rec["biou"] else 0.0,
-            "iou_pooled": pooled.get(g, 0.0),
-            "pixels": rec["pixels"],
-            "views": len(rec["iou"]),
-        })
+        objects.append(
+            {
+                "gt_id": int(g),
+                "name": str(names.get(g, names.get(str(g), g))),
+                "pred_id": matches.get(g),
+                "iou": float(np.mean(rec["iou"])) if rec["iou"] else 0.0,
+                "biou": float(np.mean(rec["biou"])) if rec["biou"] else 0.0,
+                "iou_pooled": pooled.get(g, 0.0),
+                "pixels": rec["pixels"],
+                "views": len(rec["iou"]),
+            }
+        )
     return {
         "miou": float(np.mean([o["iou"] for o in objects])) if objects else None,
         "mbiou": float(np.mean([o["biou"] for o in objects])) if objects else None,
@@ -244,8 +262,9 @@ class GtMaps(dict):
 
 
 def _mask_files(folder: Path) -> list[Path]:
-    return sorted(p for p in folder.iterdir() if p.is_file() and p.suffix.lower() in MASK_EXTS
-                  and not p.name.startswith("."))
+    return sorted(
+        p for p in folder.iterdir() if p.is_file() and p.suffix.lower() in MASK_EXTS and not p.name.startswith(".")
+    )
 
 
 def _binary(path: Path) -> np.ndarray:
@@ -268,8 +287,10 @@ def _load_lerf(root: Path) -> GtMaps:
         shape = masks[0][1].shape
         for _, m, f in masks:
             if m.shape != shape:
-                raise InputError(f"{f}: size {m.shape[1]}x{m.shape[0]} differs from the other masks of "
-                                 f"{root / view} ({shape[1]}x{shape[0]}); all prompts of a view need one size")
+                raise InputError(
+                    f"{f}: size {m.shape[1]}x{m.shape[0]} differs from the other masks of "
+                    f"{root / view} ({shape[1]}x{shape[0]}); all prompts of a view need one size"
+                )
         lab = np.zeros(shape, np.int32)
         # larger masks first, so where prompts overlap the smaller object stays visible
         for i, m, _ in sorted(masks, key=lambda t: -int(np.count_nonzero(t[1]))):
@@ -304,5 +325,7 @@ def load_gt_dir(path: str | os.PathLike) -> GtMaps:
             subs = [d for d in cand.iterdir() if d.is_dir() and _mask_files(d)]
             if subs:
                 return _load_lerf(cand)
-    raise InputError(f"{root}: no ground-truth masks found; expected instance images <view>.png in it, "
-                     "or the LERF-Mask layout test_mask/<view>/<prompt>.png")
+    raise InputError(
+        f"{root}: no ground-truth masks found; expected instance images <view>.png in it, "
+        "or the LERF-Mask layout test_mask/<view>/<prompt>.png"
+    )

@@ -139,9 +139,16 @@ def _resize(img, size):
 
 
 def _standin_modules() -> dict[str, types.ModuleType]:
-    mods = {name: types.ModuleType(name) for name in (
-        "torchvision", "torchvision.ops", "torchvision.ops.boxes", "torchvision.transforms",
-        "torchvision.transforms.functional")}
+    mods = {
+        name: types.ModuleType(name)
+        for name in (
+            "torchvision",
+            "torchvision.ops",
+            "torchvision.ops.boxes",
+            "torchvision.transforms",
+            "torchvision.transforms.functional",
+        )
+    }
     mods["torchvision.ops.boxes"].batched_nms = _batched_nms
     mods["torchvision.ops.boxes"].box_area = _box_area
     mods["torchvision.ops.boxes"].nms = _nms
@@ -201,8 +208,10 @@ def import_segment_anything():
 
 def checkpoint_help(model_type: str = "vit_h") -> str:
     url = SAM_CHECKPOINT_URLS.get(model_type, SAM_CHECKPOINT_URLS["vit_h"])
-    return (f"download a SAM checkpoint (e.g. {url}; vit_l: {SAM_CHECKPOINT_URLS['vit_l']}; "
-            f"vit_b: {SAM_CHECKPOINT_URLS['vit_b']}) and pass --sam-checkpoint PATH --sam-model {model_type}")
+    return (
+        f"download a SAM checkpoint (e.g. {url}; vit_l: {SAM_CHECKPOINT_URLS['vit_l']}; "
+        f"vit_b: {SAM_CHECKPOINT_URLS['vit_b']}) and pass --sam-checkpoint PATH --sam-model {model_type}"
+    )
 
 
 def load_sam(checkpoint, model_type: str = "vit_h", device: str = "cpu"):
@@ -225,12 +234,16 @@ def load_sam(checkpoint, model_type: str = "vit_h", device: str = "cpu"):
     try:
         state = torch.load(path, map_location="cpu", weights_only=True)
     except Exception as e:
-        raise InputError(f"{path}: not a readable SAM checkpoint ({type(e).__name__}); {checkpoint_help(model_type)}") from e
+        raise InputError(
+            f"{path}: not a readable SAM checkpoint ({type(e).__name__}); {checkpoint_help(model_type)}"
+        ) from e
     try:
         model.load_state_dict(state)
     except (RuntimeError, TypeError, AttributeError) as e:
-        raise InputError(f"{path}: checkpoint does not fit --sam-model {model_type}; pass the matching model type "
-                         f"(vit_h/vit_l/vit_b as in the file name)") from e
+        raise InputError(
+            f"{path}: checkpoint does not fit --sam-model {model_type}; pass the matching model type "
+            f"(vit_h/vit_l/vit_b as in the file name)"
+        ) from e
     return model.to(device).eval()
 
 

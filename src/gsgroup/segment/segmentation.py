@@ -38,7 +38,9 @@ class Segmentation:
             if self.labels is None:
                 raise ValueError("Segmentation: give a classifier or per-Gaussian labels")
             self.labels = np.asarray(self.labels, np.int32)
-            self.prob = np.ones(len(self.labels), np.float32) if self.prob is None else np.asarray(self.prob, np.float32)
+            self.prob = (
+                np.ones(len(self.labels), np.float32) if self.prob is None else np.asarray(self.prob, np.float32)
+            )
 
     @property
     def num_classes(self) -> int:
@@ -49,8 +51,10 @@ class Segmentation:
     def check(self, g: Gaussians, where: str | os.PathLike = "") -> None:
         """InputError when the segmentation does not fit the Gaussians ``g``."""
         if self.classifier is not None and g.id_dim != self.classifier.id_dim:
-            raise InputError(f"{where}: the Gaussians have {g.id_dim} identity fields but the classifier expects "
-                             f"{self.classifier.id_dim}; re-run identity training")
+            raise InputError(
+                f"{where}: the Gaussians have {g.id_dim} identity fields but the classifier expects "
+                f"{self.classifier.id_dim}; re-run identity training"
+            )
         if self.classifier is None and len(self.labels) != len(g):
             raise InputError(f"{where}: {len(self.labels)} labels for {len(g)} Gaussians; re-run lift")
 
@@ -79,15 +83,18 @@ class Segmentation:
         if self.classifier is not None:
             return self
         labels = np.asarray(labels, np.int32)
-        return Segmentation(None, np.concatenate([self.labels, labels]),
-                            np.concatenate([self.prob, np.ones(len(labels), np.float32)]))
+        return Segmentation(
+            None, np.concatenate([self.labels, labels]), np.concatenate([self.prob, np.ones(len(labels), np.float32)])
+        )
 
 
 def save_classifier(path: str | os.PathLike, classifier: IdentityClassifier) -> None:
     """classifier.pt: {"num_classes", "id_dim", "state_dict"}, atomically."""
     with atomic_path(path) as tmp:
-        torch.save({"num_classes": classifier.num_classes, "id_dim": classifier.id_dim,
-                    "state_dict": classifier.state_dict()}, tmp)
+        torch.save(
+            {"num_classes": classifier.num_classes, "id_dim": classifier.id_dim, "state_dict": classifier.state_dict()},
+            tmp,
+        )
 
 
 def load_classifier(path: str | os.PathLike) -> IdentityClassifier:
@@ -131,10 +138,12 @@ def object_entry(points: np.ndarray, weights: np.ndarray, rgb: np.ndarray) -> di
     """One object of objects.json: {"gaussians", "bbox_min", "bbox_max", "mean_color"} of its
     points [M,3] (Gaussian means), opacity weights [M] and colors [M,3] in [0,1]."""
     w = weights / max(float(weights.sum()), 1e-12)
-    return {"gaussians": int(len(points)),
-            "bbox_min": points.min(0).round(5).tolist() if len(points) else None,
-            "bbox_max": points.max(0).round(5).tolist() if len(points) else None,
-            "mean_color": (w @ rgb).round(4).tolist() if len(points) else None}
+    return {
+        "gaussians": int(len(points)),
+        "bbox_min": points.min(0).round(5).tolist() if len(points) else None,
+        "bbox_max": points.max(0).round(5).tolist() if len(points) else None,
+        "mean_color": (w @ rgb).round(4).tolist() if len(points) else None,
+    }
 
 
 def object_summary(gaussians: Gaussians, labels: np.ndarray) -> dict:
@@ -142,5 +151,6 @@ def object_summary(gaussians: Gaussians, labels: np.ndarray) -> dict:
     means = gaussians.means.detach().numpy()
     rgb = sh_to_rgb(gaussians.sh0.detach()[:, 0]).clamp(0, 1).numpy()
     opac = torch.sigmoid(gaussians.opacities.detach()).numpy()
-    return {str(int(i)): object_entry(means[labels == i], opac[labels == i], rgb[labels == i])
-            for i in np.unique(labels)}
+    return {
+        str(int(i)): object_entry(means[labels == i], opac[labels == i], rgb[labels == i]) for i in np.unique(labels)
+    }

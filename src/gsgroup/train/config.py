@@ -29,7 +29,8 @@ class IdentityConfig:
     # False: identity losses train encodings and classifier only, so masks never distort the
     # geometry or color (the default). True: as the original, they also move the Gaussians.
     ids_move_geometry: bool = option(
-        False, "let the identity losses move the Gaussians too, as the original (default: encodings only)")
+        False, "let the identity losses move the Gaussians too, as the original (default: encodings only)"
+    )
 
 
 @dataclass
@@ -50,13 +51,17 @@ class TrainConfig:
     ssim_weight: float = 0.2
     background: tuple[float, float, float] = (0.0, 0.0, 0.0)  # fixed color, or the environment's first color
     random_background: bool = option(
-        False, "random background color each iteration (instead of the learned environment)")
+        False, "random background color each iteration (instead of the learned environment)"
+    )
     # A learned environment (train.environment) behind the Gaussians: sky and far backdrops are
     # held by it, not painted by floaters. SH degree of its color per direction; -1 = off.
     env_sh_degree: int = 3
     lr_env: float = 0.01
-    init: str = option("auto", "initialise from SfM points, or randomly in the camera frustums (auto: points if any)",
-                       choices=["auto", "points", "random"])
+    init: str = option(
+        "auto",
+        "initialise from SfM points, or randomly in the camera frustums (auto: points if any)",
+        choices=["auto", "points", "random"],
+    )
     init_points: int = 20_000  # number of random points for random initialisation
     random_init_max_scale: float = 0.01  # cap on their initial scale, as a fraction of the scene extent
     log_every: int = 50
@@ -65,8 +70,9 @@ class TrainConfig:
     densify: DensifyConfig = field(default_factory=DensifyConfig)
 
     @classmethod
-    def for_length(cls, iterations: int, densify: bool = True, max_gaussians: int | None = None,
-                   **settings) -> TrainConfig:
+    def for_length(
+        cls, iterations: int, densify: bool = True, max_gaussians: int | None = None, **settings
+    ) -> TrainConfig:
         """A config for ``iterations`` steps with the 3DGS densification schedule stretched to that
         length (``densify=False``: the set of Gaussians stays fixed); ``settings`` set other fields."""
         schedule = DensifyConfig(max_gaussians=max_gaussians).scaled(iterations)
@@ -90,8 +96,10 @@ class TrainConfig:
         unknown |= set(identity) - {f.name for f in fields(IdentityConfig)}
         unknown |= set(d.get("densify", {})) - {f.name for f in fields(DensifyConfig)}
         if unknown:
-            raise InputError(f"train settings: unknown keys {sorted(unknown)}; written by a newer gsgroup? "
-                             "upgrade gsgroup or remove them")
+            raise InputError(
+                f"train settings: unknown keys {sorted(unknown)}; written by a newer gsgroup? "
+                "upgrade gsgroup or remove them"
+            )
         d["identity"] = IdentityConfig(**identity)
         d["densify"] = DensifyConfig(**d.get("densify", {}))
         d["background"] = tuple(d.get("background", (0.0, 0.0, 0.0)))

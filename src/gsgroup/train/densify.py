@@ -37,7 +37,7 @@ class DensifyConfig:
     # (LightGaussian's global significance, used here as a floater filter).
     prune_unseen_weight: float = 1.0
 
-    def scaled(self, iterations: int) -> "DensifyConfig":
+    def scaled(self, iterations: int) -> DensifyConfig:
         """The same schedule stretched to ``iterations``.
 
         The densification interval never drops below its 3DGS value (100): gradient statistics must
@@ -105,7 +105,9 @@ class Densifier:
 
     def state_dict(self) -> dict:
         return {
-            "grad_sum": self.grad_sum, "count": self.count, "generator": self.generator.get_state(),
+            "grad_sum": self.grad_sum,
+            "count": self.count,
+            "generator": self.generator.get_state(),
         }
 
     def load_state_dict(self, state: dict) -> None:

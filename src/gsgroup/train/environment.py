@@ -24,12 +24,17 @@ import torch.nn.functional as F
 from ..errors import InputError
 from ..model.sh import rgb_to_sh, sh_basis
 
-
 GRID_STEP = 4  # the environment is evaluated every this many pixels and interpolated in between
 
 
-def pixel_directions(viewmat: torch.Tensor, K: torch.Tensor, width: int, height: int,
-                     columns: torch.Tensor | None = None, rows: torch.Tensor | None = None) -> torch.Tensor:
+def pixel_directions(
+    viewmat: torch.Tensor,
+    K: torch.Tensor,
+    width: int,
+    height: int,
+    columns: torch.Tensor | None = None,
+    rows: torch.Tensor | None = None,
+) -> torch.Tensor:
     """Unit world-space ray directions [H,W,3] through the pixel centres (+0.5) of a pinhole view.
 
     viewmat [4,4] world-to-camera (OpenCV axes), K [3,3]. ``columns`` [W'] / ``rows`` [H'] give
@@ -65,12 +70,14 @@ class Environment:
         k = coeffs.shape[0]
         degree = round(k**0.5) - 1
         if coeffs.dim() != 2 or coeffs.shape[1] != 3 or (degree + 1) ** 2 != k or degree > 3:
-            raise InputError(f"environment coefficients must have shape [(d+1)^2, 3] with d <= 3, got {list(coeffs.shape)}")
+            raise InputError(
+                f"environment coefficients must have shape [(d+1)^2, 3] with d <= 3, got {list(coeffs.shape)}"
+            )
         self.coeffs = coeffs
         self.degree = degree
 
     @classmethod
-    def constant(cls, color, degree: int = 3) -> "Environment":
+    def constant(cls, color, degree: int = 3) -> Environment:
         """The same color [3] in every direction (to start training from)."""
         coeffs = torch.zeros((degree + 1) ** 2, 3)
         coeffs[0] = rgb_to_sh(torch.as_tensor(color, dtype=torch.float32))
@@ -104,7 +111,7 @@ class Environment:
             torch.save({"coeffs": self.coeffs.detach().clone()}, tmp)
 
     @classmethod
-    def load(cls, path: str | os.PathLike) -> "Environment":
+    def load(cls, path: str | os.PathLike) -> Environment:
         try:
             state = torch.load(path, weights_only=True)
             return cls(state["coeffs"].float())

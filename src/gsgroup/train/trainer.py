@@ -69,8 +69,13 @@ def initial_gaussians(scene: Scene, cfg: TrainConfig) -> Gaussians:
         return from_points(points, colors, cfg.sh_degree, cfg.identity.id_dim, cfg.seed)
     views = scene.train
     pts = random_points_in_frustums(
-        np.stack([v.viewmat for v in views]), np.stack([v.K for v in views]), [(v.width, v.height) for v in views],
-        n=min(cfg.init_points, cap or cfg.init_points), near=0.05 * scene.extent, far=2.0 * scene.extent, seed=cfg.seed,
+        np.stack([v.viewmat for v in views]),
+        np.stack([v.K for v in views]),
+        [(v.width, v.height) for v in views],
+        n=min(cfg.init_points, cap or cfg.init_points),
+        near=0.05 * scene.extent,
+        far=2.0 * scene.extent,
+        seed=cfg.seed,
     )
     colors = np.random.default_rng(cfg.seed).uniform(0.0, 1.0, size=pts.shape).astype(np.float32)
     g = from_points(pts, colors, cfg.sh_degree, cfg.identity.id_dim, cfg.seed)
@@ -81,8 +86,12 @@ def initial_gaussians(scene: Scene, cfg: TrainConfig) -> Gaussians:
 
 
 def render_view(
-    gaussians: Gaussians | dict, vt: ViewTensors, sh_degree: int, background: torch.Tensor | Environment | None = None,
-    extra_features: torch.Tensor | None = None, extra_moves_geometry: bool = True,
+    gaussians: Gaussians | dict,
+    vt: ViewTensors,
+    sh_degree: int,
+    background: torch.Tensor | Environment | None = None,
+    extra_features: torch.Tensor | None = None,
+    extra_moves_geometry: bool = True,
 ):
     """Render one view. Returns the rasterizer output (image [H,W,3+E], alpha, depth, radii, means2d).
 
@@ -108,8 +117,16 @@ def render_view(
         if background is not None and background.numel() == 3:
             background = torch.cat([background, background.new_zeros(extra_features.shape[1])])
     out = rasterize(
-        means, quats, torch.exp(g["scales"]), torch.sigmoid(g["opacities"]), features,
-        vt.viewmat, vt.K, vt.width, vt.height, background=background,
+        means,
+        quats,
+        torch.exp(g["scales"]),
+        torch.sigmoid(g["opacities"]),
+        features,
+        vt.viewmat,
+        vt.K,
+        vt.width,
+        vt.height,
+        background=background,
         geometry_grad_channels=None if extra_moves_geometry else 3,
     )
     if env is None:
@@ -121,8 +138,9 @@ def render_view(
 
 
 @torch.no_grad()
-def score_views(gaussians: Gaussians, views: list[ViewTensors], sh_degree: int,
-                background: torch.Tensor | Environment) -> dict:
+def score_views(
+    gaussians: Gaussians, views: list[ViewTensors], sh_degree: int, background: torch.Tensor | Environment
+) -> dict:
     """PSNR and SSIM of each view's render against its image: {view name: {"psnr", "ssim"}}."""
     from .losses import ssim
 
@@ -136,9 +154,11 @@ def score_views(gaussians: Gaussians, views: list[ViewTensors], sh_degree: int,
 def mean_scores(per_view: dict) -> dict:
     """Means of score_views' output: {"psnr", "ssim", "views"} (None when there are no views)."""
     values = list(per_view.values())
-    return {"psnr": float(np.mean([v["psnr"] for v in values])) if values else None,
-            "ssim": float(np.mean([v["ssim"] for v in values])) if values else None,
-            "views": len(values)}
+    return {
+        "psnr": float(np.mean([v["psnr"] for v in values])) if values else None,
+        "ssim": float(np.mean([v["ssim"] for v in values])) if values else None,
+        "views": len(values),
+    }
 
 
 class Trainer:
@@ -156,8 +176,13 @@ class Trainer:
         self.params: dict[str, nn.Parameter] = {k: nn.Parameter(v.detach().clone()) for k, v in g.to_dict().items()}
         e = scene.extent
         lrs = {
-            "means": cfg.lr_means * e, "quats": cfg.lr_quats, "scales": cfg.lr_scales,
-            "opacities": cfg.lr_opacities, "sh0": cfg.lr_sh0, "shN": cfg.lr_shN, "ids": cfg.identity.lr_ids,
+            "means": cfg.lr_means * e,
+            "quats": cfg.lr_quats,
+            "scales": cfg.lr_scales,
+            "opacities": cfg.lr_opacities,
+            "sh0": cfg.lr_sh0,
+            "shN": cfg.lr_shN,
+            "ids": cfg.identity.lr_ids,
         }
         self.optimizer = torch.optim.Adam(
             [{"params": [self.params[k]], "lr": lr, "name": k} for k, lr in lrs.items()], eps=1e-15
@@ -286,8 +311,14 @@ class Trainer:
             if group["name"] == "means":
                 group["lr"] = self.means_lr(step)
         bg = self.background_for_step()
-        out = render_view(self.params, vt, self.sh_degree_at(step), background=bg, extra_features=self.extra_features(),
-                          extra_moves_geometry=cfg.identity.ids_move_geometry)
+        out = render_view(
+            self.params,
+            vt,
+            self.sh_degree_at(step),
+            background=bg,
+            extra_features=self.extra_features(),
+            extra_moves_geometry=cfg.identity.ids_move_geometry,
+        )
         gt = vt.image
         image = out.image[..., :3]
         loss = rgb_loss(image, gt, cfg.ssim_weight)
@@ -312,8 +343,12 @@ class Trainer:
     def training_weights(self) -> torch.Tensor:
         """Per Gaussian [N]: its blending weight alpha*T summed over every pixel of every training view."""
         p = self.params
-        args = (p["means"].detach(), p["quats"].detach(), torch.exp(p["scales"].detach()),
-                torch.sigmoid(p["opacities"].detach()))
+        args = (
+            p["means"].detach(),
+            p["quats"].detach(),
+            torch.exp(p["scales"].detach()),
+            torch.sigmoid(p["opacities"].detach()),
+        )
         total = torch.zeros(p["means"].shape[0])
         for vt in self.views:
             labels = torch.zeros(vt.height, vt.width, dtype=torch.int64)
@@ -334,8 +369,14 @@ class Trainer:
             self.densifier.count = self.densifier.count[keep]
         return removed if keep.any() else 0
 
-    def train(self, iterations: int | None = None, progress: bool = True, log_path: str | os.PathLike | None = None,
-              checkpoint_path: str | os.PathLike | None = None, checkpoint_every: int = 0) -> Gaussians:
+    def train(
+        self,
+        iterations: int | None = None,
+        progress: bool = True,
+        log_path: str | os.PathLike | None = None,
+        checkpoint_path: str | os.PathLike | None = None,
+        checkpoint_every: int = 0,
+    ) -> Gaussians:
         """Train until ``iterations`` total steps. With a ``checkpoint_path``, Ctrl-C saves a
         checkpoint there before re-raising, and so does every ``checkpoint_every``-th step.
 
@@ -344,8 +385,9 @@ class Trainer:
         so the gap between training and held-out views shows while training runs (an evaluation
         that falls just after an opacity reset waits ``densify_every`` steps for it to recover)."""
         total = iterations or self.cfg.iterations
-        bar = tqdm(total=total, initial=self.step_count, disable=not progress, desc="train", unit="it",
-                   dynamic_ncols=True)
+        bar = tqdm(
+            total=total, initial=self.step_count, disable=not progress, desc="train", unit="it", dynamic_ncols=True
+        )
         t0 = time.perf_counter()
         ema_loss, ema_psnr, test_psnr = None, None, None
         eval_due = False  # a test evaluation waits until the opacities have recovered from a reset
@@ -360,11 +402,12 @@ class Trainer:
                         ema_psnr = p if ema_psnr is None else 0.7 * ema_psnr + 0.3 * p
                     bar.update(1)
                     record = {}
-                    eval_due |= bool(self.test_views and self.cfg.eval_every and self.step_count % self.cfg.eval_every == 0)
+                    eval_due |= bool(
+                        self.test_views and self.cfg.eval_every and self.step_count % self.cfg.eval_every == 0
+                    )
                     since_reset = self.densifier.steps_since_reset(self.step_count)
                     settled = since_reset is None or since_reset >= self.densifier.cfg.densify_every
-                    if self.test_views and self.cfg.eval_every and (
-                            (eval_due and settled) or self.step_count == total):
+                    if self.test_views and self.cfg.eval_every and ((eval_due and settled) or self.step_count == total):
                         eval_due = False
                         scores = self.evaluate()
                         test_psnr = scores["psnr"]
@@ -376,18 +419,29 @@ class Trainer:
                             post["test"] = f"{test_psnr:.2f}"
                         bar.set_postfix(post)
                         if log is not None:
-                            log.write(json.dumps({
-                                "step": self.step_count, "loss": ema_loss, "psnr": ema_psnr, **record, "gaussians": n,
-                                "seconds": time.perf_counter() - t0,
-                            }) + "\n")
+                            log.write(
+                                json.dumps(
+                                    {
+                                        "step": self.step_count,
+                                        "loss": ema_loss,
+                                        "psnr": ema_psnr,
+                                        **record,
+                                        "gaussians": n,
+                                        "seconds": time.perf_counter() - t0,
+                                    }
+                                )
+                                + "\n"
+                            )
                     if checkpoint_path and checkpoint_every and self.step_count % checkpoint_every == 0:
                         self.save_checkpoint(checkpoint_path)
         except KeyboardInterrupt:
             bar.close()
             if checkpoint_path:
                 self.save_checkpoint(checkpoint_path)
-                print(f"\ninterrupted at iteration {self.step_count}; checkpoint saved to {checkpoint_path} "
-                      "(continue with --resume)")
+                print(
+                    f"\ninterrupted at iteration {self.step_count}; checkpoint saved to {checkpoint_path} "
+                    "(continue with --resume)"
+                )
             raise
         bar.close()
         return self.gaussians()

@@ -20,8 +20,11 @@ def cmd_view(args) -> int:
 
 def add_view_command(subparsers) -> None:
     """Register ``gsgroup view`` on the top-level subparsers."""
-    p = subparsers.add_parser("view", help="interactive web viewer: select, hide, isolate, edit and save objects",
-                              formatter_class=argparse.ArgumentDefaultsHelpFormatter)
+    p = subparsers.add_parser(
+        "view",
+        help="interactive web viewer: select, hide, isolate, edit and save objects",
+        formatter_class=argparse.ArgumentDefaultsHelpFormatter,
+    )
     p.add_argument("run", help="a segmented run folder (point_cloud.ply + classifier.pt or labels.npy)")
     p.add_argument("--port", type=int, default=8080, help="port to serve on")
     p.add_argument("--host", default="127.0.0.1", help="address to bind (only this one)")

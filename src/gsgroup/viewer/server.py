@@ -40,10 +40,12 @@ def check_port(host: str, port: int) -> None:
         s.bind(addr)
     except OSError as e:
         if e.errno in (98, 48, 10048):  # EADDRINUSE on Linux, macOS, Windows
-            raise InputError(f"--port {port}: already in use on {host}; stop the other server or pick another "
-                             f"--port") from None
-        raise InputError(f"--host {host} --port {port}: cannot listen there ({e.strerror}); "
-                         f"use --host 127.0.0.1 or another --port") from None
+            raise InputError(
+                f"--port {port}: already in use on {host}; stop the other server or pick another --port"
+            ) from None
+        raise InputError(
+            f"--host {host} --port {port}: cannot listen there ({e.strerror}); use --host 127.0.0.1 or another --port"
+        ) from None
     finally:
         s.close()
 
@@ -127,6 +129,7 @@ class ViewerApp:
 
     def _guarded(self, fn, done: str | None = None):
         """Wrap a callback: take the lock, skip echo events of our own GUI sync, show errors in the panel."""
+
         def wrapped(event):
             if self._syncing:
                 return
@@ -136,6 +139,7 @@ class ViewerApp:
                     self.redraw(msg if isinstance(msg, str) else done)
                 except InputError as e:
                     self._set_status(f"⚠️ {e}")
+
         return wrapped
 
     # ------------------------------------------------------------------ callbacks
@@ -193,8 +197,11 @@ class ViewerApp:
         self._syncing = True
         try:
             self.objects.options = self._object_options()
-            self.objects.value = (NONE if st.selected is None else
-                                  next(o for o in self.objects.options if o.split(":")[0].split(" ")[0] == str(st.selected)))
+            self.objects.value = (
+                NONE
+                if st.selected is None
+                else next(o for o in self.objects.options if o.split(":")[0].split(" ")[0] == str(st.selected))
+            )
             self.mode.value = st.mode
         finally:
             self._syncing = False
@@ -203,11 +210,13 @@ class ViewerApp:
         else:
             c = info["mean_color"]
             hexc = "-" if c is None else "#" + "".join(f"{int(round(255 * x)):02x}" for x in c)
-            self.info.content = (f"**Selected object: id {info['id']}**  \n"
-                                 f"Gaussians: {info['gaussians']}  \n"
-                                 f"bbox min: {_fmt(info['bbox_min'])}  \n"
-                                 f"bbox max: {_fmt(info['bbox_max'])}  \n"
-                                 f"mean color: {hexc}")
+            self.info.content = (
+                f"**Selected object: id {info['id']}**  \n"
+                f"Gaussians: {info['gaussians']}  \n"
+                f"bbox min: {_fmt(info['bbox_min'])}  \n"
+                f"bbox max: {_fmt(info['bbox_max'])}  \n"
+                f"mean color: {hexc}"
+            )
         n_ops = len(st.ops)
         self._set_status((message or "") + (f"  \n{n_ops} op(s) so far; undo available" if st.history else ""))
         self.redraws += 1

@@ -38,8 +38,9 @@ def covariances(R: np.ndarray, sigma: np.ndarray) -> np.ndarray:
     return Rs @ np.swapaxes(Rs, 1, 2)
 
 
-def ray_weights(act: dict[str, np.ndarray], origin, direction, visible: np.ndarray | None = None,
-                max_sigma: float = 2.0) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
+def ray_weights(
+    act: dict[str, np.ndarray], origin, direction, visible: np.ndarray | None = None, max_sigma: float = 2.0
+) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
     """The Gaussians a ray passes within ``max_sigma`` (Mahalanobis) of, front to back.
 
     act: ``activated(g)``; origin, direction [3] (world); visible [N] bool (hidden Gaussians are
@@ -63,8 +64,8 @@ def ray_weights(act: dict[str, np.ndarray], origin, direction, visible: np.ndarr
     dd = np.maximum((d_loc * d_loc).sum(1), 1e-24)
     od = (o_loc * d_loc).sum(1)
     t = -od / dd
-    m2 = np.maximum((o_loc * o_loc).sum(1) - od ** 2 / dd, 0.0)
-    ok = (m2 < max_sigma ** 2) & (t > 0)
+    m2 = np.maximum((o_loc * o_loc).sum(1) - od**2 / dd, 0.0)
+    ok = (m2 < max_sigma**2) & (t > 0)
     cand, t, m2 = cand[ok], t[ok], m2[ok]
     order = np.argsort(t, kind="stable")
     cand, m2 = cand[order], m2[order]
@@ -73,8 +74,14 @@ def ray_weights(act: dict[str, np.ndarray], origin, direction, visible: np.ndarr
     return cand, alpha, trans * alpha
 
 
-def pick(act: dict[str, np.ndarray], origin, direction, visible: np.ndarray | None = None,
-         max_sigma: float = 2.0, min_alpha: float = 0.5) -> int:
+def pick(
+    act: dict[str, np.ndarray],
+    origin,
+    direction,
+    visible: np.ndarray | None = None,
+    max_sigma: float = 2.0,
+    min_alpha: float = 0.5,
+) -> int:
     """Index of the Gaussian a ray hits, or -1 for none: the first (front to back) at which the
     accumulated opacity 1 - prod(1 - alpha_j) reaches ``min_alpha``; if it never does, the one with
     the largest blending weight T_i alpha_i. Arguments as ``ray_weights``."""

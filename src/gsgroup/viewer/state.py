@@ -42,8 +42,10 @@ def open_run(run: str | Path) -> Run:
     except InputError:
         raise
     except Exception as e:  # noqa: BLE001 - a truncated/garbled PLY or .pt raises many kinds of errors
-        raise InputError(f"{run}: could not read the run ({type(e).__name__}: {str(e).splitlines()[0] if str(e) else ''}); "
-                         f"point_cloud.ply or the segmentation is corrupt, re-run training or restore the files") from None
+        raise InputError(
+            f"{run}: could not read the run ({type(e).__name__}: {str(e).splitlines()[0] if str(e) else ''}); "
+            f"point_cloud.ply or the segmentation is corrupt, re-run training or restore the files"
+        ) from None
     return data
 
 
@@ -99,8 +101,9 @@ class ViewerState:
 
     def _selection_of(self, oid: int):
         if oid not in self._selections:
-            self._selections[oid] = make_selection(self.g, self.seg, [oid], SelectOptions(self.threshold),
-                                                   by=f"viewer id {oid}")
+            self._selections[oid] = make_selection(
+                self.g, self.seg, [oid], SelectOptions(self.threshold), by=f"viewer id {oid}"
+            )
         return self._selections[oid]
 
     def _mask_of(self, oid: int) -> np.ndarray:
@@ -173,8 +176,13 @@ class ViewerState:
         means = self.act["means"][m]
         w = self.act["opacity"][m]
         w = w / max(w.sum(), 1e-12)
-        return {"id": self.selected, "gaussians": int(m.sum()), "bbox_min": means.min(0).tolist(),
-                "bbox_max": means.max(0).tolist(), "mean_color": (w @ self.act["rgb"][m]).tolist()}
+        return {
+            "id": self.selected,
+            "gaussians": int(m.sum()),
+            "bbox_min": means.min(0).tolist(),
+            "bbox_max": means.max(0).tolist(),
+            "mean_color": (w @ self.act["rgb"][m]).tolist(),
+        }
 
     def _need_selection(self, what: str) -> None:
         if self.selected is None or self.sel_mask is None or not self.sel_mask.any():
@@ -239,9 +247,13 @@ class ViewerState:
     # ------------------------------------------------------------------ outputs
     def save_run(self, out: str | Path, force: bool = False) -> dict:
         """Write the edited Gaussians as a new run folder (``edit.save``); edit.json lists the ops."""
-        info = {"edit": "viewer", "source": str(self.src.path.resolve()),
-                "ops": copy.deepcopy([o for o in self.ops if o["op"] != "hide"]),
-                "hidden_in_viewer": sorted(self.hidden), "gaussians_before": len(self.src.gaussians)}
+        info = {
+            "edit": "viewer",
+            "source": str(self.src.path.resolve()),
+            "ops": copy.deepcopy([o for o in self.ops if o["op"] != "hide"]),
+            "hidden_in_viewer": sorted(self.hidden),
+            "gaussians_before": len(self.src.gaussians),
+        }
         edited = self.src.derive(self.g, self.seg, info)
         edit.save(edited, out, force=force, previews=0)
         return edited.edit
