@@ -90,10 +90,24 @@ class AssociateParams:
     split_merged: bool = True  # split masks that merge several groups, per pixel
     min_views: int = 1  # groups seen in fewer views are dropped
 
-    def check(self) -> "AssociateParams":
-        for name in ("min_area", "core", "share", "front", "keep_mass", "min_selected", "void_alpha", "gate", "evidence", "join",
-                     "merge", "own",
-                     "single", "part", "part_prec"):
+    def check(self) -> AssociateParams:
+        for name in (
+            "min_area",
+            "core",
+            "share",
+            "front",
+            "keep_mass",
+            "min_selected",
+            "void_alpha",
+            "gate",
+            "evidence",
+            "join",
+            "merge",
+            "own",
+            "single",
+            "part",
+            "part_prec",
+        ):
             v = getattr(self, name)
             if not (isinstance(v, (int, float)) and 0.0 <= float(v) <= 1.0):
                 raise InputError(f"associate: parameter '{name}' must be in [0, 1], got {v!r}")
@@ -161,40 +175,29 @@ def _compact_labels(mask: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
     return inv.astype(np.int32), u.astype(np.int64)
 
 
-def footprint(tensors, viewmat, K, width=None, height=None, near: float = 0.01, eps2d: float = 0.3) -> np.ndarray:
+def footprint(tensors, viewmat, K, width: int, height: int, near: float = 0.01, eps2d: float = 0.3) -> np.ndarray:
     """Unoccluded weight of each Gaussian in a view: o * 2 pi sqrt(det Sigma2d), the integral of its alpha
-    over the image plane (EWA projection as the rasterizer, eps2d included). [N] float64; 0 behind the camera
-    and, when width and height are given, 0 for centres outside the image.
+    over the image plane, with Sigma2d from the rasterizer's own EWA projection (``project_fwd``; eps2d
+    included). [N] float64; 0 behind the camera (z < near) and for centres outside the image.
 
-    tensors: (means [N,3], unit quats [N,4], linear scales [N,3], opacities [N]); viewmat [4,4]; K [3,3].
+    tensors: (means [N,3], unit quats [N,4], linear scales [N,3], opacities [N]) float32; viewmat [4,4];
+    K [3,3]; width, height in pixels.
     """
-    means, quats, scales, opac = (np.asarray(t, np.float64) for t in tensors)
-    V = np.asarray(viewmat, np.float64)
-    pc = means @ V[:3, :3].T + V[:3, 3]
-    z = pc[:, 2]
-    w, x, y, q3 = quats.T
-    R = np.stack([
-        np.stack([1 - 2 * (y * y + q3 * q3), 2 * (x * y - w * q3), 2 * (x * q3 + w * y)], -1),
-        np.stack([2 * (x * y + w * q3), 1 - 2 * (x * x + q3 * q3), 2 * (y * q3 - w * x)], -1),
-        np.stack([2 * (x * q3 - w * y), 2 * (y * q3 + w * x), 1 - 2 * (x * x + y * y)], -1),
-    ], 1)  # [N,3,3]
-    M = V[None, :3, :3] @ R * scales[:, None, :]  # camera-frame R S
-    zs = np.maximum(z, near)
-    fx, fy = float(K[0, 0]), float(K[1, 1])
-    J = np.zeros((len(z), 2, 3))
-    J[:, 0, 0] = fx / zs
-    J[:, 0, 2] = -fx * pc[:, 0] / zs ** 2
-    J[:, 1, 1] = fy / zs
-    J[:, 1, 2] = -fy * pc[:, 1] / zs ** 2
-    T = J @ M
-    cov = T @ T.transpose(0, 2, 1)
-    det = (cov[:, 0, 0] + eps2d) * (cov[:, 1, 1] + eps2d) - cov[:, 0, 1] ** 2
-    out = opac * 2.0 * np.pi * np.sqrt(np.maximum(det, 0.0))
-    out[z < near] = 0.0
-    if width is not None and height is not None:  # centres outside the image: not expected to show
-        u = fx * pc[:, 0] / zs + float(K[0, 2])
-        v = fy * pc[:, 1] / zs + float(K[1, 2])
-        out[(u < 0) | (u > width) | (v < 0) | (v > height)] = 0.0
+    from gsgroup.render import _kernels as kn
+
+    means, quats, scales, opac = (np.ascontiguousarray(np.asarray(t), np.float32) for t in tensors)
+    V = np.ascontiguousarray(np.asarray(viewmat), np.float64)
+    Kn = np.asarray(K, np.float64)
+    intr = np.array([Kn[0, 0], Kn[1, 1], Kn[0, 2], Kn[1, 2]], np.float64)
+    gp = kn.project_fwd(
+        means, quats, scales, opac, V, intr, int(width), int(height), float(near), np.inf, float(eps2d)
+    )[0]
+    # culled Gaussians (behind the camera, 3-sigma box off-screen) have a zero record: weight 0
+    u, v, ca, cb, cc, o = (gp[:, c] for c in (kn.GU, kn.GV, kn.GA, kn.GB, kn.GC, kn.GO))
+    det_conic = ca * cc - cb * cb  # = 1 / det Sigma2d
+    out = np.zeros(len(gp))
+    ok = (det_conic > 0) & (u >= 0) & (u <= width) & (v >= 0) & (v <= height)
+    out[ok] = o[ok] * 2.0 * np.pi / np.sqrt(det_conic[ok])
     return out
 
 
@@ -222,8 +225,10 @@ def _view_data(view, mask: np.ndarray, tensors, p: AssociateParams, masks_out: l
     from gsgroup.render import contributions
 
     if mask.shape != (view.height, view.width):
-        raise InputError(f"mask of view {view.name} is {mask.shape[1]}x{mask.shape[0]} but the view is "
-                         f"{view.width}x{view.height}; load masks with gsgroup.data.masks.load_masks")
+        raise InputError(
+            f"mask of view {view.name} is {mask.shape[1]}x{mask.shape[0]} but the view is "
+            f"{view.width}x{view.height}; load masks with gsgroup.data.masks.load_masks"
+        )
     labels, ids = _compact_labels(np.asarray(mask))
     L = int(ids.size)
     # pixels within ``core`` px of another label are border pixels: label l + L
@@ -238,9 +243,18 @@ def _view_data(view, mask: np.ndarray, tensors, p: AssociateParams, masks_out: l
         lo = cv2.erode(lf, k, borderType=cv2.BORDER_REPLICATE)
         lab2 = np.where((hi != lf) | (lo != lf), labels + L, labels).astype(np.int32)
     means, quats, scales, opac = tensors
-    C2 = contributions(means, quats, scales, opac, torch.as_tensor(np.asarray(view.viewmat, np.float32)),
-                       torch.as_tensor(np.asarray(view.K, np.float32)), view.width, view.height,
-                       torch.from_numpy(lab2), num_labels=2 * L).numpy()
+    C2 = contributions(
+        means,
+        quats,
+        scales,
+        opac,
+        torch.as_tensor(np.asarray(view.viewmat, np.float32)),
+        torch.as_tensor(np.asarray(view.K, np.float32)),
+        view.width,
+        view.height,
+        torch.from_numpy(lab2),
+        num_labels=2 * L,
+    ).numpy()
     Cint = sp.csc_matrix(C2[:, :L])
     C = C2[:, :L] + C2[:, L:]
     del C2
@@ -254,21 +268,30 @@ def _view_data(view, mask: np.ndarray, tensors, p: AssociateParams, masks_out: l
     pixels = np.bincount(labels.ravel(), minlength=L)
     mass = np.asarray(Cs.sum(0)).ravel()
     min_px = p.min_area * view.width * view.height
-    for l in range(L):
-        a, b = Cint.indptr[l], Cint.indptr[l + 1]
+    for lab in range(L):
+        a, b = Cint.indptr[lab], Cint.indptr[lab + 1]
         sel, sel_w, total = _select(Cint.indices[a:b], Cint.data[a:b], W, front_ok, p)
-        if l == 0:
+        if lab == 0:
             continue
-        m = _Mask(vi, l, int(pixels[l]), sel, sel_w, vis[sel])
-        if pixels[l] < min_px:
+        m = _Mask(vi, lab, int(pixels[lab]), sel, sel_w, vis[sel])
+        if pixels[lab] < min_px:
             m.state = "tiny"
-        elif mass[l] < p.void_alpha * pixels[l]:
+        elif mass[lab] < p.void_alpha * pixels[lab]:
             m.state = "void"
         elif sel.size == 0 or sel_w.sum() < p.min_selected * total:
             m.state = "unreliable"
         masks_out.append(m)
-    return _View(view.name, labels, ids, Cs, Cint, W.astype(np.float32), fp.astype(np.float32), pixels,
-                 np.asarray(view.image) if getattr(view, "image", None) is not None else None)
+    return _View(
+        view.name,
+        labels,
+        ids,
+        Cs,
+        Cint,
+        W.astype(np.float32),
+        fp.astype(np.float32),
+        pixels,
+        np.asarray(view.image) if getattr(view, "image", None) is not None else None,
+    )
 
 
 # ----------------------------------------------------------------------------- memory bank
@@ -298,8 +321,11 @@ class _Problem:
             v = views[m.view]
             ccols.append(v.Cint[:, m.label])
         if M:
-            self.X = sp.csr_matrix((np.concatenate(vals), (np.concatenate(rows), np.concatenate(cols))),
-                                   shape=(M, n_gauss), dtype=np.float64)
+            self.X = sp.csr_matrix(
+                (np.concatenate(vals), (np.concatenate(rows), np.concatenate(cols))),
+                shape=(M, n_gauss),
+                dtype=np.float64,
+            )
             Cint = sp.hstack(ccols).tocsr().astype(np.float64)  # [N, M]
             self.F = np.asarray((self.X @ Cint).todense())
         else:
@@ -325,7 +351,7 @@ class _Problem:
         self.self_mass = np.maximum(np.diag(self.F).copy(), 1e-12)
         self.pixels = np.array([masks[i].pixels for i in self.ok], np.int64)
 
-    def scores(self, S: np.ndarray, j: int, p: "AssociateParams"):
+    def scores(self, S: np.ndarray, j: int, p: AssociateParams):
         """fwd [G], bwd [G] of kept mask j against groups with membership S [G,M] (0/1).
 
         fwd: share of j's weight, in the groups' views (j's own view excluded), that lands in the groups'
@@ -379,7 +405,7 @@ def _compact(assign: np.ndarray) -> np.ndarray:
     return out
 
 
-def _memory_bank(prob: _Problem, order: np.ndarray, p: "AssociateParams") -> np.ndarray:
+def _memory_bank(prob: _Problem, order: np.ndarray, p: AssociateParams) -> np.ndarray:
     """Pass 1: kept masks in ``order`` join their best group (min(fwd, bwd) >= join) or found one."""
     M = prob.ok.size
     assign = np.full(M, -1, np.int64)
@@ -420,7 +446,7 @@ def _owners(prob: _Problem, S: np.ndarray):
     return owner, share
 
 
-def _merge(prob: _Problem, S: np.ndarray, p: "AssociateParams") -> np.ndarray:
+def _merge(prob: _Problem, S: np.ndarray, p: AssociateParams) -> np.ndarray:
     """Roots [G] after merging groups whose mutual transfer (each one's Gaussians landing in the other's
     masks, in the other's views) passes p.merge."""
     G = S.shape[0]
@@ -440,7 +466,7 @@ def _merge(prob: _Problem, S: np.ndarray, p: "AssociateParams") -> np.ndarray:
     return _union_find(G, zip(gi.tolist(), hi.tolist()))
 
 
-def _refine(prob: _Problem, assign: np.ndarray, p: "AssociateParams") -> np.ndarray:
+def _refine(prob: _Problem, assign: np.ndarray, p: AssociateParams) -> np.ndarray:
     """Merge, dissolve, re-assign (p.rounds times). Returns the assignment [M] (-1 = none)."""
     M = prob.ok.size
     for _ in range(int(p.rounds)):
@@ -472,7 +498,7 @@ def _refine(prob: _Problem, assign: np.ndarray, p: "AssociateParams") -> np.ndar
 # ----------------------------------------------------------------------------- final labels
 
 
-def _final_labels(prob: _Problem, assign: np.ndarray, tensors, view_objs, p: "AssociateParams"):
+def _final_labels(prob: _Problem, assign: np.ndarray, tensors, view_objs, p: AssociateParams):
     """Label every kept mask: its group; or, when unassigned, the group it is a part of (fwd >= single),
     a per-pixel split between the groups it merges, or nothing. Returns ({view idx: [H,W] group, -1 =
     none}, owner [N], stats)."""
@@ -513,9 +539,16 @@ def _final_labels(prob: _Problem, assign: np.ndarray, tensors, view_objs, p: "As
         if todo:
             view = view_objs[vi]
             means, quats, scales, opac = tensors
-            dom = dominant_gaussian(means, quats, scales, opac,
-                                    torch.as_tensor(np.asarray(view.viewmat, np.float32)),
-                                    torch.as_tensor(np.asarray(view.K, np.float32)), view.width, view.height).numpy()
+            dom = dominant_gaussian(
+                means,
+                quats,
+                scales,
+                opac,
+                torch.as_tensor(np.asarray(view.viewmat, np.float32)),
+                torch.as_tensor(np.asarray(view.K, np.float32)),
+                view.width,
+                view.height,
+            ).numpy()
             pix_owner = np.where(dom >= 0, owner[np.maximum(dom, 0)], -1)
             for j in todo:
                 gmap = _split_pixels(gmap, v.labels == prob.masks[prob.ok[j]].label, splits[j], pix_owner)
@@ -566,9 +599,17 @@ def associate_masks(views, gaussians, masks: dict, params: AssociateParams | Non
     t_contrib = time.perf_counter() - t0
     prob = _Problem(vdata, mlist, n_gauss, p.gate)
     # view-order independent order: largest first, ties by view name then original id
-    order = np.array(sorted(range(prob.ok.size), key=lambda j: (
-        -int(prob.pixels[j]), vdata[prob.mview[j]].name, int(vdata[prob.mview[j]].ids[mlist[prob.ok[j]].label]))),
-        np.int64)
+    order = np.array(
+        sorted(
+            range(prob.ok.size),
+            key=lambda j: (
+                -int(prob.pixels[j]),
+                vdata[prob.mview[j]].name,
+                int(vdata[prob.mview[j]].ids[mlist[prob.ok[j]].label]),
+            ),
+        ),
+        np.int64,
+    )
     assign = _memory_bank(prob, order, p)
     n_bank = int(assign.max()) + 1 if assign.size else 0
     assign = _refine(prob, assign, p)
@@ -613,10 +654,18 @@ def associate_masks(views, gaussians, masks: dict, params: AssociateParams | Non
         owner[has] = ou[owner_g[has]]
     states = [m.state for m in mlist]
     stats = {
-        "views": len(vdata), "masks": len(mlist), "kept": states.count("ok"), "tiny": states.count("tiny"),
-        "unreliable": states.count("unreliable"), "void": states.count("void"), "bank_groups": n_bank,
-        "objects": len(ranked), "parts": fstats["parts"], "split": fstats["split"],
-        "unexplained": fstats["unexplained"], "seconds_contributions": round(t_contrib, 3),
+        "views": len(vdata),
+        "masks": len(mlist),
+        "kept": states.count("ok"),
+        "tiny": states.count("tiny"),
+        "unreliable": states.count("unreliable"),
+        "void": states.count("void"),
+        "bank_groups": n_bank,
+        "objects": len(ranked),
+        "parts": fstats["parts"],
+        "split": fstats["split"],
+        "unexplained": fstats["unexplained"],
+        "seconds_contributions": round(t_contrib, 3),
         "seconds": round(time.perf_counter() - t0, 3),
     }
     objects = association_objects(out_masks, {v.name: v for v in todo}, tensors[0].numpy(), owner)
@@ -677,13 +726,16 @@ def write_association(result: AssociationResult, out_dir: str | os.PathLike, par
     dtype = np.uint8 if n <= 255 else np.uint16
     for name, ids in result.masks.items():
         write_image(out / f"{name}.png", np.asarray(ids).astype(dtype))
-    write_json(out / OBJECTS_FILE, {
-        "format": "gaussian-grouping object_mask: <stem>.png ids, 0 = no object",
-        "dtype": np.dtype(dtype).name,
-        "objects": {str(k): v for k, v in sorted(result.objects.items())},
-        "stats": result.stats,
-        "params": params or {},
-    })
+    write_json(
+        out / OBJECTS_FILE,
+        {
+            "format": "gaussian-grouping object_mask: <stem>.png ids, 0 = no object",
+            "dtype": np.dtype(dtype).name,
+            "objects": {str(k): v for k, v in sorted(result.objects.items())},
+            "stats": result.stats,
+            "params": params or {},
+        },
+    )
     return out
 
 
@@ -719,6 +771,7 @@ def pairwise_f1(gt: dict | list, pred: dict | list, valid: dict | list | None = 
     random pairs estimates): precision = P(same gt | same pred), recall = P(same pred | same gt).
     Returns {"precision", "recall", "f1", "pixels" (evaluated), "pred_zero" (share of them with pred 0)}.
     """
+
     def as_list(x, names):
         if isinstance(x, dict):
             missing = [n for n in names if n not in x]
@@ -756,8 +809,13 @@ def pairwise_f1(gt: dict | list, pred: dict | list, valid: dict | list | None = 
     precision = tp / same_pred if same_pred else 1.0
     recall = tp / same_gt if same_gt else 1.0
     f1 = 2 * precision * recall / (precision + recall) if precision + recall else 0.0
-    return {"precision": precision, "recall": recall, "f1": f1, "pixels": int(g.size),
-            "pred_zero": float((q == 0).mean()) if q.size else 0.0}
+    return {
+        "precision": precision,
+        "recall": recall,
+        "f1": f1,
+        "pixels": int(g.size),
+        "pred_zero": float((q == 0).mean()) if q.size else 0.0,
+    }
 
 
 def oracle_association(gt: dict, masks: dict) -> dict:
