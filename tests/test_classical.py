@@ -99,7 +99,7 @@ def test_generate_masks_driver(scene_dir, views, tmp_path):
 def test_generate_masks_refuses_bad_places(scene_dir, tmp_path):
     with pytest.raises(InputError, match="inside the dataset"):
         generate_masks(scene_dir, scene_dir / "masks", progress=False)
-    with pytest.raises(InputError, match="--source"):
+    with pytest.raises(InputError, match="source .magic. is unknown"):
         generate_masks(scene_dir, tmp_path / "m", source="magic", progress=False)
     with pytest.raises(InputError, match="not found"):
         generate_masks(tmp_path / "nope", tmp_path / "m", progress=False)

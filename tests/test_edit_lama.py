@@ -6,6 +6,7 @@ import torch
 
 from gsgroup.edit.inpainting import InpaintOptions, make_inpainter
 from gsgroup.edit.lama import FourierUnit, LamaGenerator, LamaInpainter, infer_config
+from gsgroup.errors import InputError
 
 
 def test_big_lama_layout():
@@ -108,5 +109,5 @@ def test_lama_bad_checkpoint(tmp_path):
     torch.save({"weight": torch.zeros(3)}, path)
     with pytest.raises(ValueError, match="LaMa"):
         LamaInpainter.from_checkpoint(path)
-    with pytest.raises(ValueError, match="lama-checkpoint"):
+    with pytest.raises(InputError, match="inpainter lama needs a lama_checkpoint"):
         make_inpainter(InpaintOptions(inpainter="lama"))

@@ -132,6 +132,8 @@ def test_cli_defaults_are_the_configs():
 def test_cli_names_flags_in_library_errors():
     assert _flag_message(InputError("rotate_deg (1, 2): give three", "rotate_deg")) == "--rotate-deg (1, 2): give three"
     assert _flag_message(InputError("x.ply: bad")) == "x.ply: bad"
+    # a field whose flag is not its name: SamOptions.model_type is --sam-model
+    assert _flag_message(InputError("model_type 'vit_x' is unknown", "model_type")) == "--sam-model 'vit_x' is unknown"
 
 
 def test_run_file_names_are_spelled_once_in_src():

@@ -9,7 +9,7 @@ from pathlib import Path
 
 from . import __version__
 from .errors import InputError
-from .options import add_options, from_options
+from .options import add_options, cli_fields, flag_of, from_options
 from .pipeline import PipelineConfig
 from .run import DataConfig, RunConfig
 from .train.config import IdentityConfig, TrainConfig
@@ -280,9 +280,14 @@ def build_parser() -> argparse.ArgumentParser:
 
 def _flag_message(e: InputError) -> str:
     """The error's message with its leading parameter name as the command-line flag."""
+    from .edit.inpainting import InpaintOptions
+    from .edit.select import SelectOptions
+    from .segment.sam import SamOptions
+
     message = str(e)
     if e.param and message.startswith(e.param):
-        message = "--" + e.param.replace("_", "-") + message[len(e.param) :]
+        flags = {f.name: flag_of(f) for cls in (SamOptions, SelectOptions, InpaintOptions) for f in cli_fields(cls)}
+        message = flags.get(e.param, "--" + e.param.replace("_", "-")) + message[len(e.param) :]
     return message
 
 

@@ -131,6 +131,8 @@ def train_run(
     ``resume_run`` from. Returns the Run and a summary: iterations, Gaussians, seconds and the
     test scores."""
     cfg = config.train
+    if init_from is not None and Path(init_from).resolve() in (Path(out).resolve(), Path(out, Run.GAUSSIANS).resolve()):
+        raise InputError(f"init_from {init_from}: is the output run; write the new run to another folder", "init_from")
     g, init_ckpt = _initial_state(init_from, cfg.identity.id_dim, cfg.seed)
     if init_from is not None:
         cfg = replace(cfg, lr_means=cfg.lr_means_final * 10)  # refining a reconstruction: start where a run ends

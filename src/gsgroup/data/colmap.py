@@ -365,7 +365,10 @@ def read_points3d_arrays(path: str | os.PathLike) -> PointArrays:
     if path.suffix == ".bin":
         head, _ = _scan_points_bin(path, False)
         return PointArrays(
-            head["id"].astype(np.int64), head["xyz"].astype(np.float64), head["rgb"].astype(np.uint8), head["err"].astype(np.float64)
+            head["id"].astype(np.int64),
+            head["xyz"].astype(np.float64),
+            head["rgb"].astype(np.uint8),
+            head["err"].astype(np.float64),
         )
     return _parse_points_txt(path, False)[0]
 
@@ -391,7 +394,9 @@ def read_images(path: Path) -> dict[int, ColmapImage]:
     return read_images_bin(path) if path.suffix == ".bin" else read_images_txt(path)
 
 
-def read_model(path: str | os.PathLike) -> tuple[dict[int, ColmapCamera], dict[int, ColmapImage], dict[int, ColmapPoint]]:
+def read_model(
+    path: str | os.PathLike,
+) -> tuple[dict[int, ColmapCamera], dict[int, ColmapImage], dict[int, ColmapPoint]]:
     """Read a model folder (``.bin`` preferred, else ``.txt``) -> (cameras, images, points)."""
     path = Path(path)
     ext = detect_format(path)

@@ -29,6 +29,8 @@ from . import ops
 from .select import Selection, SelectOptions, ids_at_pixel, ids_in_mask, make_selection, selection_info
 from .shrot import euler_deg_to_matrix
 
+PIVOTS = ("centroid", "origin")  # what rotation and scale are about; the first is the default
+
 
 # ---- selection -------------------------------------------------------------------------------
 @torch.no_grad()
@@ -121,13 +123,13 @@ def _vec3(value, name: str) -> np.ndarray:
 
 
 def make_transform(
-    run: Run, sel: Selection, translate=None, rotate_deg=None, scale: float = 1.0, pivot: str = "centroid"
+    run: Run, sel: Selection, translate=None, rotate_deg=None, scale: float = 1.0, pivot: str = PIVOTS[0]
 ) -> ops.Transform:
     """x' = s R (x - p) + p + t with R from ``rotate_deg`` (about world x, then y, then z) and
     p the selection's opacity-weighted centroid (``pivot`` "centroid") or the origin."""
     if not (np.isfinite(scale) and scale > 0):
         raise InputError(f"scale {scale}: must be a positive number", "scale")
-    if pivot not in ("centroid", "origin"):
+    if pivot not in PIVOTS:
         raise InputError(f"pivot {pivot}: use centroid or origin", "pivot")
     p = ops.centroid(run.gaussians, sel.mask) if pivot == "centroid" else np.zeros(3)
     R = euler_deg_to_matrix(*_vec3(rotate_deg, "rotate_deg"))
@@ -145,7 +147,7 @@ def _tf_info(tf: ops.Transform) -> dict:
 
 
 def transform(
-    run: Run, sel: Selection, translate=None, rotate_deg=None, scale: float = 1.0, pivot: str = "centroid"
+    run: Run, sel: Selection, translate=None, rotate_deg=None, scale: float = 1.0, pivot: str = PIVOTS[0]
 ) -> Run:
     """Move, rotate (degrees about world x, y, z) and scale the selection (see ``make_transform``)."""
     tf = make_transform(run, sel, translate, rotate_deg, scale, pivot)
@@ -154,7 +156,7 @@ def transform(
 
 
 def duplicate(
-    run: Run, sel: Selection, translate=None, rotate_deg=None, scale: float = 1.0, pivot: str = "centroid"
+    run: Run, sel: Selection, translate=None, rotate_deg=None, scale: float = 1.0, pivot: str = PIVOTS[0]
 ) -> Run:
     """Copy the selection with a transform; the copies get new ids (edit info "new_ids")."""
     tf = make_transform(run, sel, translate, rotate_deg, scale, pivot)
@@ -172,7 +174,7 @@ def duplicate(
 
 
 def compose(
-    run: Run, other: Run, sel: Selection, translate=None, rotate_deg=None, scale: float = 1.0, pivot: str = "centroid"
+    run: Run, other: Run, sel: Selection, translate=None, rotate_deg=None, scale: float = 1.0, pivot: str = PIVOTS[0]
 ) -> Run:
     """Insert the objects ``sel`` of run ``other`` (transformed) into ``run`` with new ids."""
     tf = make_transform(other, sel, translate, rotate_deg, scale, pivot)

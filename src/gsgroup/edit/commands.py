@@ -154,8 +154,8 @@ def _transform_options(p: argparse.ArgumentParser) -> None:
     p.add_argument("--scale", type=float, default=1.0, help="uniform scale (default 1)")
     p.add_argument(
         "--pivot",
-        choices=["centroid", "origin"],
-        default="centroid",
+        choices=list(edit.api.PIVOTS),
+        default=edit.api.PIVOTS[0],
         help="rotate and scale about the selection's centroid (default) or the world origin",
     )
 

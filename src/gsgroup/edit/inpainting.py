@@ -92,9 +92,9 @@ def make_inpainter(opts: InpaintOptions):
         from .lama import LamaInpainter
 
         if not opts.lama_checkpoint:
-            raise InputError("--inpainter lama needs --lama-checkpoint PATH (big-lama generator weights)")
+            raise InputError("inpainter lama needs a lama_checkpoint (big-lama generator weights)", "inpainter")
         return LamaInpainter.from_checkpoint(opts.lama_checkpoint)
-    raise InputError(f"--inpainter {opts.inpainter}: use opencv or lama")
+    raise InputError(f"inpainter {opts.inpainter}: use opencv or lama", "inpainter")
 
 
 def fill_depth(depth: np.ndarray, valid: np.ndarray, hole: np.ndarray, ring_px: int) -> np.ndarray | None:

@@ -223,7 +223,9 @@ class LamaInpainter:
     def from_checkpoint(cls, path: str | Path) -> LamaInpainter:
         path = Path(path)
         if not path.exists():
-            raise InputError(f"--lama-checkpoint {path}: not found; download big-lama and pass models/best.ckpt")
+            raise InputError(
+                f"lama_checkpoint {path}: not found; download big-lama and pass models/best.ckpt", "lama_checkpoint"
+            )
         try:
             raw = torch.load(path, map_location="cpu", weights_only=True)
         except Exception:  # noqa: BLE001 - Lightning checkpoints pickle their config; the user chose this file

@@ -40,7 +40,7 @@ def make_segmenter(source: str = "classical", sam=None, classical=None) -> Calla
         from gsgroup.segment.sam import SamOptions, SamSegmenter
 
         return SamSegmenter(sam or SamOptions())
-    raise InputError(f"--source {source!r} is unknown; use one of {', '.join(SOURCES)}")
+    raise InputError(f"source {source!r} is unknown; use one of {', '.join(SOURCES)}", "source")
 
 
 def generate_masks(

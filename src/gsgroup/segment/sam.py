@@ -198,7 +198,7 @@ def import_segment_anything():
     if "segment_anything" in sys.modules:
         return sys.modules["segment_anything"]
     if importlib.util.find_spec("segment_anything") is None:
-        raise InputError(f"--source sam needs the segment-anything package: {INSTALL_HINT}")
+        raise InputError(f"source sam needs the segment-anything package: {INSTALL_HINT}", "source")
     with _torchvision_standin():
         return importlib.import_module("segment_anything")
 
@@ -221,9 +221,9 @@ def load_sam(checkpoint, model_type: str = "vit_h", device: str = "cpu"):
     missing package, or a checkpoint that does not fit the model type.
     """
     if model_type not in SAM_MODEL_TYPES:
-        raise InputError(f"--sam-model {model_type!r} is unknown; use one of {', '.join(SAM_MODEL_TYPES)}")
+        raise InputError(f"model_type {model_type!r} is unknown; use one of {', '.join(SAM_MODEL_TYPES)}", "model_type")
     if checkpoint is None:
-        raise InputError(f"--source sam needs SAM weights: {checkpoint_help(model_type)}")
+        raise InputError(f"source sam needs SAM weights: {checkpoint_help(model_type)}", "source")
     path = Path(checkpoint)
     if not path.is_file():
         raise InputError(f"{path}: SAM checkpoint not found; {checkpoint_help(model_type)}")

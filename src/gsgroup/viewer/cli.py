@@ -5,6 +5,7 @@ from __future__ import annotations
 import argparse
 
 from ..errors import InputError
+from .server import HOST, PORT
 
 
 def cmd_view(args) -> int:
@@ -26,6 +27,6 @@ def add_view_command(subparsers) -> None:
         formatter_class=argparse.ArgumentDefaultsHelpFormatter,
     )
     p.add_argument("run", help="a segmented run folder (point_cloud.ply + classifier.pt or labels.npy)")
-    p.add_argument("--port", type=int, default=8080, help="port to serve on")
-    p.add_argument("--host", default="127.0.0.1", help="address to bind (only this one)")
+    p.add_argument("--port", type=int, default=PORT, help="port to serve on")
+    p.add_argument("--host", default=HOST, help="address to bind (only this one)")
     p.set_defaults(func=cmd_view)

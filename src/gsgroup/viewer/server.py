@@ -23,6 +23,7 @@ from ..errors import InputError
 from .state import MODES, ViewerState, open_run
 
 NONE = "(none)"
+HOST, PORT = "127.0.0.1", 8080  # where `gsgroup view` serves by default: this machine only
 
 
 def check_port(host: str, port: int) -> None:
@@ -63,7 +64,7 @@ class ViewerApp:
 
     Every GUI callback takes ``lock``; ``redraw()`` re-sends the splats and the panel."""
 
-    def __init__(self, run: str | Path, host: str = "127.0.0.1", port: int = 8080, verbose: bool = True):
+    def __init__(self, run: str | Path, host: str = HOST, port: int = PORT, verbose: bool = True):
         self.state = ViewerState(open_run(run))  # errors before any socket is opened
         check_port(host, port)
         import viser
@@ -240,7 +241,7 @@ class ViewerApp:
         self.server.stop()
 
 
-def serve(run: str | Path, host: str = "127.0.0.1", port: int = 8080) -> int:
+def serve(run: str | Path, host: str = HOST, port: int = PORT) -> int:
     """Start the viewer and block until Ctrl-C."""
     app = ViewerApp(run, host, port)
     print(f"gsgroup view: http://{host}:{app.port}  (Ctrl-C to stop)", flush=True)

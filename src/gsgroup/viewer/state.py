@@ -67,7 +67,7 @@ class ViewerState:
     mode: str = "RGB"
     selected: int | None = None
     sel_mask: np.ndarray | None = None
-    threshold: float = 0.3
+    threshold: float = SelectOptions.threshold
     history: list = field(default_factory=list)
 
     def __post_init__(self):
