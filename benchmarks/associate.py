@@ -58,7 +58,8 @@ def scene_and_model(cache: Path, iterations: int, seed: int = 0, model: str | No
 
 def evaluate(views, gaussians, gt, masks, params=None) -> dict:
     """Associate ``masks`` and score them: F1 (input-covered pixels), F1 all, oracle, seconds, stats."""
-    from gsgroup.segment.associate import associate_masks, oracle_association, pairwise_f1
+    from gsgroup.segment.associate import associate_masks
+    from gsgroup.segment.association_metrics import oracle_association, pairwise_f1
 
     t0 = time.perf_counter()
     r = associate_masks(views, gaussians, masks, params)

@@ -19,15 +19,9 @@ from gsgroup.data.masks import read_mask
 from gsgroup.data.scene import load_scene
 from gsgroup.data.synthetic import make_scene
 from gsgroup.errors import InputError
-from gsgroup.segment.associate import (
-    AssociateParams,
-    AssociationResult,
-    associate_masks,
-    oracle_association,
-    pairwise_f1,
-    resolve_output_dir,
-    write_association,
-)
+from gsgroup.segment.associate import AssociateParams, AssociationResult, associate_masks
+from gsgroup.segment.association_io import resolve_output_dir, write_association
+from gsgroup.segment.association_metrics import oracle_association, pairwise_f1
 
 W, H, NV = 80, 60, 16
 

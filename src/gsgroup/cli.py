@@ -164,7 +164,7 @@ def cmd_masks(args) -> int:
 
 def cmd_associate(args) -> int:
     from .pipeline import associate_run
-    from .segment.associate import resolve_output_dir
+    from .segment.association_io import resolve_output_dir
 
     out = resolve_output_dir(args.data, args.out, args.force)
     stats = associate_run(args.data, args.masks, args.model, out, progress=not args.quiet)

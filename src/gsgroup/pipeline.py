@@ -263,7 +263,8 @@ def associate_run(
 ) -> dict:
     """Associate per-view masks across views through the run's Gaussians; writes out/<stem>.png + objects.json."""
     from .data.masks import load_masks
-    from .segment.associate import associate_masks, write_association
+    from .segment.associate import associate_masks
+    from .segment.association_io import write_association
 
     run = _as_run(run)
     if Path(run.config.data.path).resolve() != Path(data).resolve():
