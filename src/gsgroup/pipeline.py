@@ -75,7 +75,7 @@ def _trainer(run: Run, scene, gaussians=None):
     from .train.trainer import Trainer
 
     d, cfg = run.config.data, run.config.train
-    run.__dict__["scene"] = scene
+    run.preload(scene=scene)
     print(
         f"scene: {len(scene.train)} train / {len(scene.test)} test views at "
         f"{scene.train[0].width}x{scene.train[0].height}, "

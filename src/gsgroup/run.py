@@ -24,7 +24,7 @@ import argparse
 import json
 import os
 import shutil
-from dataclasses import asdict, dataclass, field
+from dataclasses import asdict, dataclass, field, fields
 from functools import cached_property
 from pathlib import Path
 
@@ -92,7 +92,9 @@ class RunConfig:
         """Read ``to_dict``'s output; unknown or missing keys are a one-line InputError naming ``where``."""
         if not isinstance(d, dict) or not isinstance(d.get("data"), dict) or "path" not in d["data"]:
             raise InputError(f"{where}: has no data.path; it was not written by gsgroup, retrain the run")
-        unknown = (set(d) - {"data", "train", "version", "edited_from"}) | (set(d["data"]) - set(DataConfig().__dict__))
+        unknown = (set(d) - {"data", "train", "version", "edited_from"}) | (
+            set(d["data"]) - {f.name for f in fields(DataConfig)}
+        )
         if unknown:
             raise InputError(f"{where}: unknown keys {sorted(unknown)}; written by a newer gsgroup? upgrade it")
         try:
@@ -180,6 +182,11 @@ class Run:
         write_json(self.file(self.CONFIG), self.config.to_dict())
 
     # ---- contents (lazy) -----------------------------------------------------------------------
+    def preload(self, **contents) -> Run:
+        """Give contents already in memory (scene=, gaussians=, segmentation=...) instead of loading them."""
+        self.__dict__.update(contents)
+        return self
+
     @cached_property
     def scene(self) -> Scene:
         """The scene the run was trained on: the same images, resolution, split and background."""
@@ -257,7 +264,7 @@ class Run:
     def save_gaussians(self, g: Gaussians, plain: bool = False) -> Path:
         """point_cloud.ply (``plain``: without the obj_dc_* identity fields)."""
         save_ply(self.file(self.GAUSSIANS), g, plain=plain)
-        self.__dict__["gaussians"] = g
+        self.preload(gaussians=g)
         return self.file(self.GAUSSIANS)
 
     def save_environment(self, env: Environment | None) -> None:
@@ -272,7 +279,7 @@ class Run:
             save_classifier(self.file(self.CLASSIFIER), seg.classifier)
         save_labels(self.file(self.LABELS), labels, prob)
         write_json(self.file(self.OBJECTS), object_summary(g, labels))
-        self.__dict__.update(segmentation=seg, labels=(labels, prob))
+        self.preload(segmentation=seg, labels=(labels, prob))
 
     # ---- derived runs --------------------------------------------------------------------------
     def derive(
@@ -286,10 +293,10 @@ class Run:
             __version__,
             str(self.path.resolve()) if self.path is not None and edit is not None else self.config.edited_from,
         )
-        run = Run(None, config, source=self)
-        run.__dict__["gaussians"] = self.gaussians if gaussians is None else gaussians
         seg = self.segmentation if segmentation is None else segmentation
-        run.__dict__["segmentation"] = seg
+        run = Run(None, config, source=self).preload(
+            gaussians=self.gaussians if gaussians is None else gaussians, segmentation=seg
+        )
         if seg is not None:
             seg.check(run.gaussians, "edited run")
         run.edit = edit
