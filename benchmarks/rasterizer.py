@@ -49,9 +49,17 @@ def make_scene(n, width, height, d, seed=0):
     scales = (sigma_px512 * z / (0.9 * 512))[:, None] * np.exp(rng.uniform(-0.5, 0.5, (n, 3)))
     K = np.array([[fx, 0, width / 2], [0, fx, height / 2], [0, 0, 1]])
     t = lambda a: torch.tensor(a, dtype=torch.float32)  # noqa: E731
-    return dict(means=t(means), quats=t(rng.normal(size=(n, 4))), scales=t(scales),
-                opacities=t(rng.uniform(0.1, 0.99, n)), features=t(rng.uniform(0, 1, (n, d))),
-                viewmat=t(np.eye(4)), K=t(K), width=width, height=height)
+    return dict(
+        means=t(means),
+        quats=t(rng.normal(size=(n, 4))),
+        scales=t(scales),
+        opacities=t(rng.uniform(0.1, 0.99, n)),
+        features=t(rng.uniform(0, 1, (n, d))),
+        viewmat=t(np.eye(4)),
+        K=t(K),
+        width=width,
+        height=height,
+    )
 
 
 GRAD = ("means", "quats", "scales", "opacities", "features")
@@ -59,8 +67,17 @@ GRAD = ("means", "quats", "scales", "opacities", "features")
 
 def _call(fn, s, grad):
     args = {k: (s[k].clone().requires_grad_(True) if grad and k in GRAD else s[k]) for k in s}
-    return fn(args["means"], args["quats"], args["scales"], args["opacities"], args["features"],
-              args["viewmat"], args["K"], args["width"], args["height"])
+    return fn(
+        args["means"],
+        args["quats"],
+        args["scales"],
+        args["opacities"],
+        args["features"],
+        args["viewmat"],
+        args["K"],
+        args["width"],
+        args["height"],
+    )
 
 
 def _image(out):
@@ -70,6 +87,7 @@ def _image(out):
 def time_render(fn, s, reps, wimg):
     """Median wall times (s) of forward (no grad) and forward+backward, and the median CPU
     times (s, all threads; less sensitive to other processes on the machine)."""
+
     def fwd():
         with torch.no_grad():
             _call(fn, s, False)
@@ -110,17 +128,36 @@ def machine_info():
         layer = numba.threading_layer()
     except ValueError:
         layer = "uninitialised"
-    return dict(cpu=cpu, cores=os.cpu_count(), numba_threads=numba.get_num_threads(),
-                numba_threading_layer=layer, torch_threads=torch.get_num_threads(),
-                omp_wait_policy=os.environ.get("OMP_WAIT_POLICY", ""), python=platform.python_version(),
-                numba=numba.__version__, torch=torch.__version__, loadavg_at_end=load)
+    return dict(
+        cpu=cpu,
+        cores=os.cpu_count(),
+        numba_threads=numba.get_num_threads(),
+        numba_threading_layer=layer,
+        torch_threads=torch.get_num_threads(),
+        omp_wait_policy=os.environ.get("OMP_WAIT_POLICY", ""),
+        python=platform.python_version(),
+        numba=numba.__version__,
+        torch=torch.__version__,
+        loadavg_at_end=load,
+    )
 
 
 def n_isect(s):
     from gsgroup.render.rasterize import _Frame
 
-    fr = _Frame(s["means"], s["quats"], s["scales"], s["opacities"], s["viewmat"], s["K"],
-                s["width"], s["height"], 0.01, 1e10, 0.3)
+    fr = _Frame(
+        s["means"],
+        s["quats"],
+        s["scales"],
+        s["opacities"],
+        s["viewmat"],
+        s["K"],
+        s["width"],
+        s["height"],
+        0.01,
+        1e10,
+        0.3,
+    )
     return int(len(fr.isect_gauss))
 
 
@@ -132,8 +169,12 @@ def main(argv=None):
     args = ap.parse_args(argv)
     reps = max(5, args.reps)
     if args.quick:
-        cases = [(5000, 200, 150, 3, "small"), (5000, 200, 150, 19, "small"),
-                 (10000, 256, 256, 3, "grid"), (100000, 512, 512, 19, "grid")]
+        cases = [
+            (5000, 200, 150, 3, "small"),
+            (5000, 200, 150, 19, "small"),
+            (10000, 256, 256, 3, "grid"),
+            (100000, 512, 512, 19, "grid"),
+        ]
         ref_case = (500, 64, 64, 3)
     else:
         cases = [(5000, 200, 150, 3, "small"), (5000, 200, 150, 19, "small")]
@@ -148,12 +189,25 @@ def main(argv=None):
         wimg = torch.rand(h, w, d, generator=torch.Generator().manual_seed(0))
         tf, tb, cf, cb = time_render(rasterize, s, reps, wimg)
         ni = n_isect(s)
-        row = dict(kind=kind, n=n, width=w, height=h, d=d, fwd_ms=tf * 1e3, fwdbwd_ms=tb * 1e3,
-                   fwd_cpu_ms=cf * 1e3, fwdbwd_cpu_ms=cb * 1e3,
-                   n_isect=ni, tile_pairs_per_s_fwd=ni * 256 / tf)
+        row = dict(
+            kind=kind,
+            n=n,
+            width=w,
+            height=h,
+            d=d,
+            fwd_ms=tf * 1e3,
+            fwdbwd_ms=tb * 1e3,
+            fwd_cpu_ms=cf * 1e3,
+            fwdbwd_cpu_ms=cb * 1e3,
+            n_isect=ni,
+            tile_pairs_per_s_fwd=ni * 256 / tf,
+        )
         rows.append(row)
-        print(f"  N={n:>6} {w}x{h} D={d:>2}: fwd {tf*1e3:8.1f} ms  fwd+bwd {tb*1e3:8.1f} ms"
-              f"  (cpu {cf*1e3:.1f} / {cb*1e3:.1f} ms)", flush=True)
+        print(
+            f"  N={n:>6} {w}x{h} D={d:>2}: fwd {tf * 1e3:8.1f} ms  fwd+bwd {tb * 1e3:8.1f} ms"
+            f"  (cpu {cf * 1e3:.1f} / {cb * 1e3:.1f} ms)",
+            flush=True,
+        )
     # thread scaling on this machine right now (1 vs all numba threads; on a busy machine the
     # second thread may get no core, then both walls match)
     n, w, h, d = (10000, 256, 256, 19) if args.quick else (100000, 512, 512, 19)
@@ -165,8 +219,9 @@ def main(argv=None):
         for nt in (1, nt_all):
             numba.set_num_threads(nt)
             tf, tb, cf, cb = time_render(rasterize, s, reps, wimg)
-            scaling[f"threads_{nt}"] = dict(fwd_ms=tf * 1e3, fwdbwd_ms=tb * 1e3, fwd_cpu_ms=cf * 1e3,
-                                            fwdbwd_cpu_ms=cb * 1e3)
+            scaling[f"threads_{nt}"] = dict(
+                fwd_ms=tf * 1e3, fwdbwd_ms=tb * 1e3, fwd_cpu_ms=cf * 1e3, fwdbwd_cpu_ms=cb * 1e3
+            )
     finally:
         numba.set_num_threads(nt_all)
     # speed-up over the dense reference (float32, same semantics)
@@ -177,33 +232,55 @@ def main(argv=None):
     wimg = torch.rand(h, w, d, generator=torch.Generator().manual_seed(0))
     kf, kb = time_render(rasterize, s, reps, wimg)[:2]
     rf, rb = time_render(ref.render, s, reps, wimg)[:2]
-    refrow = dict(n=n, width=w, height=h, d=d, kernel_fwd_ms=kf * 1e3, kernel_fwdbwd_ms=kb * 1e3,
-                  reference_fwd_ms=rf * 1e3, reference_fwdbwd_ms=rb * 1e3,
-                  speedup_fwd=rf / kf, speedup_fwdbwd=rb / kb)
+    refrow = dict(
+        n=n,
+        width=w,
+        height=h,
+        d=d,
+        kernel_fwd_ms=kf * 1e3,
+        kernel_fwdbwd_ms=kb * 1e3,
+        reference_fwd_ms=rf * 1e3,
+        reference_fwdbwd_ms=rb * 1e3,
+        speedup_fwd=rf / kf,
+        speedup_fwdbwd=rb / kb,
+    )
     info = machine_info()
-    result = dict(machine=info, reps=reps, quick=args.quick, rows=rows, reference=refrow,
-                  thread_scaling=scaling,
-                  targets=dict(fwd_100k_512_d19_ms=150, fwdbwd_100k_512_d19_ms=600,
-                               small_5k_200x150_fwdbwd_ms=8))
+    result = dict(
+        machine=info,
+        reps=reps,
+        quick=args.quick,
+        rows=rows,
+        reference=refrow,
+        thread_scaling=scaling,
+        targets=dict(fwd_100k_512_d19_ms=150, fwdbwd_100k_512_d19_ms=600, small_5k_200x150_fwdbwd_ms=8),
+    )
     write_json(args.out, result)
     print()
-    print(f"Machine: {info['cpu']}, {info['cores']} cores, numba threads {info['numba_threads']} "
-          f"({info['numba_threading_layer']}), load avg (1/5/15 min) at end {info['loadavg_at_end']}")
+    print(
+        f"Machine: {info['cpu']}, {info['cores']} cores, numba threads {info['numba_threads']} "
+        f"({info['numba_threading_layer']}), load avg (1/5/15 min) at end {info['loadavg_at_end']}"
+    )
     print()
     print("| N | image | D | fwd ms | fwd+bwd ms | fwd CPU ms | fwd+bwd CPU ms | intersections | tile-pairs/s (fwd) |")
     print("|---:|---|---:|---:|---:|---:|---:|---:|---:|")
     for r in rows:
-        print(f"| {r['n']} | {r['width']}x{r['height']} | {r['d']} | {r['fwd_ms']:.1f} | "
-              f"{r['fwdbwd_ms']:.1f} | {r['fwd_cpu_ms']:.1f} | {r['fwdbwd_cpu_ms']:.1f} | "
-              f"{r['n_isect']} | {r['tile_pairs_per_s_fwd']:.3g} |")
+        print(
+            f"| {r['n']} | {r['width']}x{r['height']} | {r['d']} | {r['fwd_ms']:.1f} | "
+            f"{r['fwdbwd_ms']:.1f} | {r['fwd_cpu_ms']:.1f} | {r['fwdbwd_cpu_ms']:.1f} | "
+            f"{r['n_isect']} | {r['tile_pairs_per_s_fwd']:.3g} |"
+        )
     print()
-    print(f"Reference (dense PyTorch, float32) at N={n}, {w}x{h}, D={d}: fwd {rf*1e3:.0f} ms, "
-          f"fwd+bwd {rb*1e3:.0f} ms; kernels {kf*1e3:.1f} / {kb*1e3:.1f} ms; "
-          f"speed-up x{rf/kf:.0f} (fwd), x{rb/kb:.0f} (fwd+bwd)")
+    print(
+        f"Reference (dense PyTorch, float32) at N={n}, {w}x{h}, D={d}: fwd {rf * 1e3:.0f} ms, "
+        f"fwd+bwd {rb * 1e3:.0f} ms; kernels {kf * 1e3:.1f} / {kb * 1e3:.1f} ms; "
+        f"speed-up x{rf / kf:.0f} (fwd), x{rb / kb:.0f} (fwd+bwd)"
+    )
     one, many = scaling["threads_1"], scaling[f"threads_{nt_all}"]
-    print(f"Thread scaling at N={scaling['n']}, {scaling['width']}x{scaling['height']}, D={scaling['d']}: "
-          f"1 thread fwd {one['fwd_ms']:.1f} / fwd+bwd {one['fwdbwd_ms']:.1f} ms wall; {nt_all} threads "
-          f"fwd {many['fwd_ms']:.1f} / fwd+bwd {many['fwdbwd_ms']:.1f} ms wall")
+    print(
+        f"Thread scaling at N={scaling['n']}, {scaling['width']}x{scaling['height']}, D={scaling['d']}: "
+        f"1 thread fwd {one['fwd_ms']:.1f} / fwd+bwd {one['fwdbwd_ms']:.1f} ms wall; {nt_all} threads "
+        f"fwd {many['fwd_ms']:.1f} / fwd+bwd {many['fwdbwd_ms']:.1f} ms wall"
+    )
     print(f"wrote {args.out}")
 
 

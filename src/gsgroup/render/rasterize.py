@@ -77,7 +77,9 @@ def _check_float(name, v, positive=False):
     except (TypeError, ValueError):
         raise InputError(f"rasterize: argument '{name}' must be a number, got {v!r}") from None
     if not np.isfinite(f) or f < 0 or (positive and f == 0):
-        raise InputError(f"rasterize: argument '{name}' must be a finite {'positive' if positive else 'non-negative'} number, got {v!r}")
+        raise InputError(
+            f"rasterize: argument '{name}' must be a finite {'positive' if positive else 'non-negative'} number, got {v!r}"
+        )
     return f
 
 
@@ -114,9 +116,24 @@ def _np32(x):
 class _Frame:
     """Projection and tile binning of one camera view (numpy arrays, shared by the kernels)."""
 
-    __slots__ = ("means", "quats", "scales", "V", "intr", "width", "height", "eps2d",
-                 "gp", "radii", "ntiles", "goff", "tile_start", "isect_gauss", "isect_pos",
-                 "tiles_x")
+    __slots__ = (
+        "means",
+        "quats",
+        "scales",
+        "V",
+        "intr",
+        "width",
+        "height",
+        "eps2d",
+        "gp",
+        "radii",
+        "ntiles",
+        "goff",
+        "tile_start",
+        "isect_gauss",
+        "isect_pos",
+        "tiles_x",
+    )
 
     def __init__(self, means, quats, scales, opacities, viewmat, K, width, height, near, far, eps2d):
         self.means = _np32(means)
@@ -128,8 +145,8 @@ class _Frame:
         self.intr = np.array([Kn[0, 0], Kn[1, 1], Kn[0, 2], Kn[1, 2]], np.float64)
         self.width, self.height, self.eps2d = width, height, eps2d
         self.gp, zs, self.radii, rect, self.ntiles = kn.project_fwd(
-            self.means, self.quats, self.scales, opac, self.V, self.intr, width, height,
-            near, far, eps2d)
+            self.means, self.quats, self.scales, opac, self.V, self.intr, width, height, near, far, eps2d
+        )
         self.tiles_x = (width + TILE - 1) // TILE
         n_tiles = self.tiles_x * ((height + TILE - 1) // TILE)
         csum = np.cumsum(self.ntiles)
@@ -141,11 +158,12 @@ class _Frame:
         else:
             order = kn.depth_order(zs, vis)
         self.tile_start, self.isect_gauss, self.isect_pos = kn.bin_gaussians(
-            order, rect, self.goff, self.tiles_x, n_tiles, n_isect)
+            order, rect, self.goff, self.tiles_x, n_tiles, n_isect
+        )
 
     def means2d(self):
         """[N,2] float32 pixel positions (0 for culled Gaussians)."""
-        return np.ascontiguousarray(self.gp[:, kn.GU:kn.GV + 1], dtype=np.float32)
+        return np.ascontiguousarray(self.gp[:, kn.GU : kn.GV + 1], dtype=np.float32)
 
 
 def _padded_features(features):
@@ -178,12 +196,12 @@ class _RasterizeFn(torch.autograd.Function):
         bg = _np32(background)
         with _dynamic_tiles():
             image, alpha, depth, Tfin, dsum, last = kn.raster_fwd(
-                fr.tile_start, fr.isect_gauss, fr.gp, featp, bg, fr.width, fr.height, fr.tiles_x)
+                fr.tile_start, fr.isect_gauss, fr.gp, featp, bg, fr.width, fr.height, fr.tiles_x
+            )
         ctx.frame = fr
         ctx.saved = (featp, bg, Tfin, dsum, last)
         h, w = fr.height, fr.width
-        return (torch.from_numpy(image), torch.from_numpy(alpha).view(h, w, 1),
-                torch.from_numpy(depth).view(h, w, 1))
+        return (torch.from_numpy(image), torch.from_numpy(alpha).view(h, w, 1), torch.from_numpy(depth).view(h, w, 1))
 
     @staticmethod
     def backward(ctx, v_image, v_alpha, v_depth):
@@ -195,24 +213,72 @@ class _RasterizeFn(torch.autograd.Function):
         vd = _np32(v_depth).reshape(h, w)
         with _dynamic_tiles():
             partial, v_bg = kn.raster_bwd(
-                fr.tile_start, fr.isect_gauss, fr.gp, featp, bg, w, h, fr.tiles_x,
-                Tfin, dsum, last, vi, va, vd, ctx.n_geom)
+                fr.tile_start,
+                fr.isect_gauss,
+                fr.gp,
+                featp,
+                bg,
+                w,
+                h,
+                fr.tiles_x,
+                Tfin,
+                dsum,
+                last,
+                vi,
+                va,
+                vd,
+                ctx.n_geom,
+            )
         need = ctx.needs_input_grad
         v_means, v_quats, v_scales, v_opac, v_feat, v_m2d = kn.project_bwd(
-            fr.means, fr.quats, fr.scales, fr.V, fr.intr, w, h, fr.eps2d, fr.radii, fr.goff,
-            fr.ntiles, fr.isect_pos, partial, bool(need[4]))
+            fr.means,
+            fr.quats,
+            fr.scales,
+            fr.V,
+            fr.intr,
+            w,
+            h,
+            fr.eps2d,
+            fr.radii,
+            fr.goff,
+            fr.ntiles,
+            fr.isect_pos,
+            partial,
+            bool(need[4]),
+        )
 
         def out(flag, arr):
             return torch.from_numpy(arr) if flag else None
 
-        return (out(need[0], v_means), out(need[1], v_quats), out(need[2], v_scales),
-                out(need[3], v_opac), out(need[4], v_feat),
-                torch.from_numpy(v_bg.astype(np.float32)) if need[5] else None,
-                out(need[6], v_m2d), None, None)
+        return (
+            out(need[0], v_means),
+            out(need[1], v_quats),
+            out(need[2], v_scales),
+            out(need[3], v_opac),
+            out(need[4], v_feat),
+            torch.from_numpy(v_bg.astype(np.float32)) if need[5] else None,
+            out(need[6], v_m2d),
+            None,
+            None,
+        )
 
 
-def rasterize(means, quats, scales, opacities, features, viewmat, K, width, height,
-              background=None, near=0.01, far=1e10, eps2d=0.3, geometry_grad_channels=None) -> RasterOutput:
+def rasterize(
+    means,
+    quats,
+    scales,
+    opacities,
+    features,
+    viewmat,
+    K,
+    width,
+    height,
+    background=None,
+    near=0.01,
+    far=1e10,
+    eps2d=0.3,
+    geometry_grad_channels=None,
+) -> RasterOutput:
     """Render N Gaussians with D-channel features into one view; differentiable.
 
     means [N,3] world, quats [N,4] (w,x,y,z, any norm), scales [N,3] linear, opacities [N],
@@ -220,12 +286,13 @@ def rasterize(means, quats, scales, opacities, features, viewmat, K, width, heig
     background [D] or None (zeros); all float32 CPU tensors.
     ``geometry_grad_channels`` k: only the image gradients of the first k feature channels reach
     means, quats, scales and opacities (and means2d); the other channels (e.g. identity encodings
-    rendered beside the colour) get gradients for their features only. None = all channels.
+    rendered beside the color) get gradients for their features only. None = all channels.
     Returns RasterOutput(image [H,W,D], alpha [H,W,1], depth [H,W,1], radii [N] int32,
     means2d [N,2]); see its docstring. Raises ValueError (InputError) naming a bad argument.
     """
     width, height, near, far, eps2d = _check_camera(
-        means, quats, scales, opacities, viewmat, K, width, height, near, far, eps2d)
+        means, quats, scales, opacities, viewmat, K, width, height, near, far, eps2d
+    )
     n = means.shape[0]
     _check_tensor("features", features, (n, None))
     d = features.shape[1]
@@ -238,15 +305,19 @@ def rasterize(means, quats, scales, opacities, features, viewmat, K, width, heig
     if geometry_grad_channels is None:
         geometry_grad_channels = d
     elif isinstance(geometry_grad_channels, bool) or not 0 <= int(geometry_grad_channels) <= d:
-        raise InputError(f"rasterize: argument 'geometry_grad_channels' must be in [0, {d}], got {geometry_grad_channels!r}")
+        raise InputError(
+            f"rasterize: argument 'geometry_grad_channels' must be in [0, {d}], got {geometry_grad_channels!r}"
+        )
     frame = _Frame(means, quats, scales, opacities, viewmat, K, width, height, near, far, eps2d)
     grad = torch.is_grad_enabled() and any(
-        t.requires_grad for t in (means, quats, scales, opacities, features, background))
+        t.requires_grad for t in (means, quats, scales, opacities, features, background)
+    )
     means2d = torch.from_numpy(frame.means2d())
     if grad:
         means2d.requires_grad_(True)
     image, alpha, depth = _RasterizeFn.apply(
-        means, quats, scales, opacities, features, background, means2d, frame, int(geometry_grad_channels))
+        means, quats, scales, opacities, features, background, means2d, frame, int(geometry_grad_channels)
+    )
     return RasterOutput(image, alpha, depth, torch.from_numpy(frame.radii), means2d)
 
 
@@ -259,7 +330,9 @@ def _check_labels(labels, width, height, num_labels):
     if labels.dtype.is_floating_point or labels.dtype == torch.bool or labels.dtype.is_complex:
         raise InputError(f"contributions: argument 'labels' must be an integer tensor, got {labels.dtype}")
     if tuple(labels.shape) != (height, width):
-        raise InputError(f"contributions: argument 'labels' must have shape [{height},{width}], got {list(labels.shape)}")
+        raise InputError(
+            f"contributions: argument 'labels' must have shape [{height},{width}], got {list(labels.shape)}"
+        )
     lab = np.ascontiguousarray(labels.detach().cpu().numpy(), dtype=np.int32)
     if lab.size and lab.min() < 0:
         raise InputError("contributions: argument 'labels' has negative values; labels must be in [0, num_labels)")
@@ -267,20 +340,24 @@ def _check_labels(labels, width, height, num_labels):
     if num_labels is None:
         num_labels = lmax
     elif isinstance(num_labels, bool) or not isinstance(num_labels, (int, np.integer)) or num_labels < lmax:
-        raise InputError(f"contributions: argument 'num_labels' must be an int >= labels.max()+1 = {lmax}, got {num_labels!r}")
+        raise InputError(
+            f"contributions: argument 'num_labels' must be an int >= labels.max()+1 = {lmax}, got {num_labels!r}"
+        )
     return lab, int(num_labels)
 
 
 @torch.no_grad()
-def contributions(means, quats, scales, opacities, viewmat, K, width, height, labels,
-                  num_labels=None, near=0.01, far=1e10, eps2d=0.3) -> torch.Tensor:
+def contributions(
+    means, quats, scales, opacities, viewmat, K, width, height, labels, num_labels=None, near=0.01, far=1e10, eps2d=0.3
+) -> torch.Tensor:
     """Per-Gaussian, per-label sum of blending weights.
 
     labels [H,W] int in [0, L). Returns float32 [N, L]: entry (i, l) is the sum, over pixels
     with label l, of Gaussian i's blending weight alpha_i * T_i. L = num_labels or labels.max()+1.
     """
     width, height, near, far, eps2d = _check_camera(
-        means, quats, scales, opacities, viewmat, K, width, height, near, far, eps2d)
+        means, quats, scales, opacities, viewmat, K, width, height, near, far, eps2d
+    )
     lab, L = _check_labels(labels, width, height, num_labels)
     fr = _Frame(means, quats, scales, opacities, viewmat, K, width, height, near, far, eps2d)
     with _dynamic_tiles():
@@ -290,14 +367,16 @@ def contributions(means, quats, scales, opacities, viewmat, K, width, height, la
 
 
 @torch.no_grad()
-def dominant_gaussian(means, quats, scales, opacities, viewmat, K, width, height,
-                      near=0.01, far=1e10, eps2d=0.3) -> torch.Tensor:
+def dominant_gaussian(
+    means, quats, scales, opacities, viewmat, K, width, height, near=0.01, far=1e10, eps2d=0.3
+) -> torch.Tensor:
     """Per pixel, the index of the Gaussian with the largest blending weight alpha*T.
 
     Returns int64 [H,W]; -1 where no Gaussian contributes. Ties go to the front-most one.
     """
     width, height, near, far, eps2d = _check_camera(
-        means, quats, scales, opacities, viewmat, K, width, height, near, far, eps2d)
+        means, quats, scales, opacities, viewmat, K, width, height, near, far, eps2d
+    )
     fr = _Frame(means, quats, scales, opacities, viewmat, K, width, height, near, far, eps2d)
     with _dynamic_tiles():
         out = kn.dominant_fwd(fr.tile_start, fr.isect_gauss, fr.gp, width, height, fr.tiles_x)
