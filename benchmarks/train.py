@@ -9,7 +9,7 @@ Scenes: ``builtin`` (the built-in scene, black background), ``sky``, ``white`` a
 built-in generator's other backgrounds: a sky gradient, a white studio, and a dusk sky with a sun
 disc that was added only after the method was fixed), ``fox`` (the real capture in shared/), and
 ``speed`` (a fixed 5000 Gaussians, to time the iteration). Run r of a synthetic scene uses scene
-seed r and training seed r. Each configuration runs in a fresh subprocess (so peak memory is its
+seed r and training seed r. Each configuration runs in a fresh process (so peak memory is its
 own); ``--jobs 2`` runs two at once with one thread each (its times are then not comparable with
 a quiet machine's). Medians over runs are written to benchmarks/results/<--name>.json and printed
 as a table.
@@ -19,12 +19,13 @@ from __future__ import annotations
 
 import argparse
 import json
+import multiprocessing
 import os
 import resource
-import subprocess
 import sys
 import tempfile
 import time
+from concurrent.futures import ProcessPoolExecutor, as_completed
 from pathlib import Path
 
 sys.path.insert(0, str(Path(__file__).resolve().parent))
@@ -97,14 +98,10 @@ def run_one(kind: str, iterations: int, seed: int, environment: bool = True) -> 
         }
 
 
-def launch(kind: str, iterations: int, seed: int, environment: bool, threads: int | None) -> subprocess.Popen:
-    env = dict(os.environ)
+def _worker_init(threads: int | None) -> None:
+    """Runs first in each fresh worker process, before numba or torch are imported there."""
     if threads:
-        env.update(NUMBA_NUM_THREADS=str(threads), BENCH_TORCH_THREADS=str(threads))
-    cmd = [sys.executable, __file__, "--single", kind, str(iterations), str(seed)]
-    if not environment:
-        cmd.append("--no-environment")
-    return subprocess.Popen(cmd, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True, env=env)
+        os.environ.update(NUMBA_NUM_THREADS=str(threads), BENCH_TORCH_THREADS=str(threads))
 
 
 def main() -> None:
@@ -126,12 +123,8 @@ def main() -> None:
         metavar="JSON",
         help="JSON lists of per-run results of an earlier invocation to merge into the table",
     )
-    parser.add_argument("--single", nargs=3, metavar=("KIND", "ITERATIONS", "SEED"), help=argparse.SUPPRESS)
     args = parser.parse_args()
     env_on = not args.no_environment
-    if args.single:
-        print(json.dumps(run_one(args.single[0], int(args.single[1]), int(args.single[2]), env_on)))
-        return
     iters = {k: args.iterations or args.builtin_iterations for k in SYNTHETIC}
     iters.update(fox=args.iterations or args.fox_iterations, speed=500)
     if args.quick:
@@ -157,23 +150,15 @@ def main() -> None:
             results.setdefault(run["scene"], []).append(run)
             if run["scene"] not in kinds:
                 kinds.append(run["scene"])
-    running: list = []
-    while jobs or running:
-        while jobs and len(running) < args.jobs:
-            kind, r = jobs.pop(0)
-            threads = 1 if args.jobs > 1 else None
-            running.append((kind, r, launch(kind, iters[kind], r, env_on, threads)))
-        done = next((job for job in running if job[2].poll() is not None), None)
-        if done is None:
-            time.sleep(1)
-            continue
-        running.remove(done)
-        kind, r, proc = done
-        out, err = proc.communicate()
-        if proc.returncode:
-            sys.exit(f"benchmark run failed:\n{err[-3000:]}")
-        results[kind].append(json.loads(out.strip().splitlines()[-1]))
-        print(f"  {kind} run {r}: {json.dumps(results[kind][-1])}", flush=True)
+    # each run in a fresh process (so its peak memory is its own), --jobs at a time
+    spawn = multiprocessing.get_context("spawn")
+    threads = 1 if args.jobs > 1 else None
+    with ProcessPoolExecutor(args.jobs, spawn, _worker_init, (threads,), max_tasks_per_child=1) as pool:
+        futures = {pool.submit(run_one, kind, iters[kind], r, env_on): (kind, r) for kind, r in jobs}
+        for future in as_completed(futures):
+            kind, r = futures[future]
+            results[kind].append(future.result())
+            print(f"  {kind} run {r}: {json.dumps(results[kind][-1])}", flush=True)
     rows, raw = [], []
     keys = (
         "gaussians",
