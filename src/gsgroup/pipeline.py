@@ -27,8 +27,12 @@ from .segment.sam import SAM_CHECKPOINT_URLS, SamOptions
 from .train.trainer import mean_scores, render_view, score_views, view_tensors
 
 
-def _as_run(run: Run | str | os.PathLike) -> Run:
-    return run if isinstance(run, Run) else Run.open(run)
+def _as_run(run: Run | str | os.PathLike, progress: bool | None = None) -> Run:
+    """A Run (opened from a path); with ``progress`` not None its scene is loaded now, with a bar when True."""
+    run = run if isinstance(run, Run) else Run.open(run)
+    if progress is not None:
+        run.load_scene(progress)
+    return run
 
 
 # ---- train -----------------------------------------------------------------------------------
@@ -51,21 +55,6 @@ def _initial_state(init_from: str | os.PathLike | None, id_dim: int, seed: int):
     if g.id_dim != id_dim:
         g.ids = rgb_to_sh(torch.rand(len(g), id_dim, generator=torch.Generator().manual_seed(seed)))
     return g, ckpt
-
-
-def _load_scene(config: RunConfig, folder: Path, progress: bool):
-    from .data.scene import load_scene
-
-    d, cfg = config.data, config.train
-    return load_scene(
-        d.path,
-        resolution=d.resolution,
-        eval=d.eval,
-        background=cfg.background,
-        cache_dir=folder / Run.CACHE,
-        allow_empty_points=cfg.init != "points",
-        progress=progress,
-    )
 
 
 def _trainer(run: Run, scene, gaussians=None):
@@ -138,7 +127,8 @@ def train_run(
         cfg = replace(cfg, lr_means=cfg.lr_means_final * 10)  # refining a reconstruction: start where a run ends
     config = replace(config, train=cfg)
     Run.check_new(out, force)
-    scene = _load_scene(config, Path(out), progress)  # validate the data before writing anything
+    # validate the data before writing anything
+    scene = Run(out, config).load_scene(progress, allow_empty_points=cfg.init != "points")
     run = Run.create(out, config, force=force)
     trainer = _trainer(run, scene, g)
     if init_ckpt is not None:
@@ -161,7 +151,7 @@ def resume_run(
     if iterations:
         run.config.train.iterations = iterations
         run.write_config()
-    trainer = _trainer(run, _load_scene(run.config, run.path, progress))
+    trainer = _trainer(run, run.load_scene(progress, allow_empty_points=run.config.train.init != "points"))
     trainer.load_checkpoint(ckpt)
     print(f"resumed at iteration {trainer.step_count}")
     return _fit(run, trainer, progress, checkpoint_every, plain)
@@ -187,7 +177,7 @@ def render_split(
     from .fileio import write_image
     from .segment.idmaps import overlay, render_ids, shared_pca
 
-    run, out = _as_run(run), Path(out)
+    run, out = _as_run(run, progress), Path(out)
     views, g, seg, bg = _split(run, split), run.gaussians, run.segmentation, run.backdrop
     paths, features = [], {}
     with torch.no_grad():
@@ -214,7 +204,7 @@ def evaluate_run(run: Run | str | os.PathLike, progress: bool = True) -> dict:
     """PSNR / SSIM of a run on its test split, and on its training views beside it to show the gap;
     writes RUN/metrics.json: {"psnr", "ssim", "views"} of the test split, "train" (the same on the
     training views), "psnr_gap" (train - test), "gaussians", "per_view" (test views)."""
-    run = _as_run(run)
+    run = _as_run(run, progress)
     if not run.views("test"):
         raise InputError(f"{run.path}: no test views; train with eval to hold out every 8th image")
     g, bg = run.gaussians, run.backdrop
@@ -237,7 +227,7 @@ def evaluate_segmentation_run(run: Run | str | os.PathLike, gt_dir: str | os.Pat
     from .segment.idmaps import render_ids
     from .segment.metrics import GtMaps, evaluate_segmentation, load_gt_dir
 
-    run = _as_run(run)
+    run = _as_run(run, progress)
     seg = run.require_segmentation()
     gt_all = load_gt_dir(Path(gt_dir))
     views = [v for v in run.views("test") if v.name in gt_all] or [v for v in run.views("train") if v.name in gt_all]
@@ -266,7 +256,7 @@ def associate_run(
     from .segment.associate import associate_masks
     from .segment.association_io import write_association
 
-    run = _as_run(run)
+    run = _as_run(run, progress)
     if Path(run.config.data.path).resolve() != Path(data).resolve():
         print(f"note: {run.path} was trained on {run.config.data.path}, not {data}; using its views and poses")
     views = run.views("all")
@@ -289,7 +279,7 @@ def lift_run(
     from .segment.lift import DEFAULT_BACKGROUND_BIAS, lift_labels
     from .segment.segmentation import Segmentation
 
-    run = _as_run(run)
+    run = _as_run(run, progress)
     target = Path(out) if out is not None else run.path
     in_place = target.resolve() == run.path.resolve()
     if in_place and run.has(Run.CLASSIFIER):

@@ -187,21 +187,30 @@ class Run:
         self.__dict__.update(contents)
         return self
 
+    def load_scene(self, progress: bool = False, allow_empty_points: bool = True) -> Scene:
+        """The scene the run was trained on (the same images, resolution, split and background),
+        loaded on the first call with a progress bar when ``progress``."""
+        if "scene" not in self.__dict__:
+            if self.source is not None:
+                scene = self.source.load_scene(progress)
+            else:
+                d = self.config.data
+                scene = load_scene(
+                    d.path,
+                    resolution=d.resolution,
+                    eval=d.eval,
+                    background=self.config.train.background,
+                    cache_dir=self.file(self.CACHE),
+                    allow_empty_points=allow_empty_points,
+                    progress=progress,
+                )
+            self.preload(scene=scene)
+        return self.__dict__["scene"]
+
     @cached_property
     def scene(self) -> Scene:
-        """The scene the run was trained on: the same images, resolution, split and background."""
-        if self.source is not None:
-            return self.source.scene
-        d = self.config.data
-        return load_scene(
-            d.path,
-            resolution=d.resolution,
-            eval=d.eval,
-            background=self.config.train.background,
-            cache_dir=self.file(self.CACHE),
-            allow_empty_points=True,
-            progress=False,
-        )
+        """``load_scene()`` without a progress bar."""
+        return self.load_scene()
 
     def views(self, split: str = "train") -> list[View]:
         """The views of ``split``: train, test or all."""
