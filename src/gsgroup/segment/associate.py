@@ -289,6 +289,49 @@ def _view_data(view, mask: np.ndarray, tensors, p: AssociateParams, masks_out: l
 # ----------------------------------------------------------------------------- public API
 
 
+def _ranked_ids(gmaps: dict, owner_g: np.ndarray, vdata: list, mlist: list, p: AssociateParams):
+    """Group labels per view -> ids 1..K by decreasing pixel count (void masks: see ``p.void``).
+    Returns ({view name: [H,W] int32 ids}, owner id per Gaussian [N] int32, K)."""
+    # void masks
+    void_group = None
+    if p.void != "drop":
+        for vi, v in enumerate(vdata):
+            void_l = [m.label for m in mlist if m.view == vi and m.state == "void"]
+            if void_l:
+                void_group = -2
+                gmaps[vi] = np.where(np.isin(v.labels, void_l), -2, gmaps[vi])
+
+    # ids 1..K by decreasing pixel count (void: see p.void)
+    counts: dict[int, int] = {}
+    for g in gmaps.values():
+        u, c = np.unique(g[g != -1], return_counts=True)
+        for a, b in zip(u.tolist(), c.tolist()):
+            counts[a] = counts.get(a, 0) + b
+    if void_group is not None and p.void == "background":
+        groups = [g for g in counts if g >= 0]
+        bg = max(groups, key=lambda g: (counts[g], -g)) if groups else -2
+        for vi in gmaps:
+            gmaps[vi] = np.where(gmaps[vi] == -2, bg, gmaps[vi])
+        counts = {g: c for g, c in counts.items() if g != -2}
+        if bg == -2:
+            counts[-2] = sum(int((g == -2).sum()) for g in gmaps.values())
+    nviews = {g: sum(int((gm == g).any()) for gm in gmaps.values()) for g in counts}
+    ranked = sorted((g for g in counts if nviews[g] >= p.min_views), key=lambda g: (-counts[g], g))
+    gid = {g: k + 1 for k, g in enumerate(ranked)}
+    out_masks = {}
+    for vi, gm in gmaps.items():
+        keys = np.unique(gm)
+        lut_in = np.array(keys, np.int64)
+        lut_out = np.array([gid.get(int(g), 0) for g in keys], np.int32)
+        out_masks[vdata[vi].name] = lut_out[np.searchsorted(lut_in, gm)]
+    owner = np.zeros(owner_g.size, np.int32)
+    if owner_g.size and (owner_g >= 0).any():
+        ou = np.array([gid.get(g, 0) for g in range(int(owner_g.max()) + 1)], np.int32)
+        has = owner_g >= 0
+        owner[has] = ou[owner_g[has]]
+    return out_masks, owner, len(ranked)
+
+
 def associate_masks(views, gaussians, masks: dict, params: AssociateParams | None = None) -> AssociationResult:
     """Associate per-view masks across views through the Gaussians (see the module docstring).
 
@@ -330,43 +373,7 @@ def associate_masks(views, gaussians, masks: dict, params: AssociateParams | Non
     assign = _refine(prob, assign, p)
     gmaps, owner_g, fstats = _final_labels(prob, assign, tensors, todo, p)
 
-    # void masks
-    void_group = None
-    if p.void != "drop":
-        for vi, v in enumerate(vdata):
-            void_l = [m.label for m in mlist if m.view == vi and m.state == "void"]
-            if void_l:
-                void_group = -2
-                gmaps[vi] = np.where(np.isin(v.labels, void_l), -2, gmaps[vi])
-
-    # ids 1..K by decreasing pixel count (void: see p.void)
-    counts: dict[int, int] = {}
-    for g in gmaps.values():
-        u, c = np.unique(g[g != -1], return_counts=True)
-        for a, b in zip(u.tolist(), c.tolist()):
-            counts[a] = counts.get(a, 0) + b
-    if void_group is not None and p.void == "background":
-        groups = [g for g in counts if g >= 0]
-        bg = max(groups, key=lambda g: (counts[g], -g)) if groups else -2
-        for vi in gmaps:
-            gmaps[vi] = np.where(gmaps[vi] == -2, bg, gmaps[vi])
-        counts = {g: c for g, c in counts.items() if g != -2}
-        if bg == -2:
-            counts[-2] = sum(int((g == -2).sum()) for g in gmaps.values())
-    nviews = {g: sum(int((gm == g).any()) for gm in gmaps.values()) for g in counts}
-    ranked = sorted((g for g in counts if nviews[g] >= p.min_views), key=lambda g: (-counts[g], g))
-    gid = {g: k + 1 for k, g in enumerate(ranked)}
-    out_masks = {}
-    for vi, gm in gmaps.items():
-        keys = np.unique(gm)
-        lut_in = np.array(keys, np.int64)
-        lut_out = np.array([gid.get(int(g), 0) for g in keys], np.int32)
-        out_masks[vdata[vi].name] = lut_out[np.searchsorted(lut_in, gm)]
-    owner = np.zeros(n_gauss, np.int32)
-    if owner_g.size and (owner_g >= 0).any():
-        ou = np.array([gid.get(g, 0) for g in range(int(owner_g.max()) + 1)], np.int32)
-        has = owner_g >= 0
-        owner[has] = ou[owner_g[has]]
+    out_masks, owner, n_objects = _ranked_ids(gmaps, owner_g, vdata, mlist, p)
     states = [m.state for m in mlist]
     stats = {
         "views": len(vdata),
@@ -376,7 +383,7 @@ def associate_masks(views, gaussians, masks: dict, params: AssociateParams | Non
         "unreliable": states.count("unreliable"),
         "void": states.count("void"),
         "bank_groups": n_bank,
-        "objects": len(ranked),
+        "objects": n_objects,
         "parts": fstats["parts"],
         "split": fstats["split"],
         "unexplained": fstats["unexplained"],
