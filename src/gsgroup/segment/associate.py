@@ -49,7 +49,7 @@ import scipy.sparse as sp
 import torch
 
 from gsgroup.errors import InputError
-from gsgroup.segment.association_bank import _final_labels, _memory_bank, _Problem, _refine
+from gsgroup.segment.association_bank import _final_labels, _memory_bank, _Problem, _refine, camera
 from gsgroup.segment.association_io import association_objects
 
 __all__ = ["AssociateParams", "AssociationResult", "associate_masks"]
@@ -234,19 +234,7 @@ def _view_data(view, mask: np.ndarray, tensors, p: AssociateParams, masks_out: l
         hi = cv2.dilate(lf, k, borderType=cv2.BORDER_REPLICATE)
         lo = cv2.erode(lf, k, borderType=cv2.BORDER_REPLICATE)
         lab2 = np.where((hi != lf) | (lo != lf), labels + L, labels).astype(np.int32)
-    means, quats, scales, opac = tensors
-    C2 = contributions(
-        means,
-        quats,
-        scales,
-        opac,
-        torch.as_tensor(np.asarray(view.viewmat, np.float32)),
-        torch.as_tensor(np.asarray(view.K, np.float32)),
-        view.width,
-        view.height,
-        torch.from_numpy(lab2),
-        num_labels=2 * L,
-    ).numpy()
+    C2 = contributions(*tensors, *camera(view), torch.from_numpy(lab2), num_labels=2 * L).numpy()
     Cint = sp.csc_matrix(C2[:, :L])
     C = C2[:, :L] + C2[:, L:]
     del C2

@@ -9,6 +9,17 @@ import numpy as np
 import scipy.sparse as sp
 import torch
 
+
+def camera(view) -> tuple[torch.Tensor, torch.Tensor, int, int]:
+    """(viewmat [4,4], K [3,3] float32 tensors, width, height) of a view, as the rasterizer takes them."""
+    return (
+        torch.as_tensor(np.asarray(view.viewmat, np.float32)),
+        torch.as_tensor(np.asarray(view.K, np.float32)),
+        view.width,
+        view.height,
+    )
+
+
 if TYPE_CHECKING:
     from gsgroup.segment.associate import AssociateParams, _Mask, _View
 
@@ -257,17 +268,7 @@ def _final_labels(prob: _Problem, assign: np.ndarray, tensors, view_objs, p: Ass
         todo = [j for j in js if j in splits]
         if todo:
             view = view_objs[vi]
-            means, quats, scales, opac = tensors
-            dom = dominant_gaussian(
-                means,
-                quats,
-                scales,
-                opac,
-                torch.as_tensor(np.asarray(view.viewmat, np.float32)),
-                torch.as_tensor(np.asarray(view.K, np.float32)),
-                view.width,
-                view.height,
-            ).numpy()
+            dom = dominant_gaussian(*tensors, *camera(view)).numpy()
             pix_owner = np.where(dom >= 0, owner[np.maximum(dom, 0)], -1)
             for j in todo:
                 gmap = _split_pixels(gmap, v.labels == prob.masks[prob.ok[j]].label, splits[j], pix_owner)
