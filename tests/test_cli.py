@@ -13,6 +13,7 @@ from gsgroup.cli import main
 from gsgroup.data.masks import read_mask
 from gsgroup.data.synthetic import make_scene
 from gsgroup.model import load_ply
+from gsgroup.run import Run
 from reference_ssim import ssim_map_zero_pad
 
 
@@ -30,25 +31,25 @@ def test_version():
 def test_train_render_eval_resume(tiny_scene, tmp_path, capsys):
     run = tmp_path / "run"
     assert main(["train", str(tiny_scene), "--out", str(run), "--iterations", "40", "--eval", "--quiet"]) == 0
-    for name in ("config.json", "point_cloud.ply", "environment.pt", "checkpoint.pt", "train_log.jsonl"):
+    for name in (Run.CONFIG, Run.GAUSSIANS, Run.ENVIRONMENT, Run.CHECKPOINT, Run.TRAIN_LOG):
         assert (run / name).exists(), name
-    log = [json.loads(line) for line in (run / "train_log.jsonl").read_text().splitlines()]
+    log = [json.loads(line) for line in (run / Run.TRAIN_LOG).read_text().splitlines()]
     assert log[-1]["step"] == 40 and "test_psnr" in log[-1]  # --eval: held-out PSNR logged while training
-    config = json.loads((run / "config.json").read_text())
+    config = json.loads((run / Run.CONFIG).read_text())
     assert config["train"]["iterations"] == 40 and config["data"]["eval"] is True
-    g = load_ply(run / "point_cloud.ply")
+    g = load_ply(run / Run.GAUSSIANS)
     assert g.id_dim == 16 and len(g) > 0
     # a second train into the same folder is refused; --resume continues to a longer schedule
     assert main(["train", str(tiny_scene), "--out", str(run), "--quiet"]) == 2
     assert "--resume" in capsys.readouterr().err
     assert main(["train", str(tiny_scene), "--out", str(run), "--resume", "--iterations", "50", "--quiet"]) == 0
-    assert torch.load(run / "checkpoint.pt", weights_only=False)["step"] == 50
+    assert torch.load(run / Run.CHECKPOINT, weights_only=False)["step"] == 50
     # renders are named after the source images; eval writes metrics.json
     assert main(["render", str(run), "--out", str(tmp_path / "r"), "--split", "test", "--quiet"]) == 0
     names = sorted(p.name for p in (tmp_path / "r" / "rgb").iterdir())
     assert names == ["view_000.png", "view_008.png"]
     assert main(["eval", str(run), "--quiet"]) == 0
-    metrics = json.loads((run / "metrics.json").read_text())
+    metrics = json.loads((run / Run.METRICS).read_text())
     assert metrics["views"] == 2 and metrics["train"]["views"] == 8
     assert metrics["psnr_gap"] == pytest.approx(metrics["train"]["psnr"] - metrics["psnr"])
     # the test PSNR is that of the written renders against the images (8-bit rounding aside)
@@ -74,9 +75,9 @@ def test_no_environment(tiny_scene, tmp_path):
     run = tmp_path / "run"
     args = ["train", str(tiny_scene), "--out", str(run), "--iterations", "20", "--eval", "--quiet", "--eval-every", "0"]
     assert main([*args, "--no-environment"]) == 0
-    assert not (run / "environment.pt").exists()
-    assert json.loads((run / "config.json").read_text())["train"]["env_sh_degree"] == -1
-    assert all("test_psnr" not in line for line in (run / "train_log.jsonl").read_text().splitlines())
+    assert not (run / Run.ENVIRONMENT).exists()
+    assert json.loads((run / Run.CONFIG).read_text())["train"]["env_sh_degree"] == -1
+    assert all("test_psnr" not in line for line in (run / Run.TRAIN_LOG).read_text().splitlines())
 
 
 def test_bad_input_gives_one_line_error(tmp_path, capsys):
@@ -84,7 +85,7 @@ def test_bad_input_gives_one_line_error(tmp_path, capsys):
     err = capsys.readouterr().err.strip()
     assert err.count("\n") == 0 and "nope" in err
     assert main(["render", str(tmp_path), "--out", str(tmp_path / "r"), "--quiet"]) == 2
-    assert "config.json" in capsys.readouterr().err
+    assert Run.CONFIG in capsys.readouterr().err
 
 
 def test_run_pipeline_outputs(tiny_scene, tmp_path):
@@ -106,22 +107,22 @@ def test_run_pipeline_outputs(tiny_scene, tmp_path):
         "masks",
         "recon/point_cloud.ply",
         "object_mask/objects.json",
-        "point_cloud.ply",
-        "classifier.pt",
-        "labels.npy",
-        "objects.json",
-        "seg_metrics.json",
-        "metrics.json",
+        Run.GAUSSIANS,
+        Run.CLASSIFIER,
+        Run.LABELS,
+        Run.OBJECTS,
+        Run.SEG_METRICS,
+        Run.METRICS,
     ):
         assert (run / name).exists(), name
-    assert load_ply(run / "point_cloud.ply").id_dim == 16
+    assert load_ply(run / Run.GAUSSIANS).id_dim == 16
     ids = read_mask(run / "renders" / "ids" / "view_000.png")
     assert ids.shape == (48, 64)
     for sub in ("overlay", "features", "rgb"):
         assert (run / "renders" / sub / "view_008.png").exists()
-    labels = np.load(run / "labels.npy")
-    assert labels.dtype.names == ("id", "prob") and len(labels) == len(load_ply(run / "point_cloud.ply"))
+    labels = np.load(run / Run.LABELS)
+    assert labels.dtype.names == ("id", "prob") and len(labels) == len(load_ply(run / Run.GAUSSIANS))
     # every stage is skipped the second time
-    mtime = (run / "classifier.pt").stat().st_mtime_ns
+    mtime = (run / Run.CLASSIFIER).stat().st_mtime_ns
     assert main(argv) == 0
-    assert (run / "classifier.pt").stat().st_mtime_ns == mtime
+    assert (run / Run.CLASSIFIER).stat().st_mtime_ns == mtime

@@ -267,10 +267,10 @@ def test_edits_keep_the_environment(tiny, tmp_path):
 
     run = tmp_path / "run"
     shutil.copytree(tiny["run"], run)
-    Environment.constant([0.2, 0.9, 0.4]).save(run / "environment.pt")
+    Environment.constant([0.2, 0.9, 0.4]).save(run / Run.ENVIRONMENT)
     out = tmp_path / "removed"
     assert cli(["edit", "remove", str(run), "--out", str(out), "--objects", "4"]) == 0
-    assert torch.equal(Environment.load(out / "environment.pt").coeffs, Environment.load(run / "environment.pt").coeffs)
+    assert torch.equal(Environment.load(out / Run.ENVIRONMENT).coeffs, Environment.load(run / Run.ENVIRONMENT).coeffs)
     view = tiny["data"].views("test")[0]
     edited = Run.open(out)
     on_env = render_rgb(edited.gaussians, view, edited.backdrop)
@@ -283,13 +283,13 @@ def test_edits_keep_the_environment(tiny, tmp_path):
 def test_remove_cli(tiny):
     out = tiny["root"] / "removed"
     assert cli(["edit", "remove", str(tiny["run"]), "--out", str(out), "--objects", "4"]) == 0
-    info = json.loads((out / "edit.json").read_text())
+    info = json.loads((out / Run.EDIT).read_text())
     assert info["edit"] == "remove" and info["selection"]["ids"] == [4] and info["removed"] > 0
-    for name in ("config.json", "point_cloud.ply", "classifier.pt", "labels.npy", "objects.json"):
+    for name in (Run.CONFIG, Run.GAUSSIANS, Run.CLASSIFIER, Run.LABELS, Run.OBJECTS):
         assert (out / name).exists()
     assert list((out / "before_after").glob("*.png")) and list((out / "before").glob("*.png"))
-    labels, _ = load_labels(out / "labels.npy")
-    assert len(labels) == len(load_ply(out / "point_cloud.ply")) and 4 not in labels
+    labels, _ = load_labels(out / Run.LABELS)
+    assert len(labels) == len(load_ply(out / Run.GAUSSIANS)) and 4 not in labels
     edited, data = Run.open(out), tiny["data"]
     for view in data.views("test"):
         obj, zone = footprint(data, view, 4)
@@ -303,7 +303,7 @@ def test_remove_cli(tiny):
         )
         assert psnr(after, before, ~zone) >= 35
     # input untouched, refusals
-    assert len(load_ply(tiny["run"] / "point_cloud.ply")) == len(data.gaussians)
+    assert len(load_ply(tiny["run"] / Run.GAUSSIANS)) == len(data.gaussians)
     with pytest.raises(ValueError, match="not empty"):
         cli(["edit", "remove", str(tiny["run"]), "--out", str(out), "--objects", "4"])
     with pytest.raises(ValueError, match="input run"):
@@ -376,7 +376,7 @@ def test_transform_centroid(tiny):
         == 0
     )
     edited = Run.open(out)
-    info = json.loads((out / "edit.json").read_text())
+    info = json.loads((out / Run.EDIT).read_text())
     M = np.array(info["transform"]["matrix"])
     s = info["transform"]["scale"]
     sel0 = data.labels[0] == 1
@@ -402,7 +402,7 @@ def test_duplicate_new_ids(tiny):
         cli(["edit", "duplicate", str(tiny["run"]), "--out", str(out), "--objects", "3,4", "--translate", "0,0,1.5"])
         == 0
     )
-    info = json.loads((out / "edit.json").read_text())
+    info = json.loads((out / Run.EDIT).read_text())
     assert info["new_ids"] == {"3": K_CLASSES, "4": K_CLASSES + 1}
     edited = Run.open(out)
     lab0 = data.labels[0]
@@ -444,7 +444,7 @@ def test_compose_from_other_run(tiny):
         )
         == 0
     )
-    info = json.loads((out / "edit.json").read_text())
+    info = json.loads((out / Run.EDIT).read_text())
     assert info["new_ids"] == {"5": K_CLASSES}
     edited = Run.open(out)
     lab = edited.labels[0]
@@ -495,13 +495,13 @@ def test_lifted_run_remove(tiny, tmp_path):
 
     run = tmp_path / "lifted"
     run.mkdir()
-    for name in ("config.json", "point_cloud.ply", "labels.npy", "objects.json"):
+    for name in (Run.CONFIG, Run.GAUSSIANS, Run.LABELS, Run.OBJECTS):
         shutil.copy(tiny["run"] / name, run / name)
     out = tmp_path / "lifted_dup"
     assert cli(["edit", "duplicate", str(run), "--out", str(out), "--objects", "2", "--translate", "0,0,1"]) == 0
-    labels, _ = load_labels(out / "labels.npy")
-    n2 = int((load_labels(run / "labels.npy")[0] == 2).sum())
-    assert (labels == K_CLASSES).sum() == n2 and not (out / "classifier.pt").exists()
+    labels, _ = load_labels(out / Run.LABELS)
+    n2 = int((load_labels(run / Run.LABELS)[0] == 2).sum())
+    assert (labels == K_CLASSES).sum() == n2 and not (out / Run.CLASSIFIER).exists()
 
 
 def test_inpaint_beats_removal(tiny):
@@ -528,7 +528,7 @@ def test_inpaint_beats_removal(tiny):
         )
         == 0
     )
-    info = json.loads((out / "edit.json").read_text())
+    info = json.loads((out / Run.EDIT).read_text())
     edited = Run.open(out)
     g = edited.gaussians
     sel = make_selection(data.gaussians, data.segmentation, [5])

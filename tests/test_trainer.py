@@ -8,6 +8,7 @@ import torch
 
 from gsgroup.data.scene import load_scene
 from gsgroup.data.synthetic import make_scene
+from gsgroup.run import Run
 from gsgroup.train.config import TrainConfig
 from gsgroup.train.densify import Densifier, DensifyConfig, append_gaussians
 from gsgroup.train.trainer import Trainer, render_view
@@ -81,8 +82,8 @@ def test_ctrl_c_saves_a_checkpoint(scene, tmp_path, monkeypatch, capsys):
 
     monkeypatch.setattr(t, "train_step", step)
     with pytest.raises(KeyboardInterrupt):
-        t.train(progress=False, checkpoint_path=tmp_path / "checkpoint.pt")
-    state = torch.load(tmp_path / "checkpoint.pt", weights_only=False)
+        t.train(progress=False, checkpoint_path=tmp_path / Run.CHECKPOINT)
+    state = torch.load(tmp_path / Run.CHECKPOINT, weights_only=False)
     assert state["step"] == 7
     assert "--resume" in capsys.readouterr().out
 
@@ -99,8 +100,8 @@ def test_test_psnr_is_logged_but_not_right_after_an_opacity_reset(scene, tmp_pat
     d = DensifyConfig(densify_from=5, densify_until=50, densify_every=10, reset_every=20)
     assert [Densifier(d, 1.0, 1).steps_since_reset(s) for s in (19, 20, 25, 49, 70)] == [None, 0, 5, 9, 30]
     t = Trainer(scene, TrainConfig(iterations=60, eval_every=10, densify=d))
-    t.train(progress=False, log_path=tmp_path / "train_log.jsonl")
-    log = [json.loads(line) for line in (tmp_path / "train_log.jsonl").read_text().splitlines()]
+    t.train(progress=False, log_path=tmp_path / Run.TRAIN_LOG)
+    log = [json.loads(line) for line in (tmp_path / Run.TRAIN_LOG).read_text().splitlines()]
     evaluated = [r["step"] for r in log if "test_psnr" in r]
     assert evaluated == [10, 30, 50, 60]  # 20 and 40 are reset steps: those wait 10 steps
     last = t.evaluate()

@@ -186,7 +186,7 @@ def test_state_pick_select_edit_undo_save(run, tmp_path):
     ply = st.export_selection(tmp_path / "obj1.ply")
     assert ply["gaussians"] == 300 and len(load_ply(tmp_path / "obj1.ply")) == 300
     info = st.save_run(tmp_path / "NEW")
-    edit = json.loads((tmp_path / "NEW" / "edit.json").read_text())
+    edit = json.loads((tmp_path / "NEW" / Run.EDIT).read_text())
     assert [o["op"] for o in edit["ops"]] == ["recolor", "transform", "remove"]
     new = open_run(tmp_path / "NEW")
     assert len(new.gaussians) == len(st.src.gaussians) - 300 == info["gaussians_after"]
@@ -208,15 +208,13 @@ def test_server_errors(run, tmp_path):
         ViewerApp(tmp_path / "missing", port=0, verbose=False)
     bad = tmp_path / "BAD"
     shutil.copytree(run, bad)
-    (bad / "point_cloud.ply").write_bytes(
-        b"ply\nformat binary_little_endian 1.0\nelement vertex 99\nend_header\n\x00\x01"
-    )
+    (bad / Run.GAUSSIANS).write_bytes(b"ply\nformat binary_little_endian 1.0\nelement vertex 99\nend_header\n\x00\x01")
     with pytest.raises(InputError, match="point_cloud.ply|corrupt"):
         ViewerApp(bad, port=0, verbose=False)
     trunc = tmp_path / "TRUNC"
     shutil.copytree(run, trunc)
-    data = (run / "point_cloud.ply").read_bytes()
-    (trunc / "point_cloud.ply").write_bytes(data[: len(data) // 2])
+    data = (run / Run.GAUSSIANS).read_bytes()
+    (trunc / Run.GAUSSIANS).write_bytes(data[: len(data) // 2])
     with pytest.raises(InputError) as e:
         ViewerApp(trunc, port=0, verbose=False)
     assert "\n" not in str(e.value)
@@ -328,7 +326,7 @@ def test_browser_click_remove_save(run, tmp_path):
             app.out_run.value = str(out)
             page.locator(f"input[value='{out}']").wait_for(timeout=20000)
             page.get_by_role("button", name="Save as new run").click()
-            _wait(lambda: (out / "edit.json").exists(), what="the saved run")
+            _wait(lambda: (out / Run.EDIT).exists(), what="the saved run")
             page.get_by_text("saved").first.wait_for(timeout=20000)
             page.screenshot(path=str(tmp_path / "viewer_saved.png"))
 
@@ -347,18 +345,18 @@ def test_browser_click_remove_save(run, tmp_path):
     finally:
         app.stop()
 
-    src = load_ply(run / "point_cloud.ply")
-    new = load_ply(out / "point_cloud.ply")
-    src_labels = np.load(run / "labels.npy")["id"]
+    src = load_ply(run / Run.GAUSSIANS)
+    new = load_ply(out / Run.GAUSSIANS)
+    src_labels = np.load(run / Run.LABELS)["id"]
     assert len(new) == len(src) - int((src_labels == 2).sum())
     # none of object 2's Gaussians is left, every other one is
     gone = {tuple(m) for m in src.means[torch.from_numpy(src_labels == 2)].numpy().round(5)}
     kept = {tuple(m) for m in new.means.numpy().round(5)}
     assert not gone & kept and len(kept) == len(new)
-    assert 2 not in np.load(out / "labels.npy")["id"]
-    edit = json.loads((out / "edit.json").read_text())
+    assert 2 not in np.load(out / Run.LABELS)["id"]
+    edit = json.loads((out / Run.EDIT).read_text())
     assert edit["edit"] == "viewer" and edit["ops"][0]["op"] == "remove" and edit["ops"][0]["selection"]["ids"] == [2]
-    assert (out / "classifier.pt").exists() and (out / "config.json").exists()
+    assert (out / Run.CLASSIFIER).exists() and (out / Run.CONFIG).exists()
 
 
 def test_view_command_wiring(run, tmp_path):
