@@ -86,6 +86,27 @@ def scale_intrinsics(K: np.ndarray, src_size: tuple[int, int], dst_size: tuple[i
     return K
 
 
+def check_calibration_size(frame: Frame, size: tuple[int, int]) -> None:
+    """InputError when the image file's ``size`` (w,h) has another aspect ratio than the size its
+    camera was calibrated for (``frame.calib_size``): scaling K to it would stretch the pixels.
+
+    A rounding difference is accepted: the image's size differs by under 1 px from the camera's
+    size scaled by either the width or the height ratio (e.g. 1000x667 -> 250x166 or 250x167).
+    """
+    (cw, ch), (w, h) = frame.calib_size, size
+    if (cw, ch) == (w, h):
+        return
+    if cw <= 0 or ch <= 0:
+        raise InputError(f"{frame.source or frame.path}: camera of {frame.key!r} has size {cw}x{ch}; fix the camera")
+    err = min(abs(h - ch * w / cw), abs(w - cw * h / ch))
+    if err >= 1.0:
+        raise InputError(
+            f"{frame.path}: image is {w}x{h} but its camera in {frame.source or 'the model'} is {cw}x{ch} "
+            f"(different aspect ratio, frame {frame.key!r}); use the images the cameras were calibrated with, "
+            f"or fix the camera's size and intrinsics"
+        )
+
+
 def image_size(path: str | os.PathLike) -> tuple[int, int]:
     """(width, height) of an image file from its header only (EXIF orientation ignored)."""
     from PIL import Image, UnidentifiedImageError

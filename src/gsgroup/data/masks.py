@@ -12,6 +12,14 @@ Reading rules (``read_mask`` / ``load_masks``), applied to every mask file:
 - float (e.g. 32-bit TIFF) or 16-bit: accepted when every value is a non-negative integer;
 - anything else (fractional or negative values, other channel counts): InputError naming the file.
 
+Label images only (checked before any id is assigned, so a photo never becomes 400k classes):
+
+- JPEG files (by suffix or content) are refused: lossy compression invents new values along every
+  edge, so they cannot hold ids;
+- a file with more than ``MAX_LABELS`` (4096) distinct non-zero ids or colors, or a color-coded file
+  with more than 255 colors and on average fewer than ``MIN_PIXELS_PER_LABEL`` (16) pixels per color,
+  is refused as "looks like a photo, not a label map" (an 8-bit grey map, at most 255 ids, never is).
+
 Size: a mask whose size differs from its view's training size (w, h) is resized with nearest
 neighbour when the aspect ratios agree within 1% (typically masks made at the original resolution
 while training at ``--resolution 2``); otherwise it is an InputError naming the file and both sizes.
@@ -30,6 +38,11 @@ from gsgroup.errors import InputError
 
 MASK_EXTS = (".png", ".tif", ".tiff", ".bmp", ".jpg", ".jpeg")
 ASPECT_TOLERANCE = 0.01
+MAX_LABELS = 4096  # distinct non-zero ids/colors one mask file may hold
+MIN_PIXELS_PER_LABEL = 16  # above 255 colors, fewer pixels per label than this reads as a photo
+MASK_NEEDS = (
+    "a mask must be a lossless label image: a grey 8/16-bit PNG of integer ids (0 = no mask) or a color-coded PNG"
+)
 OBJECT_MASK_DIR = "object_mask"  # Gaussian Grouping's layout: DATA/object_mask/<stem>.png, associated ids
 OBJECTS_FILE = "objects.json"  # beside associated masks: what each id is (segment.associate.write_association)
 
@@ -47,10 +60,25 @@ __all__ = [
 # ----------------------------------------------------------------------------- decoding
 
 
+def _is_jpeg(path: Path) -> bool:
+    if path.suffix.lower() in (".jpg", ".jpeg", ".jpe", ".jfif"):
+        return True
+    try:
+        with open(path, "rb") as f:
+            return f.read(3) == b"\xff\xd8\xff"
+    except OSError:
+        return False  # unreadable: read_image_raw names the problem
+
+
 def _decode(path: Path) -> np.ndarray:
-    """Decoded pixels unchanged: [H,W] or [H,W,C] (OpenCV channel order BGR(A))."""
+    """Decoded pixels unchanged: [H,W] or [H,W,C] (OpenCV channel order BGR(A)); JPEGs are refused."""
     from gsgroup.data.images import read_image_raw
 
+    if _is_jpeg(path):
+        raise InputError(
+            f"{path}: mask is a JPEG (lossy, so it cannot hold ids; is this a photo?); {MASK_NEEDS} "
+            f"named after its image — pass the mask folder, not the images folder"
+        )
     return read_image_raw(path, "mask image", "re-export it as a grey PNG of integer ids")
 
 
@@ -68,8 +96,35 @@ def _integral(arr: np.ndarray, path: Path) -> np.ndarray:
     return arr.astype(np.int64)
 
 
+def _check_label_count(values: np.ndarray, path: Path, what: str) -> None:
+    """InputError when ``values`` (ids or packed colors, [H,W] int64 >= 0) hold an implausible
+    number of distinct non-zero labels for a label map (module rules)."""
+    if values.size and int(values.max()) <= 255:
+        return  # at most 255 labels: always plausible
+    if values.size and int(values.max()) < (1 << 16):
+        k = int(np.count_nonzero(np.bincount(values.ravel())[1:]))
+    else:
+        u = np.unique(values)
+        k = int(u.size - (u[0] == 0 if u.size else 0))
+    if k > MAX_LABELS or (what == "colors" and k > 255 and k * MIN_PIXELS_PER_LABEL > values.size):
+        raise InputError(
+            f"{path}: mask has {k} distinct {what} in {values.shape[1]}x{values.shape[0]} pixels, which looks like "
+            f"a photo, not a label map; {MASK_NEEDS} (at most {MAX_LABELS} ids per file) — pass the mask folder, "
+            f"not the images folder"
+        )
+
+
 def _split(img: np.ndarray, path: Path) -> tuple[np.ndarray | None, np.ndarray | None]:
     """(grey ids [H,W] int64, None) or (None, packed colors [H,W] int64) for a decoded mask."""
+    grey, packed = _split_raw(img, path)
+    if grey is not None:
+        _check_label_count(grey, path, "ids")
+    else:
+        _check_label_count(packed, path, "colors")
+    return grey, packed
+
+
+def _split_raw(img: np.ndarray, path: Path) -> tuple[np.ndarray | None, np.ndarray | None]:
     if img.ndim == 3 and img.shape[2] == 1:
         img = img[:, :, 0]
     if img.ndim == 2:

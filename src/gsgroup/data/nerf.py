@@ -7,6 +7,9 @@
 - Distortion ``k1 k2 [k3] p1 p2`` (OpenCV radial-tangential) is undistorted by the scene loader.
 - Poses: ``transform_matrix`` is an OpenGL camera-to-world matrix (x right, y up, looking down -z);
   it is converted to an OpenCV world-to-camera matrix (flip the camera's y and z axes, invert).
+  Its 3x3 part must be a rotation: entries of R^T R - I within ``ORTHO_TOLERANCE`` (float rounding;
+  such a matrix is re-orthonormalised) and det > 0, and the bottom row of a 4x4 is 0 0 0 1; anything
+  else (a scaled, sheared or mirrored matrix) is an InputError naming the file and frame.
 - ``transforms_val.json`` is ignored (like 3DGS).
 - Points: an optional ``points3d.ply`` (ASCII or binary; x,y,z and optional red,green,blue), read
   with the ``plyfile`` package.
@@ -26,6 +29,30 @@ from gsgroup.errors import InputError
 from gsgroup.model.ply import read_ply_vertices
 
 GL_TO_CV = np.diag([1.0, -1.0, -1.0, 1.0])
+ORTHO_TOLERANCE = 1e-2
+
+
+def _rigid_c2w(c2w: np.ndarray, src: Path, where: str) -> np.ndarray:
+    """``c2w`` [4,4] or [3,4] checked to be a rigid transform (module rules), rotation re-orthonormalised."""
+    if c2w.shape == (4, 4) and np.abs(c2w[3] - [0.0, 0.0, 0.0, 1.0]).max() > 1e-6:
+        raise InputError(
+            f"{src}: {where} transform_matrix has bottom row {c2w[3].tolist()}, not [0, 0, 0, 1]; "
+            f"it must be a camera-to-world pose"
+        )
+    R = c2w[:3, :3]
+    dev = float(np.abs(R.T @ R - np.eye(3)).max())
+    det = float(np.linalg.det(R))
+    if dev > ORTHO_TOLERANCE or det <= 0:
+        kind = "mirrored" if det <= 0 and dev <= ORTHO_TOLERANCE else "scaled or sheared"
+        raise InputError(
+            f"{src}: {where} transform_matrix rotation is not orthonormal ({kind}: |R^T R - I| = {dev:.3g}, "
+            f"det = {det:.3g}); it must be a rigid camera-to-world pose (rotation + translation, no scale)"
+        )
+    out = np.array(c2w, np.float64)
+    if dev > 0:
+        u, _, vt = np.linalg.svd(R)
+        out[:3, :3] = u @ vt
+    return out
 
 
 def find_transforms(root: Path) -> dict[str, Path]:
@@ -176,6 +203,7 @@ def parse_transforms(path: Path, split: str | None, root: Path | None = None) ->
             raise InputError(f"{path}: {where} transform_matrix has shape {c2w.shape}; it must be 4x4")
         if not np.all(np.isfinite(c2w)):
             raise InputError(f"{path}: {where} transform_matrix contains NaN or inf; fix or remove the frame")
+        c2w = _rigid_c2w(c2w, path, where)
         img = resolve_image_path(base, fr["file_path"])
         if img is None:
             missing += 1

@@ -8,6 +8,10 @@ Split (``eval=True``): ``transforms_test.json`` if present; else a list file ``D
 (index % 8 == 0 is test, as in 3DGS). With ``eval=False`` every view is for training (test frames of a
 ``transforms_test.json`` included, as in 3DGS) and ``test`` is empty.
 
+Images may be a scaled copy of what their camera was calibrated for (K is scaled to the pixels), but an
+image of another aspect ratio (more than 1 px off after scaling) is an InputError naming it
+(``images.check_calibration_size``).
+
 Distorted cameras are undistorted once with OpenCV into ``cache_dir/undistorted`` (never into DATA).
 """
 
@@ -140,6 +144,7 @@ def camera_extent(viewmats: list[np.ndarray]) -> tuple[float, np.ndarray]:
 def _load_view(frame: Frame, name: str, resolution, background, cache_dir: Path) -> View:
     """Read (undistorting via the cache if needed), composite and resize one frame."""
     src_size = imgs.image_size(frame.path)
+    imgs.check_calibration_size(frame, src_size)
     K = imgs.scale_intrinsics(frame.K, frame.calib_size, src_size)
     if imgs.has_distortion(frame.dist):
         raw, path, K = imgs.load_undistorted(frame.path, K, frame.dist, cache_dir)
@@ -147,6 +152,7 @@ def _load_view(frame: Frame, name: str, resolution, background, cache_dir: Path)
         raw, path = imgs.read_image_raw(frame.path), frame.path
     h0, w0 = raw.shape[:2]
     if (w0, h0) != src_size:  # header and decoded size disagree: trust the pixels
+        imgs.check_calibration_size(frame, (w0, h0))
         K = imgs.scale_intrinsics(K, src_size, (w0, h0))
     image = imgs.composite(imgs.raw_to_float(raw), background)
     w, h = imgs.target_size(w0, h0, resolution)
