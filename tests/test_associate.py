@@ -357,16 +357,16 @@ def test_png_dtype_rule(tmp_path):
 def test_resolve_output_dir(tmp_path):
     data = tmp_path / "data"
     data.mkdir()
-    assert resolve_output_dir(data, None, False) == data / "object_mask"
-    (data / "object_mask").mkdir()
-    assert resolve_output_dir(data, None, False) == data / "object_mask"  # empty: fine
-    (data / "object_mask" / "view_000.png").write_bytes(b"user mask")
-    with pytest.raises(InputError, match="object_mask"):
+    # never a default inside DATA: --out is required, and an --out inside DATA is refused
+    with pytest.raises(InputError, match="--out is required"):
         resolve_output_dir(data, None, False)
-    assert resolve_output_dir(data, None, True) == data / "object_mask"
+    with pytest.raises(InputError, match="inside the dataset folder"):
+        resolve_output_dir(data, data / "object_mask", True)
+    assert not (data / "object_mask").exists()
     out = tmp_path / "out"
     assert resolve_output_dir(data, out, False) == out
     out.mkdir()
+    assert resolve_output_dir(data, out, False) == out  # empty: fine
     (out / "x.png").write_bytes(b"x")
     with pytest.raises(InputError, match="out"):
         resolve_output_dir(data, out, False)
@@ -374,4 +374,3 @@ def test_resolve_output_dir(tmp_path):
     (tmp_path / "file").write_text("x")
     with pytest.raises(InputError):
         resolve_output_dir(data, tmp_path / "file", True)
-    assert (data / "object_mask" / "view_000.png").read_bytes() == b"user mask"

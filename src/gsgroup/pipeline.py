@@ -11,7 +11,10 @@ and ``run_pipeline`` composing them. The CLI and the demo call these; nothing he
 
 from __future__ import annotations
 
+import contextlib
+import json
 import os
+import shutil
 import time
 from dataclasses import dataclass, replace
 from pathlib import Path
@@ -33,6 +36,22 @@ def _as_run(run: Run | str | os.PathLike, progress: bool | None = None) -> Run:
     if progress is not None:
         run.load_scene(progress)
     return run
+
+
+@contextlib.contextmanager
+def _no_debris(*paths: str | os.PathLike):
+    """On a failure (Ctrl-C included) inside the block, remove those of ``paths`` that did not exist
+    before it: a command that fails while checking its inputs leaves no new files behind."""
+    new = [Path(p) for p in paths if not Path(p).exists()]
+    try:
+        yield
+    except BaseException:
+        for p in new:
+            if p.is_dir():
+                shutil.rmtree(p, ignore_errors=True)
+            elif p.exists():
+                p.unlink()
+        raise
 
 
 # ---- train -----------------------------------------------------------------------------------
@@ -112,13 +131,15 @@ def train_run(
     checkpoint_every: int = 0,
     plain: bool = False,
     progress: bool = True,
+    cache_dir: str | os.PathLike | None = None,
 ) -> tuple[Run, dict]:
     """Train a new run into folder ``out`` (refused when it holds a run, unless ``force``).
 
     ``init_from``: start from a trained run folder (taking its Adam moments) or a PLY instead of
-    SfM points; ``plain``: write point_cloud.ply without identities. Ctrl-C leaves a checkpoint to
-    ``resume_run`` from. Returns the Run and a summary: iterations, Gaussians, seconds and the
-    test scores."""
+    SfM points; ``plain``: write point_cloud.ply without identities; ``cache_dir``: where undistorted
+    images go (default out/cache). The data, masks and ``init_from`` are checked before anything is
+    written: a failure there leaves no new files. Ctrl-C leaves a checkpoint to ``resume_run`` from.
+    Returns the Run and a summary: iterations, Gaussians, seconds and the test scores."""
     cfg = config.train
     if init_from is not None and Path(init_from).resolve() in (Path(out).resolve(), Path(out, Run.GAUSSIANS).resolve()):
         raise InputError(f"init_from {init_from}: is the output run; write the new run to another folder", "init_from")
@@ -127,13 +148,23 @@ def train_run(
         cfg = replace(cfg, lr_means=cfg.lr_means_final * 10)  # refining a reconstruction: start where a run ends
     config = replace(config, train=cfg)
     Run.check_new(out, force)
-    # validate the data before writing anything
-    scene = Run(out, config).load_scene(progress, allow_empty_points=cfg.init != "points")
-    run = Run.create(out, config, force=force)
-    trainer = _trainer(run, scene, g)
-    if init_ckpt is not None:
-        trainer.load_checkpoint(init_ckpt, weights_only=True)
-    return _fit(run, trainer, progress, checkpoint_every, plain)
+    cache = Path(cache_dir) if cache_dir is not None else Path(out, Run.CACHE)
+    existed = Path(out).exists()
+    with _no_debris(out, cache):  # validate the data, masks and initial state before writing anything
+        probe = Run(out, config)
+        probe.cache_dir = cache
+        scene = probe.load_scene(progress, allow_empty_points=cfg.init != "points")
+        trainer = _trainer(probe, scene, g)
+        if init_ckpt is not None:
+            trainer.load_checkpoint(init_ckpt, weights_only=True)
+    run = Run.create(out, config, force=force).preload(scene=scene)
+    run.cache_dir = cache
+    try:
+        return _fit(run, trainer, progress, checkpoint_every, plain)
+    except BaseException:
+        if not existed and not run.has(Run.CHECKPOINT):  # nothing to resume from: leave no debris
+            shutil.rmtree(out, ignore_errors=True)
+        raise
 
 
 def resume_run(
@@ -150,9 +181,10 @@ def resume_run(
     run = _as_run(run)
     if iterations:
         run.config.train.iterations = iterations
-        run.write_config()
     trainer = _trainer(run, run.load_scene(progress, allow_empty_points=run.config.train.init != "points"))
     trainer.load_checkpoint(ckpt)
+    if iterations:
+        run.write_config()  # only once the run, its data and checkpoint have loaded
     print(f"resumed at iteration {trainer.step_count}")
     return _fit(run, trainer, progress, checkpoint_every, plain)
 
@@ -253,9 +285,11 @@ def associate_run(
 ) -> dict:
     """Associate per-view masks across views through the run's Gaussians; writes out/<stem>.png + objects.json."""
     from .data.masks import load_masks
+    from .fileio import check_outside
     from .segment.associate import associate_masks
     from .segment.association_io import write_association
 
+    check_outside(out, data, "the associated masks")
     run = _as_run(run, progress)
     if Path(run.config.data.path).resolve() != Path(data).resolve():
         print(f"note: {run.path} was trained on {run.config.data.path}, not {data}; using its views and poses")
@@ -335,63 +369,87 @@ class PipelineConfig:
     progress: bool = True
 
 
+STAGE_FILE = "stage.json"  # beside each pipeline stage's output: the settings that produced it
+
+
+def _flat(d: dict, prefix: str = "") -> dict:
+    out = {}
+    for k, v in d.items():
+        out.update(_flat(v, f"{prefix}{k}.") if isinstance(v, dict) else {f"{prefix}{k}": v})
+    return out
+
+
+def _check_stage(name: str, done: bool, where: Path, settings: dict) -> None:
+    """InputError when ``where`` holds a stage output made with other ``settings`` than these (or
+    with no record of them): reusing it would mix settings, so say what changed and ask for force."""
+    if not done:
+        return
+    record = where / STAGE_FILE
+    try:
+        stored = json.loads(record.read_text()).get("settings")
+    except (OSError, ValueError, AttributeError):
+        stored = None
+    fix = "pass --force to redo every stage or use another --out"
+    if not isinstance(stored, dict):
+        raise InputError(f"{where}: holds a {name} without a record of its settings ({record}); {fix}")
+    old, new = _flat(stored), _flat(settings)
+    changed = [f"{k} {old.get(k)!r} -> {new.get(k)!r}" for k in sorted(set(old) | set(new)) if old.get(k) != new.get(k)]
+    if changed:
+        raise InputError(f"{where}: the {name} there was made with other settings ({', '.join(changed)}); {fix}")
+
+
+def _record_stage(where: Path, settings: dict) -> None:
+    from . import __version__
+
+    write_json(where / STAGE_FILE, {"settings": settings, "version": __version__})
+
+
 def _stage(number: int, title: str, done: bool, where: Path) -> bool:
     """Print the stage header; True when the stage must run."""
     print(f"[{number}/5] {title}: " + (f"already in {where}, skipped" if done else f"-> {where}"))
     return not done
 
 
-def run_pipeline(cfg: PipelineConfig) -> dict:
-    """Run every stage into ``cfg.out`` (stages whose outputs exist are skipped unless ``force``).
-    Returns {"reconstruction": test metrics, "segmentation": scores, "objects": per-object scores}."""
-    import shutil
-
-    from .data.masks import OBJECT_MASK_DIR, OBJECTS_FILE
+def _run_stages(cfg, data: Path, out: Path, given, raw: Path, masks_done, recon_done, assoc_done, id_done, keys):
+    """Stages 1-4 of ``run_pipeline`` (those not done), each recording its settings when it completes."""
+    from .data.masks import OBJECT_MASK_DIR
     from .segment.masks import generate_masks
     from .train.config import TrainConfig
 
-    data, out = Path(cfg.data), Path(cfg.out)
-    if cfg.force and out.exists():
-        shutil.rmtree(out)
+    masks_key, recon_key, assoc_key, id_key = keys
     out.mkdir(parents=True, exist_ok=True)
-    given = Path(cfg.object_masks) if cfg.object_masks else None
-    if given is None and not cfg.masks and (data / OBJECT_MASK_DIR).is_dir():
-        given = data / OBJECT_MASK_DIR
-
-    raw = Path(cfg.masks) if cfg.masks else out / "masks"
-    if given is None and _stage(1, f"2D masks ({cfg.masks_source})", raw.is_dir() and any(raw.iterdir()), raw):
+    cache = out / Run.CACHE  # one undistortion cache for every stage
+    if given is None and _stage(1, f"2D masks ({cfg.masks_source})", masks_done, raw):
         sam = SamOptions(checkpoint=cfg.sam_checkpoint, model_type=cfg.sam_model) if cfg.masks_source == "sam" else None
         generate_masks(
-            data,
-            raw,
-            cfg.masks_source,
-            cfg.resolution,
-            seed=cfg.seed,
-            sam=sam,
-            cache_dir=out / Run.CACHE,
-            progress=cfg.progress,
+            data, raw, cfg.masks_source, cfg.resolution, seed=cfg.seed, sam=sam, cache_dir=cache, progress=cfg.progress
         )
+        _record_stage(raw, masks_key)
     elif given is not None:
         print(f"[1/5] 2D masks: using associated masks in {given}")
 
+    recon, associated = out / "recon", given or out / OBJECT_MASK_DIR
     data_cfg = DataConfig(str(data.resolve()), cfg.resolution, cfg.eval)
-    recon = out / "recon"
-    if _stage(2, f"reconstruction, {cfg.recon_iterations} iterations", (recon / Run.GAUSSIANS).exists(), recon):
+    if _stage(2, f"reconstruction, {cfg.recon_iterations} iterations", recon_done, recon):
         train_run(
             RunConfig(data_cfg, TrainConfig.for_length(cfg.recon_iterations, seed=cfg.seed)),
             recon,
             force=True,
             progress=cfg.progress,
+            cache_dir=cache,
         )
+        _record_stage(recon, recon_key)
 
-    associated = given or out / OBJECT_MASK_DIR
-    if given is None and _stage(3, "association", (associated / OBJECTS_FILE).exists(), associated):
-        stats = associate_run(data, raw, recon, associated, progress=cfg.progress)
+    if given is None and _stage(3, "association", assoc_done, associated):
+        recon_run = Run.open(recon)
+        recon_run.cache_dir = cache
+        stats = associate_run(data, raw, recon_run, associated, progress=cfg.progress)
+        _record_stage(associated, assoc_key)
         print(
             f"      {stats['objects']} objects from {stats['kept']} of {stats['masks']} masks in {stats['seconds']} s"
         )
 
-    if _stage(4, f"identity training, {cfg.id_iterations} iterations", (out / Run.CLASSIFIER).exists(), out):
+    if _stage(4, f"identity training, {cfg.id_iterations} iterations", id_done, out):
         id_cfg = TrainConfig.for_length(cfg.id_iterations, densify=False, seed=cfg.seed)
         train_run(
             RunConfig(replace(data_cfg, masks=str(associated.resolve())), id_cfg),
@@ -400,6 +458,67 @@ def run_pipeline(cfg: PipelineConfig) -> dict:
             init_from=recon,
             progress=cfg.progress,
         )
+        _record_stage(out, id_key)
+
+
+def run_pipeline(cfg: PipelineConfig) -> dict:
+    """Run every stage into ``cfg.out``. A stage whose output exists is skipped when the settings
+    recorded with it (``stage.json``: its config, the data, resolution and its input stages' settings)
+    are the current ones, and refused otherwise, unless ``force`` (then every stage is redone).
+    Inputs are checked before anything is written; a call that fails before a stage completes
+    leaves no new files. Returns {"reconstruction": test metrics, "segmentation": scores,
+    "objects": per-object scores}."""
+    from .data.masks import OBJECT_MASK_DIR, OBJECTS_FILE
+    from .fileio import check_outside
+
+    data, out = Path(cfg.data), Path(cfg.out)
+    if not data.is_dir():
+        raise InputError(f"{data}: dataset folder not found; give a COLMAP or NeRF folder")
+    check_outside(out, data, "the pipeline run")
+    if out.exists() and not out.is_dir():
+        raise InputError(f"{out}: exists and is not a folder; pick another --out")
+    for what, path in (("masks", cfg.masks), ("object_masks", cfg.object_masks), ("gt", cfg.gt)):
+        if path and not Path(path).is_dir():
+            raise InputError(f"{path}: {what} folder not found", what)
+    given = Path(cfg.object_masks) if cfg.object_masks else None
+    if given is None and not cfg.masks and (data / OBJECT_MASK_DIR).is_dir():
+        given = data / OBJECT_MASK_DIR  # user-provided associated masks (Gaussian Grouping's layout)
+
+    # what each stage's output depends on; a stage's settings include those of its inputs
+    data_key = {"data": str(data.resolve()), "resolution": cfg.resolution}
+    raw = Path(cfg.masks) if cfg.masks else out / "masks"
+    if cfg.masks:
+        masks_key = {"given": str(raw.resolve())}
+    else:
+        masks_key = {**data_key, "masks_source": cfg.masks_source, "seed": cfg.seed}
+        if cfg.masks_source == "sam":
+            masks_key.update(sam_checkpoint=cfg.sam_checkpoint, sam_model=cfg.sam_model)
+    recon = out / "recon"
+    recon_key = {**data_key, "eval": cfg.eval, "recon_iterations": cfg.recon_iterations, "seed": cfg.seed}
+    associated = given or out / OBJECT_MASK_DIR
+    assoc_key = {"given": str(given.resolve())} if given else {"masks": masks_key, "recon": recon_key}
+    id_key = {"object_masks": assoc_key, "recon": recon_key, "id_iterations": cfg.id_iterations, "seed": cfg.seed}
+
+    if cfg.force and out.exists():
+        shutil.rmtree(out)
+    masks_done = raw.is_dir() and any(p.name != STAGE_FILE for p in raw.iterdir())
+    recon_done, assoc_done = (recon / Run.GAUSSIANS).exists(), (associated / OBJECTS_FILE).exists()
+    id_done = (out / Run.CLASSIFIER).exists()
+    keys = (masks_key, recon_key, assoc_key, id_key)
+    if not cfg.masks and given is None:
+        _check_stage("2D masks", masks_done, raw, masks_key)
+    _check_stage("reconstruction", recon_done, recon, recon_key)
+    if given is None:
+        _check_stage("association", assoc_done, associated, assoc_key)
+    _check_stage("identity run", id_done, out, id_key)
+
+    fresh = not out.exists()
+    try:
+        _run_stages(cfg, data, out, given, raw, masks_done, recon_done, assoc_done, id_done, keys)
+    except BaseException:
+        if fresh and not any((out / d / STAGE_FILE).exists() for d in ("masks", "recon", OBJECT_MASK_DIR, ".")):
+            shutil.rmtree(out, ignore_errors=True)  # no stage completed: leave no files behind
+        raise
 
     print(f"[5/5] renders and evaluation -> {out / 'renders'}")
     run = Run.open(out)

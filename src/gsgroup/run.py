@@ -24,6 +24,7 @@ import argparse
 import json
 import os
 import shutil
+import tempfile
 from dataclasses import asdict, dataclass, field, fields
 from functools import cached_property
 from pathlib import Path
@@ -130,6 +131,7 @@ class Run:
         self.source = source  # the run an in-memory run was derived from (shares its scene)
         self.edit: dict | None = None  # what made a derived run (edit.json)
         self.images: dict[str, np.ndarray] = {}  # pictures of an edit, written by save(): {relative path: image}
+        self.cache_dir: Path | None = None  # where load_scene keeps undistorted images (default: path/cache)
 
     # ---- opening -------------------------------------------------------------------------------
     @classmethod
@@ -200,7 +202,7 @@ class Run:
                     resolution=d.resolution,
                     eval=d.eval,
                     background=self.config.train.background,
-                    cache_dir=self.file(self.CACHE),
+                    cache_dir=self.cache_dir or self.file(self.CACHE),
                     allow_empty_points=allow_empty_points,
                     progress=progress,
                 )
@@ -330,23 +332,40 @@ class Run:
 
     def save(self, path: str | os.PathLike, force: bool = False, plain: bool = False) -> Run:
         """Write this (derived) run as a new run folder ``path``: config.json, point_cloud.ply,
-        environment.pt, the segmentation, objects.json and edit.json. Refuses ``path`` when it is
-        the source run, or not empty without ``force`` (then it is replaced). Returns the saved run."""
+        environment.pt, the segmentation, objects.json, ``images`` and edit.json. Refuses ``path`` when
+        it is the source run, or not empty without ``force`` (then it is replaced). Everything is
+        written to a temporary folder beside ``path`` first and moved there at the end: a failure
+        leaves no new files and ``path`` as it was. Returns the saved run."""
         path = Path(path)
         self.check_target(path, force)
-        if path.is_dir() and any(path.iterdir()):
-            shutil.rmtree(path)
-        path.mkdir(parents=True, exist_ok=True)
-        out = Run(path, self.config, source=self)
-        out.write_config()
-        out.save_gaussians(self.gaussians, plain=plain)
-        if isinstance(self.backdrop, Environment):
-            out.save_environment(self.backdrop)
-        if self.segmentation is not None:
-            out.save_segmentation(self.segmentation, self.gaussians)
-        for name, image in self.images.items():
-            write_image(out.file(name), image)
-        if self.edit is not None:
-            out.edit = self.edit
-            write_json(out.file(self.EDIT), self.edit)
+        new_parent = next((p for p in reversed(path.absolute().parents) if not p.exists()), None)
+        path.parent.mkdir(parents=True, exist_ok=True)
+        tmp = Path(tempfile.mkdtemp(prefix=f".{path.name}.", suffix=".tmp", dir=path.parent))
+        try:
+            out = Run(tmp, self.config, source=self)
+            out.write_config()
+            out.save_gaussians(self.gaussians, plain=plain)
+            if isinstance(self.backdrop, Environment):
+                out.save_environment(self.backdrop)
+            if self.segmentation is not None:
+                out.save_segmentation(self.segmentation, self.gaussians)
+            for name, image in self.images.items():
+                write_image(out.file(name), image)
+            if self.edit is not None:
+                out.edit = self.edit
+                write_json(out.file(self.EDIT), self.edit)
+            if path.exists():
+                shutil.rmtree(path)
+            tmp.replace(path)
+        except BaseException:
+            shutil.rmtree(new_parent or tmp, ignore_errors=True)
+            raise
+        os.chmod(path, 0o777 & ~_umask())  # mkdtemp makes 0700; give the folder the usual permissions
+        out.path = path
         return out
+
+
+def _umask() -> int:
+    mask = os.umask(0)
+    os.umask(mask)
+    return mask

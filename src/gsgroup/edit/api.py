@@ -20,7 +20,6 @@ import numpy as np
 import torch
 
 from ..errors import InputError
-from ..fileio import write_image, write_json
 from ..model import save_ply
 from ..run import Run
 from ..segment.idmaps import render_ids
@@ -236,23 +235,23 @@ def render_rgb(run: Run, view) -> np.ndarray:
 
 def save(edited: Run, out: str | os.PathLike, force: bool = False, previews: int = 3, plain: bool = False) -> Run:
     """Write an edited run as a new run folder, with before/, after/ and before_after/ renders of
-    ``previews`` views; edit.json gets the Gaussian count and objects after the edit."""
+    ``previews`` views; edit.json gets the Gaussian count and objects after the edit. ``out`` is
+    checked and the previews rendered before anything is written."""
     if edited.source is None or edited.edit is None:
         raise ValueError("save() writes runs returned by the edit functions; use Run.save for others")
+    edited.check_target(out, force)
     labels, _ = edited.labels
     ids, counts = np.unique(labels, return_counts=True)
     edited.edit.update(
         gaussians_after=len(edited.gaussians), objects_after={str(int(i)): int(c) for i, c in zip(ids, counts)}
     )
-    saved = edited.save(out, force=force, plain=plain)
     names = []
     for view in preview_views(edited.source, previews) if previews > 0 else []:
         a, b = render_rgb(edited.source, view), render_rgb(edited, view)
         gap = np.ones((a.shape[0], 2, 3), np.float32)
-        write_image(saved.path / "before" / f"{view.name}.png", a)
-        write_image(saved.path / "after" / f"{view.name}.png", b)
-        write_image(saved.path / "before_after" / f"{view.name}.png", np.concatenate([a, gap, b], axis=1))
+        edited.images[f"before/{view.name}.png"] = a
+        edited.images[f"after/{view.name}.png"] = b
+        edited.images[f"before_after/{view.name}.png"] = np.concatenate([a, gap, b], axis=1)
         names.append(view.name)
     edited.edit["previews"] = names
-    write_json(saved.file(Run.EDIT), edited.edit)
-    return saved
+    return edited.save(out, force=force, plain=plain)  # all or nothing: a failure leaves no files

@@ -82,16 +82,22 @@ def write_association(result: AssociationResult, out_dir: str | os.PathLike, par
 
 
 def resolve_output_dir(data_dir: str | os.PathLike, out: str | os.PathLike | None, force: bool = False) -> Path:
-    """Where ``gsgroup associate`` writes: ``out`` when given, else ``DATA/object_mask``.
+    """Where ``gsgroup associate`` writes: ``out``, which is required and must lie outside DATA
+    (gsgroup never writes inside DATA; train takes the result with ``--masks OUT``).
 
-    A folder that already holds files (user masks, an earlier association) is refused without ``force``
+    A folder that already holds files (an earlier association) is refused without ``force``
     (InputError naming it); a path that exists but is not a folder is always refused."""
-    from gsgroup.data.masks import OBJECT_MASK_DIR
+    from gsgroup.fileio import check_outside
 
-    path = Path(out) if out is not None else Path(data_dir) / OBJECT_MASK_DIR
+    if out is None:
+        raise InputError(
+            f"--out is required: the associated masks go to a folder outside {data_dir} "
+            "(gsgroup never writes inside DATA); train on them with --masks OUT"
+        )
+    path = Path(out)
+    check_outside(path, data_dir, "the associated masks")
     if path.exists() and not path.is_dir():
         raise InputError(f"{path}: exists and is not a folder; pass another --out")
     if path.is_dir() and any(path.iterdir()) and not force:
-        hint = "pass --out DIR to write elsewhere" if out is None else "pick an empty --out folder"
-        raise InputError(f"{path}: already holds masks; {hint}, or --force to overwrite them")
+        raise InputError(f"{path}: already holds masks; pick an empty --out folder, or --force to overwrite them")
     return path
