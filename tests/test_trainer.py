@@ -2,6 +2,8 @@
 
 import json
 import math
+import os
+import signal
 
 import pytest
 import torch
@@ -72,20 +74,45 @@ def test_checkpoint_resume_is_exact(scene, tmp_path):
 
 
 def test_ctrl_c_saves_a_checkpoint(scene, tmp_path, monkeypatch, capsys):
+    """Ctrl-C during an iteration lets it finish, then saves the checkpoint (never a half-done step)."""
     t = Trainer(scene, cfg())
     real_step = t.train_step
 
     def step():
         if t.step_count == 7:
-            raise KeyboardInterrupt
+            os.kill(os.getpid(), signal.SIGINT)  # arrives mid-iteration
         return real_step()
 
     monkeypatch.setattr(t, "train_step", step)
     with pytest.raises(KeyboardInterrupt):
         t.train(progress=False, checkpoint_path=tmp_path / Run.CHECKPOINT)
-    state = torch.load(tmp_path / Run.CHECKPOINT, weights_only=False)
-    assert state["step"] == 7
-    assert "--resume" in capsys.readouterr().out
+    assert t.step_count == 8
+    state = torch.load(tmp_path / Run.CHECKPOINT, weights_only=True)
+    assert state["step"] == 8
+    assert "SIGINT: stopped at iteration 8" in capsys.readouterr().out
+    # and it resumes to what an uninterrupted run reaches
+    b = Trainer(scene, cfg())
+    b.load_checkpoint(tmp_path / Run.CHECKPOINT)
+    b.train(progress=False)
+    c = Trainer(scene, cfg())
+    c.train(progress=False)
+    for k in c.params:
+        assert torch.equal(b.params[k], c.params[k]), k
+
+
+def test_a_raw_keyboard_interrupt_saves_nothing(scene, tmp_path, monkeypatch, capsys):
+    """A KeyboardInterrupt raised inside an iteration (a second Ctrl-C) may leave it half done: no save."""
+    t = Trainer(scene, cfg())
+
+    def step():
+        t.step_count += 1
+        raise KeyboardInterrupt
+
+    monkeypatch.setattr(t, "train_step", step)
+    with pytest.raises(KeyboardInterrupt):
+        t.train(progress=False, checkpoint_path=tmp_path / Run.CHECKPOINT)
+    assert not (tmp_path / Run.CHECKPOINT).exists()
+    assert "nothing saved" in capsys.readouterr().out
 
 
 def test_max_gaussians_cap(scene, tmp_path):

@@ -6,6 +6,8 @@ import contextlib
 import json
 import math
 import os
+import signal
+import threading
 import time
 from dataclasses import dataclass
 from pathlib import Path
@@ -16,6 +18,7 @@ from torch import nn
 from tqdm import tqdm
 
 from ..data.scene import Scene, View
+from ..errors import InputError
 from ..fileio import atomic_path
 from ..geometry import camera_center
 from ..model import Gaussians, from_points, random_points_in_frustums
@@ -151,6 +154,58 @@ def score_views(
     return out
 
 
+class StopRequest:
+    """Set by the SIGINT / SIGTERM handlers of ``stop_on_signals``: the signal's name, or None."""
+
+    def __init__(self):
+        self.signal: str | None = None
+
+
+@contextlib.contextmanager
+def stop_on_signals(signals=(signal.SIGINT, signal.SIGTERM)):
+    """While inside, SIGINT and SIGTERM only record a stop request (yielded) for the caller to act on
+    between iterations: a KeyboardInterrupt raised in the middle of a rasterizer call would leave
+    a half-done step (and surfaces from Numba as a SystemError). A second signal raises
+    KeyboardInterrupt at once. The previous handlers come back on exit. Outside the main thread
+    (where Python cannot install handlers, and signals never arrive) this does nothing."""
+    stop = StopRequest()
+    if threading.current_thread() is not threading.main_thread():
+        yield stop
+        return
+
+    def handler(signum, frame):
+        if stop.signal is not None:
+            raise KeyboardInterrupt  # a second Ctrl-C aborts immediately
+        stop.signal = signal.Signals(signum).name
+
+    previous = {s: signal.signal(s, handler) for s in signals}
+    try:
+        yield stop
+    finally:
+        for s, h in previous.items():
+            signal.signal(s, signal.SIG_DFL if h is None else h)
+
+
+CHECKPOINT_KEYS = ("step", "params", "optimizer", "densifier", "rng", "order", "torch_rng")
+
+
+def read_checkpoint(path: str | os.PathLike) -> dict:
+    """A checkpoint written by ``Trainer.save_checkpoint``, loaded with ``weights_only=True`` (no code
+    from the file runs). A damaged, truncated or foreign file raises InputError naming it."""
+    fix = "it is damaged or not a gsgroup checkpoint; start the run over with --force"
+    try:
+        state = torch.load(path, weights_only=True)
+    except FileNotFoundError:
+        raise InputError(f"{path}: no such checkpoint; start a new run instead") from None
+    except Exception as e:  # torch raises RuntimeError, UnpicklingError, EOFError... for a bad file
+        reason = (str(e).strip().splitlines() or [type(e).__name__])[0][:200]
+        raise InputError(f"{path}: cannot read the checkpoint ({reason}); {fix}") from None
+    missing = [k for k in CHECKPOINT_KEYS if k not in state] if isinstance(state, dict) else list(CHECKPOINT_KEYS)
+    if missing:
+        raise InputError(f"{path}: not a gsgroup checkpoint (no {', '.join(missing)}); {fix}")
+    return state
+
+
 def mean_scores(per_view: dict) -> dict:
     """Means of score_views' output: {"psnr", "ssim", "views"} (None when there are no views)."""
     values = list(per_view.values())
@@ -191,6 +246,9 @@ class Trainer:
         self.step_count = 0
         self.rng = np.random.default_rng(cfg.seed)
         self._order: list[int] = []
+        # the training log's running averages and a test evaluation waiting for the opacities to
+        # recover from a reset: checkpointed, so a resumed run logs what an uninterrupted one does
+        self.log_state: dict = {"ema_loss": None, "ema_psnr": None, "test_psnr": None, "eval_due": False}
         self.background = torch.tensor(cfg.background, dtype=torch.float32)
         self.env: Environment | None = None
         if cfg.env_sh_degree >= 0 and not cfg.random_background:
@@ -213,7 +271,8 @@ class Trainer:
         return lr * self.scene.extent
 
     def save_checkpoint(self, path: str | os.PathLike) -> Path:
-        """Write params, Adam state, densification statistics and RNG states, atomically."""
+        """Write params, Adam state, densification statistics and RNG states, atomically: tensors
+        and plain Python types only, so that ``read_checkpoint`` loads it with ``weights_only=True``."""
         path = Path(path)
         state = {
             **self.extra_state(),
@@ -221,9 +280,10 @@ class Trainer:
             "params": {k: v.detach() for k, v in self.params.items()},
             "optimizer": self.optimizer.state_dict(),
             "densifier": self.densifier.state_dict(),
-            "rng": self.rng.bit_generator.state,
-            "order": self._order,
+            "rng": json.dumps(self.rng.bit_generator.state),  # holds 128-bit integers: kept as text
+            "order": list(self._order),
             "torch_rng": torch.get_rng_state(),
+            "log_state": dict(self.log_state),
             "config": self.cfg.to_dict(),
         }
         if self.env is not None:
@@ -237,8 +297,9 @@ class Trainer:
 
         ``weights_only``: take only the Gaussians and their Adam moments (to refine another run's
         result with new settings); step count, schedule and RNG states start afresh.
+        A damaged or foreign file raises InputError.
         """
-        state = torch.load(path, weights_only=False)
+        state = read_checkpoint(path)
         self.params = {k: nn.Parameter(v.clone()) for k, v in state["params"].items()}
         lrs = {g["name"]: g["lr"] for g in self.optimizer.param_groups}
         for group in self.optimizer.param_groups:
@@ -258,10 +319,12 @@ class Trainer:
             self.densifier.count = torch.zeros(n)
             return
         self.densifier.load_state_dict(state["densifier"])
-        self.rng.bit_generator.state = state["rng"]
+        rng = state["rng"]
+        self.rng.bit_generator.state = json.loads(rng) if isinstance(rng, str) else rng
         self._order = list(state["order"])
         torch.set_rng_state(state["torch_rng"])
         self.step_count = int(state["step"])
+        self.log_state.update(state.get("log_state", {}))
         self.load_extra_state(state)
 
     # ---- hooks for subclasses that train more than appearance (segment.grouping) --------------
@@ -377,8 +440,12 @@ class Trainer:
         checkpoint_path: str | os.PathLike | None = None,
         checkpoint_every: int = 0,
     ) -> Gaussians:
-        """Train until ``iterations`` total steps. With a ``checkpoint_path``, Ctrl-C saves a
-        checkpoint there before re-raising, and so does every ``checkpoint_every``-th step.
+        """Train until ``iterations`` total steps, saving a checkpoint to ``checkpoint_path`` every
+        ``checkpoint_every``-th step.
+
+        Ctrl-C (SIGINT) or SIGTERM stops training after the current iteration: the checkpoint is
+        saved (with a ``checkpoint_path``), a line says where and to continue with --resume, and
+        KeyboardInterrupt is raised. A second signal aborts at once, saving nothing.
 
         Every ``log_every`` steps a line goes to ``log_path`` (JSON lines: running loss and training PSNR,
         Gaussian count); every ``eval_every`` steps it also holds the test split's PSNR and SSIM,
@@ -388,63 +455,73 @@ class Trainer:
         bar = tqdm(
             total=total, initial=self.step_count, disable=not progress, desc="train", unit="it", dynamic_ncols=True
         )
-        t0 = time.perf_counter()
-        ema_loss, ema_psnr, test_psnr = None, None, None
-        eval_due = False  # a test evaluation waits until the opacities have recovered from a reset
         try:
-            # line-buffered: the log is readable live
-            with open(log_path, "a", buffering=1) if log_path else contextlib.nullcontext() as log:
-                while self.step_count < total:
-                    info = self.train_step()
-                    p = psnr(info["image"][..., :3], info["gt"]) if self.step_count % 10 == 0 else None
-                    ema_loss = info["loss"] if ema_loss is None else 0.9 * ema_loss + 0.1 * info["loss"]
-                    if p is not None:
-                        ema_psnr = p if ema_psnr is None else 0.7 * ema_psnr + 0.3 * p
-                    bar.update(1)
-                    record = {}
-                    eval_due |= bool(
-                        self.test_views and self.cfg.eval_every and self.step_count % self.cfg.eval_every == 0
-                    )
-                    since_reset = self.densifier.steps_since_reset(self.step_count)
-                    settled = since_reset is None or since_reset >= self.densifier.cfg.densify_every
-                    if self.test_views and self.cfg.eval_every and ((eval_due and settled) or self.step_count == total):
-                        eval_due = False
-                        scores = self.evaluate()
-                        test_psnr = scores["psnr"]
-                        record = {"test_psnr": scores["psnr"], "test_ssim": scores["ssim"]}
-                    if record or self.step_count % self.cfg.log_every == 0 or self.step_count == total:
-                        n = self.params["means"].shape[0]
-                        post = {"loss": f"{ema_loss:.4f}", "psnr": f"{ema_psnr or 0:.2f}", "n": n}
-                        if test_psnr is not None:
-                            post["test"] = f"{test_psnr:.2f}"
-                        bar.set_postfix(post)
-                        if log is not None:
-                            log.write(
-                                json.dumps(
-                                    {
-                                        "step": self.step_count,
-                                        "loss": ema_loss,
-                                        "psnr": ema_psnr,
-                                        **record,
-                                        "gaussians": n,
-                                        "seconds": time.perf_counter() - t0,
-                                    }
-                                )
-                                + "\n"
-                            )
-                    if checkpoint_path and checkpoint_every and self.step_count % checkpoint_every == 0:
-                        self.save_checkpoint(checkpoint_path)
-        except KeyboardInterrupt:
+            with stop_on_signals() as stop:
+                self._train_until(total, bar, log_path, checkpoint_path, checkpoint_every, stop)
+                if stop.signal is not None:
+                    bar.close()
+                    self._save_on_stop(stop.signal, checkpoint_path)
+        except (KeyboardInterrupt, SystemError) as e:
+            # a second signal; from inside a Numba kernel call its KeyboardInterrupt comes out as a SystemError
+            if isinstance(e, SystemError) and not isinstance(e.__context__, KeyboardInterrupt):
+                raise
             bar.close()
-            if checkpoint_path:
-                self.save_checkpoint(checkpoint_path)
-                print(
-                    f"\ninterrupted at iteration {self.step_count}; checkpoint saved to {checkpoint_path} "
-                    "(continue with --resume)"
-                )
-            raise
+            print(f"\naborted at iteration {self.step_count}; nothing saved", flush=True)
+            raise KeyboardInterrupt from None
         bar.close()
+        if stop.signal is not None:
+            raise KeyboardInterrupt
         return self.gaussians()
+
+    def _save_on_stop(self, signal_name: str, checkpoint_path: str | os.PathLike | None) -> None:
+        """Training stopped on a signal between iterations: save the checkpoint and say so."""
+        if checkpoint_path:
+            self.save_checkpoint(checkpoint_path)
+            where = f"checkpoint saved to {checkpoint_path} (continue with --resume)"
+        else:
+            where = "no checkpoint path given, nothing saved"
+        print(f"\n{signal_name}: stopped at iteration {self.step_count}; {where}", flush=True)
+
+    def _train_until(self, total, bar, log_path, checkpoint_path, checkpoint_every, stop: StopRequest) -> None:
+        """The loop of ``train``: steps, log lines and periodic checkpoints until ``total`` or a stop request."""
+        t0 = time.perf_counter()
+        ls = self.log_state
+        # line-buffered: the log is readable live
+        with open(log_path, "a", buffering=1) if log_path else contextlib.nullcontext() as log:
+            while self.step_count < total and stop.signal is None:
+                info = self.train_step()
+                p = psnr(info["image"][..., :3], info["gt"]) if self.step_count % 10 == 0 else None
+                ls["ema_loss"] = info["loss"] if ls["ema_loss"] is None else 0.9 * ls["ema_loss"] + 0.1 * info["loss"]
+                if p is not None:
+                    ls["ema_psnr"] = p if ls["ema_psnr"] is None else 0.7 * ls["ema_psnr"] + 0.3 * p
+                bar.update(1)
+                record = {}
+                ls["eval_due"] |= bool(
+                    self.test_views and self.cfg.eval_every and self.step_count % self.cfg.eval_every == 0
+                )
+                since_reset = self.densifier.steps_since_reset(self.step_count)
+                settled = since_reset is None or since_reset >= self.densifier.cfg.densify_every
+                if (
+                    self.test_views
+                    and self.cfg.eval_every
+                    and ((ls["eval_due"] and settled) or self.step_count == total)
+                ):
+                    ls["eval_due"] = False
+                    scores = self.evaluate()
+                    ls["test_psnr"] = scores["psnr"]
+                    record = {"test_psnr": scores["psnr"], "test_ssim": scores["ssim"]}
+                if record or self.step_count % self.cfg.log_every == 0 or self.step_count == total:
+                    n = self.params["means"].shape[0]
+                    post = {"loss": f"{ls['ema_loss']:.4f}", "psnr": f"{ls['ema_psnr'] or 0:.2f}", "n": n}
+                    if ls["test_psnr"] is not None:
+                        post["test"] = f"{ls['test_psnr']:.2f}"
+                    bar.set_postfix(post)
+                    if log is not None:
+                        line = {"step": self.step_count, "loss": ls["ema_loss"], "psnr": ls["ema_psnr"], **record}
+                        line.update(gaussians=n, seconds=time.perf_counter() - t0)
+                        log.write(json.dumps(line) + "\n")
+                if checkpoint_path and checkpoint_every and self.step_count % checkpoint_every == 0:
+                    self.save_checkpoint(checkpoint_path)
 
     def evaluate(self, views: list[ViewTensors] | None = None) -> dict:
         """Mean PSNR and SSIM over views (default: the test split)."""
