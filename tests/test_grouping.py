@@ -117,3 +117,27 @@ def test_segmentation_outputs_survive_ply_round_trip(tmp_path):
     assert sum(v["gaussians"] for v in summary.values()) == len(gauss)
     for v in summary.values():
         assert all(lo <= hi for lo, hi in zip(v["bbox_min"], v["bbox_max"]))
+
+
+def test_identity_training_resumes_exactly(tmp_path):
+    """Stopped half-way and resumed from its checkpoint, identity training ends where an uninterrupted
+    run does (the L3d KD-tree is rebuilt only now and then, so its build positions are saved too)."""
+    gauss, obj = two_blobs(n_per=60)
+    scene, masks = blob_scene(gauss, obj, n_views=4, w=40, h=30)
+    # positions move fast, so a KD-tree rebuilt at resume would find other neighbours
+    cfg = TrainConfig(
+        iterations=40, sh_degree=0, densify=DensifyConfig(densify_until=0), lr_means=0.02, lr_means_final=0.02
+    )
+
+    whole = GroupingTrainer(scene, cfg, masks, gaussians=gauss)
+    whole.train(progress=False)
+    first = GroupingTrainer(scene, cfg, masks, gaussians=gauss)
+    first.train(iterations=22, progress=False)
+    first.save_checkpoint(tmp_path / "ck.pt")
+    second = GroupingTrainer(scene, cfg, masks, gaussians=gauss)
+    second.load_checkpoint(tmp_path / "ck.pt")
+    second.train(progress=False)
+    for k in whole.params:
+        assert torch.equal(whole.params[k], second.params[k]), k
+    for k, v in whole.classifier.state_dict().items():
+        assert torch.equal(v, second.classifier.state_dict()[k]), k

@@ -54,6 +54,10 @@ class GroupingTrainer(Trainer):
             "classifier": self.classifier.state_dict(),
             "cls_optimizer": self.cls_optimizer.state_dict(),
             "id_generator": self.generator.get_state(),
+            # the KD-tree is rebuilt only now and then: an exact resume needs the positions it was built from
+            "neighbour_points": torch.from_numpy(self.neighbours.tree.data.copy())
+            if self.neighbours.tree is not None
+            else torch.empty(0, 3, dtype=torch.float64),
         }
 
     def load_extra_state(self, state: dict) -> None:
@@ -62,6 +66,10 @@ class GroupingTrainer(Trainer):
         self.classifier.load_state_dict(state["classifier"])
         self.cls_optimizer.load_state_dict(state["cls_optimizer"])
         self.generator.set_state(state["id_generator"])
+        points = state.get("neighbour_points")
+        self.neighbours.invalidate()
+        if points is not None and len(points):
+            self.neighbours.get(points.numpy())
 
     def extra_features(self) -> torch.Tensor:
         return self.params["ids"]
