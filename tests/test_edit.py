@@ -568,7 +568,7 @@ def test_export_python_api_refuses_empty(tiny, tmp_path):
     data = tiny["data"]
     # each Gaussian of id 6 has probability softmax(4 * onehot)[6] = e^4 / (e^4 + 6) ~ 0.90 < 0.9999
     msg = f"{tiny['data'].path}: no Gaussian has probability > 0.9999 for ids [6]; lower"
-    with pytest.raises(InputError, match=re.escape(msg)):
+    with pytest.raises(InputError, match=re.escape(msg)), pytest.warns(UserWarning, match="only 0 of the"):
         edit.export(
             data, edit.select(data, objects=[6], options=edit.SelectOptions(threshold=0.9999)), tmp_path / "x.ply"
         )

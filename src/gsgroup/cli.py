@@ -9,11 +9,62 @@ from pathlib import Path
 
 from . import __version__
 from .errors import InputError
-from .options import add_options, cli_fields, flag_of, from_options
+from .options import add_options, bounded, cli_fields, flag_of, from_options, restrict
 from .pipeline import PipelineConfig
-from .run import DataConfig, RunConfig
+from .run import DataConfig, RunConfig, parse_resolution
 from .train.config import IdentityConfig, TrainConfig
 from .train.densify import DensifyConfig
+
+DESCRIPTION = """\
+gsgroup reconstructs a scene (COLMAP or NeRF capture) as 3D Gaussian splats on the CPU, groups the
+Gaussians into objects whose ids agree across views (Gaussian Grouping), and renders, scores,
+edits and views those objects.
+
+The whole pipeline in one command:
+  gsgroup run DATA --out RUN --eval          masks, reconstruction, association, identities, evaluation
+  gsgroup demo --out demo_out                the same on a built-in scene, with an HTML report
+
+Step by step (the usual order):
+  gsgroup masks DATA --out MASKS             2D masks per view (ids differ per view)
+  gsgroup train DATA --out RECON             RGB-only reconstruction
+  gsgroup associate DATA --masks MASKS --model RECON --out OBJ   one id per object across views
+  gsgroup train DATA --out RUN --masks OBJ --init-from RECON --no-densify   identities
+     (or: gsgroup lift RECON --masks OBJ --out RUN, closed-form labels)
+  gsgroup eval RUN [--gt GT]                 PSNR / SSIM, or segmentation IoU
+  gsgroup render RUN --out DIR               images of a split
+  gsgroup edit remove RUN --out RUN2 --objects 3   (and recolor, transform, ... see gsgroup edit -h)
+  gsgroup view RUN                           interactive web viewer
+
+gsgroup COMMAND -h shows a command's options.
+"""
+
+QUIET_HELP = "no progress bars"
+
+
+def _resolution(text: str) -> int:
+    """``--resolution``: 1, 2, 4, 8 (divisors of the image size) or a width in pixels (above 8)."""
+    value = parse_resolution(text)
+    if value not in (1, 2, 4, 8) and value < 9:
+        raise argparse.ArgumentTypeError(
+            f"'{text}': 1, 2, 4 and 8 divide the image size; a larger number is the width in pixels"
+        )
+    return value
+
+
+POSITIVE = bounded(int, min=1)
+NOT_NEGATIVE = bounded(int, min=0)
+PROBABILITY = bounded(float, min=0.0, max=1.0)
+# Options whose configs live in modules the CLI does not own: checked by dest.
+CHECKS = {
+    "resolution": _resolution,
+    "max_gaussians": POSITIVE,
+    "recon_iterations": POSITIVE,
+    "id_iterations": POSITIVE,
+    "points_per_side": POSITIVE,
+    "pred_iou_thresh": PROBABILITY,
+    "stability_score_thresh": PROBABILITY,
+    "min_mask_region_area": NOT_NEGATIVE,
+}
 
 
 # ---- train -----------------------------------------------------------------------------------
@@ -30,7 +81,7 @@ def _masks_dir(args) -> str | None:
 def run_config_from_args(args) -> RunConfig:
     """The RunConfig that ``gsgroup train``'s options describe."""
     data = from_options(DataConfig, args, path=str(Path(args.data).resolve()), masks=_masks_dir(args))
-    iterations = args.iterations or TrainConfig.iterations
+    iterations = TrainConfig.iterations if args.iterations is None else args.iterations
     schedule = TrainConfig.for_length(iterations, densify=not args.no_densify, max_gaussians=args.max_gaussians)
     train = from_options(
         TrainConfig,
@@ -67,7 +118,12 @@ def _add_train(sub) -> None:
     p = sub.add_parser("train", help="reconstruct a scene as Gaussian splats")
     p.add_argument("data", help="COLMAP folder (images/ + sparse/0) or NeRF folder (transforms*.json)")
     p.add_argument("--out", required=True, help="run folder to write")
-    p.add_argument("--iterations", type=int, default=None, help=f"training length (default {TrainConfig.iterations})")
+    p.add_argument(
+        "--iterations",
+        type=POSITIVE,
+        default=None,
+        help=f"training length (default {TrainConfig.iterations}; with --resume: the run's own length)",
+    )
     p.add_argument(
         "--masks",
         default=None,
@@ -85,9 +141,15 @@ def _add_train(sub) -> None:
         add_options(p, cls)
     p.add_argument("--resume", action="store_true", help="continue from RUN/checkpoint.pt")
     p.add_argument("--force", action="store_true", help="overwrite an existing run in --out")
-    p.add_argument("--checkpoint-every", type=int, default=0, help="also save a checkpoint every N iterations")
+    p.add_argument(
+        "--checkpoint-every",
+        type=NOT_NEGATIVE,
+        default=0,
+        help="also save a checkpoint every N iterations (default 0: only at the end)",
+    )
     p.add_argument("--plain", action="store_true", help="write point_cloud.ply without the obj_dc_* fields")
-    p.add_argument("--quiet", action="store_true", help="no progress bars")
+    p.add_argument("--quiet", action="store_true", help=QUIET_HELP)
+    restrict(p, CHECKS)
     p.set_defaults(func=cmd_train)
 
 
@@ -124,21 +186,26 @@ def cmd_eval(args) -> int:
 
 def _add_render_eval(sub) -> None:
     p = sub.add_parser("render", help="render a run's views to PNG")
-    p.add_argument("run")
-    p.add_argument("--out", required=True)
-    p.add_argument("--split", choices=["train", "test", "all"], default="test")
-    p.add_argument("--quiet", action="store_true")
+    p.add_argument("run", help="a trained run folder")
+    p.add_argument("--out", required=True, help="folder for rgb/ (and ids/, overlay/, features/ of segmented runs)")
+    p.add_argument(
+        "--split",
+        choices=["train", "test", "all"],
+        default="test",
+        help="which views (default test: the views held out by --eval; train: the training views; all: both)",
+    )
+    p.add_argument("--quiet", action="store_true", help=QUIET_HELP)
     p.set_defaults(func=cmd_render)
 
     p = sub.add_parser("eval", help="PSNR and SSIM on the test split -> RUN/metrics.json; with --gt, segmentation")
-    p.add_argument("run")
+    p.add_argument("run", help="a trained run folder")
     p.add_argument(
         "--gt",
         default=None,
         help="ground-truth masks: <stem>.png instance maps, or the LERF-Mask test_mask/<view>/<prompt>.png "
         "layout; scores the test-view id maps -> RUN/seg_metrics.json",
     )
-    p.add_argument("--quiet", action="store_true")
+    p.add_argument("--quiet", action="store_true", help=QUIET_HELP)
     p.set_defaults(func=cmd_eval)
 
 
@@ -157,6 +224,7 @@ def cmd_masks(args) -> int:
         sam=sam,
         cache_dir=Path(args.out) / ".cache",
         progress=not args.quiet,
+        force=args.force,
     )
     print(json.dumps(summary))
     return 0
@@ -196,7 +264,9 @@ def _add_segment(sub) -> None:
     add_options(p, DataConfig, skip=("eval",))
     p.add_argument("--seed", type=int, default=0, help="seed of the per-view random id permutation")
     add_options(p, SamOptions)
-    p.add_argument("--quiet", action="store_true")
+    p.add_argument("--force", action="store_true", help="overwrite masks already in --out")
+    p.add_argument("--quiet", action="store_true", help=QUIET_HELP)
+    restrict(p, CHECKS)
     p.set_defaults(func=cmd_masks)
 
     p = sub.add_parser("associate", help="give each object one id across all views, through a reconstruction")
@@ -205,7 +275,7 @@ def _add_segment(sub) -> None:
     p.add_argument("--model", required=True, help="a trained run of the same dataset")
     p.add_argument("--out", default=None, help="output folder (default DATA/object_mask, only if it does not exist)")
     p.add_argument("--force", action="store_true", help="overwrite masks already in the output folder")
-    p.add_argument("--quiet", action="store_true")
+    p.add_argument("--quiet", action="store_true", help=QUIET_HELP)
     p.set_defaults(func=cmd_associate)
 
     p = sub.add_parser("lift", help="closed-form labels per Gaussian from associated masks (FlashSplat-style)")
@@ -220,7 +290,7 @@ def _add_segment(sub) -> None:
         f"(default {DEFAULT_BACKGROUND_BIAS})",
     )
     p.add_argument("--force", action="store_true", help="replace existing labels")
-    p.add_argument("--quiet", action="store_true")
+    p.add_argument("--quiet", action="store_true", help=QUIET_HELP)
     p.set_defaults(func=cmd_lift)
 
 
@@ -247,17 +317,19 @@ def cmd_demo(args) -> int:
 
 def _add_pipeline(sub) -> None:
     p = sub.add_parser("run", help="the whole pipeline: masks, reconstruction, association, identities, evaluation")
-    p.add_argument("data")
+    p.add_argument("data", help="COLMAP folder (images/ + sparse/0) or NeRF folder (transforms*.json)")
     p.add_argument("--out", required=True, help="run folder")
     add_options(p, DataConfig)
     add_options(p, PipelineConfig)
-    p.add_argument("--quiet", action="store_true")
+    p.add_argument("--quiet", action="store_true", help=QUIET_HELP)
+    restrict(p, CHECKS)
     p.set_defaults(func=cmd_run)
 
     p = sub.add_parser("demo", help="the whole pipeline on the built-in scene, with an HTML report")
-    p.add_argument("--out", default="demo_out")
+    p.add_argument("--out", default="demo_out", help="folder for the scene, the run and report.html (default demo_out)")
     add_options(p, PipelineConfig, skip=("masks", "object_masks", "gt"))
-    p.add_argument("--quiet", action="store_true")
+    p.add_argument("--quiet", action="store_true", help=QUIET_HELP)
+    restrict(p, CHECKS)
     p.set_defaults(func=cmd_demo)
 
 
@@ -266,7 +338,9 @@ def build_parser() -> argparse.ArgumentParser:
     from .edit.commands import add_edit_commands
     from .viewer.cli import add_view_command
 
-    parser = argparse.ArgumentParser(prog="gsgroup", description=__doc__)
+    parser = argparse.ArgumentParser(
+        prog="gsgroup", description=DESCRIPTION, formatter_class=argparse.RawDescriptionHelpFormatter
+    )
     parser.add_argument("--version", action="version", version=f"gsgroup {__version__}")
     sub = parser.add_subparsers(dest="command", required=True)
     _add_train(sub)

@@ -17,11 +17,34 @@ import argparse
 
 from .. import edit
 from ..errors import InputError
-from ..options import add_options, from_options
+from ..options import add_options, bounded, from_options, restrict
 from ..run import Run
 from .inpainting import InpaintOptions
 from .ops import SH_DAMP
 from .select import SelectOptions, format_selection
+
+DESCRIPTION = """\
+Edit the objects of a segmented run (one trained with masks, or lifted). Each edit writes a new run
+folder (--out, never RUN itself) that renders, evaluates, views and edits like any other run.
+
+Select the objects with exactly one of:
+  --objects 3,5                 ids from RUN/objects.json (or the ids view of `gsgroup render`)
+  --pick STEM:X,Y               the object covering pixel X (column), Y (row) of view STEM, at the
+                                run's training resolution (the size `gsgroup render` writes)
+  --mask-view STEM --mask PNG   the objects covering most of a 2D mask drawn on view STEM
+
+Examples:
+  gsgroup edit remove    RUN --out RUN2 --pick view_003:120,80
+  gsgroup edit recolor   RUN --out RUN2 --objects 3 --color "#3366ff"
+  gsgroup edit transform RUN --out RUN2 --objects 3 --translate 0.5,0,0 --rotate-deg 0,0,90 --scale 1.2
+  gsgroup edit duplicate RUN --out RUN2 --objects 3 --translate 1,0,0
+  gsgroup edit compose   RUN --out RUN2 --from RUN_B --objects 2 --translate 0,1,0
+  gsgroup edit inpaint   RUN --out RUN2 --objects 3 [--inpainter opencv|lama --lama-checkpoint PATH]
+  gsgroup edit export    RUN --objects 3 --out obj.ply [--plain] | --split-all DIR
+
+A selection far smaller than the Gaussians labelled with the chosen ids is reported as a warning:
+lower --threshold, or train the identities longer.
+"""
 
 
 def parse_objects(text: str) -> list[int]:
@@ -142,7 +165,12 @@ def cmd_export(args) -> int:
 def _selection_options(p: argparse.ArgumentParser) -> None:
     g = p.add_argument_group("selection (exactly one)")
     g.add_argument("--objects", default=None, help="object ids, e.g. 3,5 (see RUN/objects.json)")
-    g.add_argument("--pick", default=None, help="STEM:X,Y: the object covering pixel (X=column, Y=row) of that view")
+    g.add_argument(
+        "--pick",
+        default=None,
+        help="STEM:X,Y: the object covering pixel (X=column, Y=row) of that view, in pixels of the run's "
+        "training resolution (as `gsgroup render` writes it, not the original photo)",
+    )
     g.add_argument("--mask-view", default=None, help="view (image stem) the --mask is drawn on")
     g.add_argument("--mask", default=None, help="PNG, non-zero = selected: takes the ids covering most of it")
     add_options(p, SelectOptions)
@@ -151,7 +179,9 @@ def _selection_options(p: argparse.ArgumentParser) -> None:
 def _transform_options(p: argparse.ArgumentParser) -> None:
     p.add_argument("--translate", default=None, help="x,y,z world translation")
     p.add_argument("--rotate-deg", default=None, help="rx,ry,rz degrees about the world x, then y, then z axis")
-    p.add_argument("--scale", type=float, default=1.0, help="uniform scale (default 1)")
+    p.add_argument(
+        "--scale", type=bounded(float, min=0.0, exclusive=True), default=1.0, help="uniform scale (default 1)"
+    )
     p.add_argument(
         "--pivot",
         choices=list(edit.api.PIVOTS),
@@ -165,7 +195,7 @@ def add_edit_commands(subparsers) -> None:
     edit = subparsers.add_parser(
         "edit",
         help="edit objects of a segmented run (writes a new run folder)",
-        description=__doc__,
+        description=DESCRIPTION,
         formatter_class=argparse.RawDescriptionHelpFormatter,
     )
     ops = edit.add_subparsers(dest="op", required=True)
@@ -175,7 +205,7 @@ def add_edit_commands(subparsers) -> None:
         p.add_argument("run", help="a segmented run folder (classifier.pt or labels.npy)")
         p.add_argument("--out", required=True, help="the new run folder to write (never RUN itself)")
         p.add_argument("--force", action="store_true", help="replace a non-empty --out")
-        p.add_argument("--quiet", action="store_true")
+        p.add_argument("--quiet", action="store_true", help="no progress bars")
         _selection_options(p)
         p.set_defaults(func=cmd_edit, from_run=None)
         return p
@@ -198,9 +228,10 @@ def add_edit_commands(subparsers) -> None:
     _transform_options(p)
     p = common("inpaint", "remove the selection and fill the hole (2D inpainting + fine-tuned new Gaussians)")
     add_options(p, InpaintOptions)
+    restrict(p, {"iterations": bounded(int, min=0), "dilate": bounded(int, min=0)})
 
     p = ops.add_parser("export", help="write the selected objects as an Inria 3DGS PLY")
-    p.add_argument("run")
+    p.add_argument("run", help="a segmented run folder (classifier.pt or labels.npy)")
     p.add_argument("--out", default=None, help="the PLY to write")
     p.add_argument("--split-all", default=None, help="write one PLY per object id into this folder instead")
     p.add_argument("--plain", action="store_true", help="leave out obj_dc_* (for SuperSplat and other viewers)")

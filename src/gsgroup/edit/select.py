@@ -10,6 +10,7 @@ are not swallowed.
 
 from __future__ import annotations
 
+import warnings
 from dataclasses import dataclass, field
 
 import numpy as np
@@ -17,7 +18,7 @@ from scipy.spatial import Delaunay, cKDTree
 
 from ..errors import InputError
 from ..model import Gaussians
-from ..options import option
+from ..options import check_bounds, option
 from ..run import Run
 from ..segment.segmentation import Segmentation
 
@@ -26,11 +27,25 @@ from ..segment.segmentation import Segmentation
 class SelectOptions:
     """How chosen ids become a set of Gaussians (see ``make_selection``)."""
 
-    threshold: float = option(0.3, "a Gaussian is selected when the probability of a chosen id exceeds this")
+    threshold: float = option(
+        0.3,
+        "a Gaussian is selected when the probability of a chosen id exceeds this",
+        min=0.0,
+        max=1.0,
+        exclusive=True,
+    )
     cleanup: bool = option(True, "the 3D clean-up that adds interior Gaussians", flag="--no-cleanup")
     drop_floaters: bool = option(
         False, "also drop isolated selected Gaussians (small connected parts far from the object)"
     )
+
+    def __post_init__(self):
+        check_bounds(self)
+
+
+# A selection holding less than this share of the Gaussians whose most likely id is a chosen one
+# is suspicious (identities trained too briefly, threshold too high): make_selection warns.
+MIN_LABELLED_SHARE = 0.1
 
 
 def ids_at_pixel(id_map: np.ndarray, x: int, y: int, where: str = "") -> list[int]:
@@ -205,6 +220,7 @@ def make_selection(
     mask = cleanup_3d(g, start, seg, ids) if opts.cleanup else start
     labels, _ = seg.label(g)
     per_id = {str(i): int((mask & (labels == i)).sum()) for i in ids}
+    warn_if_sparse(mask, labels, ids, opts.threshold)
     return Selection(
         ids,
         mask,
@@ -217,6 +233,21 @@ def make_selection(
             "per_id_label": per_id,
         },
     )
+
+
+def warn_if_sparse(mask: np.ndarray, labels: np.ndarray, ids: list[int], threshold: float) -> None:
+    """Warn when ``mask`` [N] holds less than MIN_LABELLED_SHARE of the Gaussians whose most likely
+    id (``labels`` [N]) is one of ``ids``: the probabilities rarely pass ``threshold``."""
+    labelled = np.isin(labels, ids)
+    n_labelled = int(labelled.sum())
+    n_selected = int((mask & labelled).sum())
+    if n_labelled and n_selected < MIN_LABELLED_SHARE * n_labelled:
+        warnings.warn(
+            f"the selection holds only {n_selected} of the {n_labelled} Gaussians whose most likely id is "
+            f"{','.join(map(str, ids))} (threshold {threshold}); the identities look undertrained: "
+            "lower --threshold or train the identities longer",
+            stacklevel=2,
+        )
 
 
 def format_selection(info: dict) -> str:

@@ -320,16 +320,21 @@ def _ranked_ids(gmaps: dict, owner_g: np.ndarray, vdata: list, mlist: list, p: A
     return out_masks, owner, len(ranked)
 
 
-def associate_masks(views, gaussians, masks: dict, params: AssociateParams | None = None) -> AssociationResult:
+def associate_masks(
+    views, gaussians, masks: dict, params: AssociateParams | None = None, progress: bool = False
+) -> AssociationResult:
     """Associate per-view masks across views through the Gaussians (see the module docstring).
 
     views: objects with name, K [3,3], viewmat [4,4], width, height (and image [H,W,3] in [0,1] for the
     mean colors); gaussians: a ``Gaussians`` (raw parameters) or a tuple (means [N,3], unit quats [N,4],
     linear scales [N,3], opacities [N]); masks: {view name: [H,W] int ids (0 = no mask) or None}.
     Views whose mask is None or missing get no output. Returns an AssociationResult whose masks are
-    [H,W] int32 with ids 1..K shared across views (0 = no object / dropped).
+    [H,W] int32 with ids 1..K shared across views (0 = no object / dropped). ``progress``: a bar
+    over the views while their masks' Gaussian contributions are computed.
     """
     import time
+
+    from tqdm import tqdm
 
     p = (params or AssociateParams()).check()
     t0 = time.perf_counter()
@@ -340,7 +345,7 @@ def associate_masks(views, gaussians, masks: dict, params: AssociateParams | Non
     if len(set(names)) != len(names):
         raise InputError("associate: two views share a name; view names must be unique")
     vdata, mlist = [], []
-    for vi, v in enumerate(todo):
+    for vi, v in enumerate(tqdm(todo, desc="associate", unit="view", disable=not progress)):
         vdata.append(_view_data(v, np.asarray(masks[v.name]), tensors, p, mlist, vi))
     t_contrib = time.perf_counter() - t0
     prob = _Problem(vdata, mlist, n_gauss, p.gate)

@@ -55,6 +55,7 @@ def generate_masks(
     segmenter: Callable[[np.ndarray], np.ndarray] | None = None,
     cache_dir=None,
     progress: bool = True,
+    force: bool = False,
 ) -> dict:
     """Segment every view of dataset ``data`` and write ``out_dir/<view name>.png``.
 
@@ -62,6 +63,7 @@ def generate_masks(
     ``resolution``: as for ``load_scene``. Ids of each view are shuffled by a random permutation
     seeded with (``seed``, view name), so they carry no meaning across views. ``segmenter``: an
     already built callable (image -> labels) that replaces ``source`` (tests, other models).
+    An ``out_dir`` that already holds files (other than a ``.cache`` folder) is refused unless ``force``.
     Returns a summary dict: views, masks_mean, masks_max, seconds, out.
     """
     from tqdm import tqdm
@@ -76,6 +78,8 @@ def generate_masks(
     check_outside(out, data, "the masks")
     if out.exists() and not out.is_dir():
         raise InputError(f"{out}: exists and is not a folder; pick another --out")
+    if not force and out.is_dir() and any(e.name != ".cache" for e in out.iterdir()):
+        raise InputError(f"{out}: already holds files (masks of an earlier run?); pick another --out or pass --force")
     seg = segmenter if segmenter is not None else make_segmenter(source, sam=sam, classical=classical)
     scene = load_scene(
         data, resolution=resolution, eval=False, cache_dir=cache_dir, allow_empty_points=True, progress=progress

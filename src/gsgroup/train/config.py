@@ -10,7 +10,7 @@ from __future__ import annotations
 from dataclasses import asdict, dataclass, field, fields
 
 from ..errors import InputError
-from ..options import option
+from ..options import bounds, check_bounds, option
 from .densify import DensifyConfig
 
 
@@ -18,13 +18,13 @@ from .densify import DensifyConfig
 class IdentityConfig:
     """Identity encodings and their losses (segment.grouping.GroupingTrainer)."""
 
-    id_dim: int = option(16, "size of the identity encoding")
+    id_dim: int = option(16, "size of the identity encoding", min=1)
     lr_ids: float = 2.5e-3
     lambda_2d: float = 1.0
     lambda_3d: float = 2.0
-    l3d_every: int = 5
-    l3d_k: int = 5
-    l3d_m: int = 1000
+    l3d_every: int = field(default=5, metadata=bounds(min=1))
+    l3d_k: int = field(default=5, metadata=bounds(min=1))
+    l3d_m: int = field(default=1000, metadata=bounds(min=1))
     lr_classifier: float = 5e-4
     # False: identity losses train encodings and classifier only, so masks never distort the
     # geometry or color (the default). True: as the original, they also move the Gaussians.
@@ -32,14 +32,18 @@ class IdentityConfig:
         False, "let the identity losses move the Gaussians too, as the original (default: encodings only)"
     )
 
+    def __post_init__(self):
+        check_bounds(self)
+
 
 @dataclass
 class TrainConfig:
     """Every training setting. Learning rates are those of 3DGS (position lr scaled by the extent)."""
 
-    iterations: int = 7000
+    iterations: int = field(default=7000, metadata=bounds(min=1))
     sh_degree: int = option(3, "degree of the view-dependent color", choices=[0, 1, 2, 3])
-    sh_interval: int = 1000  # the active SH degree rises by one every this many iterations
+    # the active SH degree rises by one every this many iterations
+    sh_interval: int = field(default=1000, metadata=bounds(min=1))
     seed: int = option(0, "random seed")
     lr_means: float = 1.6e-4
     lr_means_final: float = 1.6e-6
@@ -55,19 +59,27 @@ class TrainConfig:
     )
     # A learned environment (train.environment) behind the Gaussians: sky and far backdrops are
     # held by it, not painted by floaters. SH degree of its color per direction; -1 = off.
-    env_sh_degree: int = 3
+    env_sh_degree: int = field(default=3, metadata=bounds(min=-1))
     lr_env: float = 0.01
     init: str = option(
         "auto",
         "initialise from SfM points, or randomly in the camera frustums (auto: points if any)",
         choices=["auto", "points", "random"],
     )
-    init_points: int = 20_000  # number of random points for random initialisation
+    init_points: int = field(
+        default=20_000, metadata=bounds(min=1)
+    )  # number of random points for random initialisation
     random_init_max_scale: float = 0.01  # cap on their initial scale, as a fraction of the scene extent
-    log_every: int = 50
-    eval_every: int = option(500, "log the test split's PSNR/SSIM to train_log.jsonl every N iterations (0 = never)")
+    log_every: int = field(default=50, metadata=bounds(min=1))
+    eval_every: int = option(
+        500, "log the test split's PSNR/SSIM to train_log.jsonl every N iterations (0 = never)", min=0
+    )
     identity: IdentityConfig = field(default_factory=IdentityConfig)
     densify: DensifyConfig = field(default_factory=DensifyConfig)
+
+    def __post_init__(self):
+        """InputError naming the field when a count is out of range (iterations 0, eval_every -1, ...)."""
+        check_bounds(self)
 
     @classmethod
     def for_length(

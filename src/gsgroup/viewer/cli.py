@@ -5,6 +5,7 @@ from __future__ import annotations
 import argparse
 
 from ..errors import InputError
+from ..options import bounded
 from .server import HOST, PORT
 
 
@@ -27,6 +28,6 @@ def add_view_command(subparsers) -> None:
         formatter_class=argparse.ArgumentDefaultsHelpFormatter,
     )
     p.add_argument("run", help="a segmented run folder (point_cloud.ply + classifier.pt or labels.npy)")
-    p.add_argument("--port", type=int, default=PORT, help="port to serve on")
+    p.add_argument("--port", type=bounded(int, min=0, max=65535), default=PORT, help="port to serve on")
     p.add_argument("--host", default=HOST, help="address to bind (only this one)")
     p.set_defaults(func=cmd_view)
