@@ -96,8 +96,9 @@ def test_associate_never_writes_into_data(scene, tmp_path, capsys):
     before = _files(scene)
     masks = tmp_path / "masks"
     masks.mkdir()
-    assert main(["associate", str(scene), "--masks", str(masks), "--model", str(tmp_path / "run")]) == 2
-    assert "--out is required" in capsys.readouterr().err
+    with pytest.raises(SystemExit) as e:  # argparse: --out is required
+        main(["associate", str(scene), "--masks", str(masks), "--model", str(tmp_path / "run")])
+    assert e.value.code == 2 and "--out" in capsys.readouterr().err
     out = scene / "object_mask"
     assert main(["associate", str(scene), "--masks", str(masks), "--model", "x", "--out", str(out)]) == 2
     assert "inside the dataset folder" in capsys.readouterr().err

@@ -9,9 +9,9 @@ from pathlib import Path
 
 from . import __version__
 from .errors import InputError
-from .options import add_options, bounded, cli_fields, flag_of, from_options, restrict
+from .options import add_options, bounded, cli_fields, flag_of, from_options
 from .pipeline import PipelineConfig
-from .run import DataConfig, RunConfig, parse_resolution
+from .run import DataConfig, RunConfig
 from .train.config import IdentityConfig, TrainConfig
 from .train.densify import DensifyConfig
 
@@ -41,32 +41,6 @@ gsgroup COMMAND -h shows a command's options.
 QUIET_HELP = "no progress bars"
 
 
-def _resolution(text: str) -> int:
-    """``--resolution``: 1, 2, 4, 8 (divisors of the image size) or a width in pixels (above 8)."""
-    value = parse_resolution(text)
-    if value not in (1, 2, 4, 8) and value < 9:
-        raise argparse.ArgumentTypeError(
-            f"'{text}': 1, 2, 4 and 8 divide the image size; a larger number is the width in pixels"
-        )
-    return value
-
-
-POSITIVE = bounded(int, min=1)
-NOT_NEGATIVE = bounded(int, min=0)
-PROBABILITY = bounded(float, min=0.0, max=1.0)
-# Options whose configs live in modules the CLI does not own: checked by dest.
-CHECKS = {
-    "resolution": _resolution,
-    "max_gaussians": POSITIVE,
-    "recon_iterations": POSITIVE,
-    "id_iterations": POSITIVE,
-    "points_per_side": POSITIVE,
-    "pred_iou_thresh": PROBABILITY,
-    "stability_score_thresh": PROBABILITY,
-    "min_mask_region_area": NOT_NEGATIVE,
-}
-
-
 # ---- train -----------------------------------------------------------------------------------
 def _masks_dir(args) -> str | None:
     """--masks, or DATA/object_mask when it exists (the original Gaussian Grouping layout)."""
@@ -75,7 +49,10 @@ def _masks_dir(args) -> str | None:
     if args.masks:
         return str(Path(args.masks).resolve())
     default = Path(args.data) / OBJECT_MASK_DIR
-    return str(default.resolve()) if default.is_dir() else None
+    if not default.is_dir():
+        return None
+    print(f"identities: training on the associated masks in {default} (pass --masks to choose others)")
+    return str(default.resolve())
 
 
 def run_config_from_args(args) -> RunConfig:
@@ -120,7 +97,7 @@ def _add_train(sub) -> None:
     p.add_argument("--out", required=True, help="run folder to write")
     p.add_argument(
         "--iterations",
-        type=POSITIVE,
+        type=bounded(int, min=1),
         default=None,
         help=f"training length (default {TrainConfig.iterations}; with --resume: the run's own length)",
     )
@@ -143,13 +120,12 @@ def _add_train(sub) -> None:
     p.add_argument("--force", action="store_true", help="overwrite an existing run in --out")
     p.add_argument(
         "--checkpoint-every",
-        type=NOT_NEGATIVE,
+        type=bounded(int, min=0),
         default=0,
         help="also save a checkpoint every N iterations (default 0: only at the end)",
     )
     p.add_argument("--plain", action="store_true", help="write point_cloud.ply without the obj_dc_* fields")
     p.add_argument("--quiet", action="store_true", help=QUIET_HELP)
-    restrict(p, CHECKS)
     p.set_defaults(func=cmd_train)
 
 
@@ -266,14 +242,17 @@ def _add_segment(sub) -> None:
     add_options(p, SamOptions)
     p.add_argument("--force", action="store_true", help="overwrite masks already in --out")
     p.add_argument("--quiet", action="store_true", help=QUIET_HELP)
-    restrict(p, CHECKS)
     p.set_defaults(func=cmd_masks)
 
     p = sub.add_parser("associate", help="give each object one id across all views, through a reconstruction")
     p.add_argument("data", help="the dataset the masks belong to")
     p.add_argument("--masks", required=True, help="per-view masks from `gsgroup masks` (ids unassociated)")
     p.add_argument("--model", required=True, help="a trained run of the same dataset")
-    p.add_argument("--out", default=None, help="output folder (default DATA/object_mask, only if it does not exist)")
+    p.add_argument(
+        "--out",
+        required=True,
+        help="output folder for the associated masks, outside DATA (train on them with --masks OUT)",
+    )
     p.add_argument("--force", action="store_true", help="overwrite masks already in the output folder")
     p.add_argument("--quiet", action="store_true", help=QUIET_HELP)
     p.set_defaults(func=cmd_associate)
@@ -322,14 +301,12 @@ def _add_pipeline(sub) -> None:
     add_options(p, DataConfig)
     add_options(p, PipelineConfig)
     p.add_argument("--quiet", action="store_true", help=QUIET_HELP)
-    restrict(p, CHECKS)
     p.set_defaults(func=cmd_run)
 
     p = sub.add_parser("demo", help="the whole pipeline on the built-in scene, with an HTML report")
     p.add_argument("--out", default="demo_out", help="folder for the scene, the run and report.html (default demo_out)")
     add_options(p, PipelineConfig, skip=("masks", "object_masks", "gt"))
     p.add_argument("--quiet", action="store_true", help=QUIET_HELP)
-    restrict(p, CHECKS)
     p.set_defaults(func=cmd_demo)
 
 

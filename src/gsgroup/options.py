@@ -78,14 +78,6 @@ def check_bounds(config) -> None:
             raise InputError(f"{f.name} {value}: {problem}", f.name)
 
 
-def restrict(parser: argparse.ArgumentParser, checks: dict) -> None:
-    """Give the options of ``parser`` named (by dest) in ``checks`` a checked type: each value is
-    an argparse type (e.g. ``bounded(int, min=1)``), for options whose config lives elsewhere."""
-    for action in parser._actions:
-        if action.dest in checks:
-            action.type = checks[action.dest]
-
-
 def option(
     default: Any,
     help: str,

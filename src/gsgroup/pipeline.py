@@ -24,7 +24,7 @@ import torch
 
 from .errors import InputError
 from .fileio import write_json
-from .options import option
+from .options import check_bounds, option
 from .run import DataConfig, Run, RunConfig
 from .segment.sam import SAM_CHECKPOINT_URLS, SamOptions
 from .train.trainer import mean_scores, render_view, score_views, view_tensors
@@ -294,7 +294,7 @@ def associate_run(
     if Path(run.config.data.path).resolve() != Path(data).resolve():
         print(f"note: {run.path} was trained on {run.config.data.path}, not {data}; using its views and poses")
     views = run.views("all")
-    result = associate_masks(views, run.gaussians, load_masks(masks_dir, views))
+    result = associate_masks(views, run.gaussians, load_masks(masks_dir, views), progress=progress)
     write_association(result, out)
     return result.stats
 
@@ -362,11 +362,14 @@ class PipelineConfig:
     masks_source: str = option("classical", "2D mask source", choices=["classical", "sam"])
     sam_checkpoint: str | None = option(None, "SAM weights (.pth) for --masks-source sam")
     sam_model: str = option(SamOptions.model_type, "SAM backbone", choices=list(SAM_CHECKPOINT_URLS))
-    recon_iterations: int = option(3000, "RGB-only reconstruction length")
-    id_iterations: int = option(2000, "identity training length, continued from it")
+    recon_iterations: int = option(3000, "RGB-only reconstruction length", min=1)
+    id_iterations: int = option(2000, "identity training length, continued from it", min=1)
     seed: int = option(0, "random seed")
     force: bool = option(False, "redo every stage")
     progress: bool = True
+
+    def __post_init__(self):
+        check_bounds(self)
 
 
 STAGE_FILE = "stage.json"  # beside each pipeline stage's output: the settings that produced it

@@ -52,13 +52,15 @@ from .train.environment import Environment
 
 
 def parse_resolution(text: str) -> int:
-    """``--resolution``: a positive integer (1/2/4/8 divide the image size, larger sets the width)."""
+    """``--resolution``: 1, 2, 4, 8 (divisors of the image size) or a width in pixels (above 8)."""
     try:
         value = int(text)
     except ValueError:
         value = 0
-    if value < 1:
-        raise argparse.ArgumentTypeError(f"'{text}': use 1, 2, 4, 8 (divisors) or a width in pixels")
+    if value < 1 or (value not in (1, 2, 4, 8) and value < 9):
+        raise argparse.ArgumentTypeError(
+            f"'{text}': 1, 2, 4 and 8 divide the image size; a larger number is the width in pixels"
+        )
     return value
 
 
@@ -74,6 +76,13 @@ class DataConfig:
     )
     eval: bool = option(False, "hold out every 8th image (by name) as the test split")
     masks: str | None = None  # associated object masks the identities were trained on
+
+    def __post_init__(self):
+        if self.resolution is not None:
+            try:
+                parse_resolution(str(self.resolution))
+            except argparse.ArgumentTypeError as e:
+                raise InputError(f"resolution {e}", "resolution") from None
 
 
 @dataclass

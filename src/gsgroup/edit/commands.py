@@ -17,7 +17,7 @@ import argparse
 
 from .. import edit
 from ..errors import InputError
-from ..options import add_options, bounded, from_options, restrict
+from ..options import add_options, bounded, from_options
 from ..run import Run
 from .inpainting import InpaintOptions
 from .ops import SH_DAMP
@@ -228,7 +228,6 @@ def add_edit_commands(subparsers) -> None:
     _transform_options(p)
     p = common("inpaint", "remove the selection and fill the hole (2D inpainting + fine-tuned new Gaussians)")
     add_options(p, InpaintOptions)
-    restrict(p, {"iterations": bounded(int, min=0), "dilate": bounded(int, min=0)})
 
     p = ops.add_parser("export", help="write the selected objects as an Inria 3DGS PLY")
     p.add_argument("run", help="a segmented run folder (classifier.pt or labels.npy)")

@@ -28,7 +28,7 @@ from scipy.spatial import cKDTree
 from ..errors import InputError
 from ..model import Gaussians
 from ..model.sh import rgb_to_sh
-from ..options import option
+from ..options import check_bounds, option
 from ..run import Run
 from ..segment.idmaps import render_ids
 from ..segment.segmentation import Segmentation
@@ -45,8 +45,8 @@ class InpaintOptions:
 
     inpainter: str = option("opencv", "2D inpainter: OpenCV Telea or a LaMa checkpoint", choices=["opencv", "lama"])
     lama_checkpoint: str | None = option(None, "big-lama generator weights (see gsgroup.edit.lama)")
-    iterations: int = option(300, "fine-tuning steps of the new Gaussians")
-    dilate: int | None = option(None, "hole dilation in pixels (default 2%% of the width)", type=int)
+    iterations: int = option(300, "fine-tuning steps of the new Gaussians", min=0)
+    dilate: int | None = option(None, "hole dilation in pixels (default 2%% of the width)", min=0)
     radius: int = 5
     stride: int = 2
     max_seeds: int = 30000
@@ -57,6 +57,9 @@ class InpaintOptions:
     lr_opacity: float = 0.05
     lr_scales: float = 0.005
     lr_quats: float = 0.001
+
+    def __post_init__(self):
+        check_bounds(self)
 
 
 def dilation_px(width: int, dilate: int | None) -> int:

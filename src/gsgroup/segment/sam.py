@@ -51,7 +51,7 @@ from pathlib import Path
 import numpy as np
 
 from gsgroup.errors import InputError
-from gsgroup.options import option
+from gsgroup.options import check_bounds, option
 
 log = logging.getLogger(__name__)
 
@@ -70,12 +70,17 @@ class SamOptions:
 
     checkpoint: str | os.PathLike | None = option(None, "SAM weights (.pth) for --source sam", flag="--sam-checkpoint")
     model_type: str = option("vit_h", "SAM backbone", flag="--sam-model", choices=list(SAM_CHECKPOINT_URLS))
-    points_per_side: int = option(32, "SAM point grid per side", flag="--sam-points-per-side")
-    pred_iou_thresh: float = option(0.7, "SAM predicted-IoU threshold", flag="--sam-pred-iou-thresh")
-    stability_score_thresh: float = option(0.95, "SAM stability threshold", flag="--sam-stability-thresh")
-    min_mask_region_area: int = option(0, "minimum mask region area in pixels", flag="--sam-min-area")
+    points_per_side: int = option(32, "SAM point grid per side", flag="--sam-points-per-side", min=1)
+    pred_iou_thresh: float = option(0.7, "SAM predicted-IoU threshold", flag="--sam-pred-iou-thresh", min=0.0, max=1.0)
+    stability_score_thresh: float = option(
+        0.95, "SAM stability threshold", flag="--sam-stability-thresh", min=0.0, max=1.0
+    )
+    min_mask_region_area: int = option(0, "minimum mask region area in pixels", flag="--sam-min-area", min=0)
     points_per_batch: int = 64
     device: str = "cpu"
+
+    def __post_init__(self):
+        check_bounds(self)
 
 
 # ----------------------------------------------------------------------------- torchvision stand-in

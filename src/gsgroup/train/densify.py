@@ -13,7 +13,7 @@ import torch
 from torch import nn
 
 from ..geometry import quat_to_rotmat
-from ..options import option
+from ..options import check_bounds, option
 
 REFERENCE_ITERATIONS = 30_000  # the 3DGS schedule below is defined for this many iterations
 
@@ -30,12 +30,15 @@ class DensifyConfig:
     densify_until: int = 15_000
     densify_every: int = 100
     reset_every: int = 3_000
-    max_gaussians: int | None = option(None, "cap on the number of Gaussians")
+    max_gaussians: int | None = option(None, "cap on the number of Gaussians", min=1)
     # Gaussians whose blending weight alpha*T summed over all training views (in pixels) is below
     # this are pruned when densification ends and when training ends (only in runs that densify):
     # no training view constrains them, so they can float anywhere and veil novel views
     # (LightGaussian's global significance, used here as a floater filter).
     prune_unseen_weight: float = 1.0
+
+    def __post_init__(self):
+        check_bounds(self)
 
     def scaled(self, iterations: int) -> DensifyConfig:
         """The same schedule stretched to ``iterations``.
