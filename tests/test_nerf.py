@@ -2,6 +2,7 @@
 
 import json
 import math
+import os
 import warnings
 from pathlib import Path
 
@@ -15,7 +16,7 @@ from gsgroup.data.nerf import opengl_c2w_to_opencv_w2c, parse_transforms, read_p
 from gsgroup.errors import InputError
 from gsgroup.geometry import camera_center
 
-FOX = Path("/work/shared/data/fox")
+FOX = Path(__file__).resolve().parents[2] / "shared" / "data" / "fox"
 
 
 def write_png(path, rgb_or_rgba_uint8):
@@ -133,6 +134,17 @@ def test_missing_extension_and_missing_frames_warning(tmp_path):
     assert [v.name for v in scene.train] == ["r_0", "r_1", "r_2", "r_5"]
     assert scene.train[1].image_path.name == "r_1.jpg" and scene.train[3].image_path.name == "r_5.JPG"
     assert scene.source == "nerf" and scene.points is None and scene.test == []
+    # the same dataset loaded again, by a relative path, warns with the same (absolute) text: Python
+    # shows it once per process, not once per load as in `gsgroup run`'s three stages
+    cwd = os.getcwd()
+    try:
+        os.chdir(tmp_path.parent)
+        with warnings.catch_warnings(record=True) as w2:
+            warnings.simplefilter("always")
+            load_scene(tmp_path.name, progress=False, cache_dir=tmp_path.parent / "cache")
+    finally:
+        os.chdir(cwd)
+    assert [str(x.message) for x in w2] == msgs
 
 
 def test_rgba_composited_on_background(tmp_path):

@@ -222,7 +222,9 @@ def parse_transforms(path: Path, split: str | None, root: Path | None = None) ->
         frames.append(Frame(img, K, calib_size, dist, viewmat, key, split, path))
     if missing:
         warnings.warn(
-            f"skipped {missing} of {len(meta['frames'])} frames in {path}: image file not found", stacklevel=2
+            # one absolute path, so Python's warning registry shows it once per process however often it loads
+            f"skipped {missing} of {len(meta['frames'])} frames in {Path(path).resolve()}: image file not found",
+            stacklevel=2,
         )
     return frames, missing
 
