@@ -35,7 +35,7 @@ from gsgroup.run import Run  # noqa: E402
 
 def build(work: Path) -> tuple[Path, Path]:
     from gsgroup.data.synthetic import make_scene
-    from gsgroup.pipeline import PipelineConfig, run_pipeline
+    from gsgroup.workflow import PipelineConfig, run_pipeline
 
     scene, run = work / "scene200", work / "run200"
     if not (scene / "scene.json").exists():

@@ -11,10 +11,11 @@ from gsgroup.cli import main
 from gsgroup.data.synthetic import make_scene
 from gsgroup.edit import api as edit_api
 from gsgroup.errors import InputError
-from gsgroup.pipeline import STAGE_FILE, PipelineConfig, run_pipeline, train_run
+from gsgroup.pipeline import train_run
 from gsgroup.run import DataConfig, Run, RunConfig
 from gsgroup.segment.segmentation import Segmentation
 from gsgroup.train.config import TrainConfig
+from gsgroup.workflow import STAGE_FILE, PipelineConfig, run_pipeline
 
 
 def _files(root):

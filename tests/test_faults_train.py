@@ -15,7 +15,7 @@ from gsgroup.cli import main
 from gsgroup.data.synthetic import make_scene
 from gsgroup.errors import InputError
 from gsgroup.run import Run
-from gsgroup.train.trainer import read_checkpoint
+from gsgroup.train.checkpoint import read_checkpoint
 
 ITERATIONS = 150  # long enough to signal after the first log line (step 50), short enough to run twice
 

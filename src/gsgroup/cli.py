@@ -10,10 +10,10 @@ from pathlib import Path
 from . import __version__
 from .errors import InputError
 from .options import add_options, bounded, cli_fields, flag_of, from_options
-from .pipeline import PipelineConfig
 from .run import DataConfig, RunConfig
 from .train.config import IdentityConfig, TrainConfig
 from .train.densify import DensifyConfig
+from .workflow import PipelineConfig
 
 DESCRIPTION = """\
 gsgroup reconstructs a scene (COLMAP or NeRF capture) as 3D Gaussian splats on the CPU, groups the
@@ -279,7 +279,7 @@ def pipeline_config_from_args(args, **overrides) -> PipelineConfig:
 
 
 def cmd_run(args) -> int:
-    from .pipeline import run_pipeline
+    from .workflow import run_pipeline
 
     cfg = pipeline_config_from_args(args, data=args.data, out=args.out, resolution=args.resolution, eval=args.eval)
     summary = run_pipeline(cfg)

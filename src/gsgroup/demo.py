@@ -12,10 +12,10 @@ from . import edit
 from .data.masks import read_mask
 from .data.synthetic import make_scene
 from .fileio import write_image
-from .pipeline import PipelineConfig, run_pipeline
 from .report import write_report
 from .run import Run
 from .segment.idmaps import palette
+from .workflow import PipelineConfig, run_pipeline
 
 
 def run_demo(out: str | Path, cfg: PipelineConfig | None = None) -> Path:
