@@ -149,14 +149,12 @@ def train_run(
     cache = Path(cache_dir) if cache_dir is not None else Path(out, Run.CACHE)
     existed = Path(out).exists()
     with _no_debris(out, cache):  # validate the data, masks and initial state before writing anything
-        probe = Run(out, config)
-        probe.cache_dir = cache
+        probe = Run(out, config, cache_dir=cache)
         scene = probe.load_scene(progress, allow_empty_points=cfg.init != "points")
         trainer = _trainer(probe, scene, g)
         if init_ckpt is not None:
             trainer.load_checkpoint(init_ckpt, weights_only=True)
-    run = Run.create(out, config, force=force).preload(scene=scene)
-    run.cache_dir = cache
+    run = Run.create(out, config, force=force, cache_dir=cache).preload(scene=scene)
     try:
         return _fit(run, trainer, progress, checkpoint_every, plain)
     except BaseException:

@@ -134,18 +134,25 @@ class Run:
     EDIT = "edit.json"
     CACHE = "cache"
 
-    def __init__(self, path: str | os.PathLike | None, config: RunConfig, source: Run | None = None):
+    def __init__(
+        self,
+        path: str | os.PathLike | None,
+        config: RunConfig,
+        source: Run | None = None,
+        cache_dir: str | os.PathLike | None = None,
+    ):
         self.path = None if path is None else Path(path)
         self.config = config
         self.source = source  # the run an in-memory run was derived from (shares its scene)
         self.edit: dict | None = None  # what made a derived run (edit.json)
         self.images: dict[str, np.ndarray] = {}  # pictures of an edit, written by save(): {relative path: image}
-        self.cache_dir: Path | None = None  # where load_scene keeps undistorted images (default: path/cache)
+        # where load_scene keeps undistorted images (default: path/cache)
+        self.cache_dir: Path | None = None if cache_dir is None else Path(cache_dir)
 
     # ---- opening -------------------------------------------------------------------------------
     @classmethod
-    def open(cls, path: str | os.PathLike) -> Run:
-        """The run folder at ``path``; InputError when it is not one."""
+    def open(cls, path: str | os.PathLike, cache_dir: str | os.PathLike | None = None) -> Run:
+        """The run folder at ``path``; InputError when it is not one. ``cache_dir``: see ``load_scene``."""
         path = Path(path)
         if not path.is_dir():
             raise InputError(f"{path}: not found or not a folder; give a run folder written by `gsgroup train`")
@@ -156,7 +163,7 @@ class Run:
             d = json.loads(cfg.read_text())
         except json.JSONDecodeError as e:
             raise InputError(f"{cfg}: corrupt JSON ({e}); retrain or restore the file") from None
-        return cls(path, RunConfig.from_dict(d, cfg))
+        return cls(path, RunConfig.from_dict(d, cfg), cache_dir=cache_dir)
 
     @classmethod
     def check_new(cls, path: str | os.PathLike, force: bool = False) -> None:
@@ -168,7 +175,9 @@ class Run:
             raise InputError(f"{path}: already holds a run; resume it or force a new one (--resume / --force)")
 
     @classmethod
-    def create(cls, path: str | os.PathLike, config: RunConfig, force: bool = False) -> Run:
+    def create(
+        cls, path: str | os.PathLike, config: RunConfig, force: bool = False, cache_dir: str | os.PathLike | None = None
+    ) -> Run:
         """Start a new run in ``path``: refuses a folder holding a run unless ``force`` (then its
         outputs are replaced, and its train log and checkpoint removed); writes config.json."""
         path = Path(path)
@@ -176,7 +185,7 @@ class Run:
         if (path / cls.CONFIG).exists() or (path / cls.CHECKPOINT).exists():
             for name in (cls.TRAIN_LOG, cls.CHECKPOINT, cls.CLASSIFIER, cls.LABELS, cls.OBJECTS, cls.ENVIRONMENT):
                 (path / name).unlink(missing_ok=True)
-        run = cls(path, config)
+        run = cls(path, config, cache_dir=cache_dir)
         run.write_config()
         return run
 

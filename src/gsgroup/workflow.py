@@ -121,9 +121,7 @@ def _run_stages(cfg, data: Path, out: Path, given, raw: Path, masks_done, recon_
         _record_stage(recon, recon_key)
 
     if given is None and _stage(3, "association", assoc_done, associated):
-        recon_run = Run.open(recon)
-        recon_run.cache_dir = cache
-        stats = associate_run(data, raw, recon_run, associated, progress=cfg.progress)
+        stats = associate_run(data, raw, Run.open(recon, cache_dir=cache), associated, progress=cfg.progress)
         _record_stage(associated, assoc_key)
         print(
             f"      {stats['objects']} objects from {stats['kept']} of {stats['masks']} masks in {stats['seconds']} s"

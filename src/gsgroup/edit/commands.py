@@ -1,13 +1,6 @@
 """``gsgroup edit ...``: the command-line client of ``gsgroup.edit``; each edit writes a new run folder.
 
-    gsgroup edit remove    RUN --out RUN2 (--objects 3,5 | --pick STEM:X,Y | --mask-view STEM --mask PNG)
-    gsgroup edit recolor   RUN --out RUN2 --objects 3 --color "#3366ff"
-    gsgroup edit transform RUN --out RUN2 --objects 3 --translate 0.5,0,0 --rotate-deg 0,0,90 --scale 1.2
-    gsgroup edit duplicate RUN --out RUN2 --objects 3 --translate 1,0,0
-    gsgroup edit compose   RUN --out RUN2 --from RUN_B --objects 2 --translate 0,1,0
-    gsgroup edit inpaint   RUN --out RUN2 --objects 3 [--inpainter opencv|lama --lama-checkpoint PATH]
-    gsgroup edit export    RUN --objects 3 --out obj.ply [--plain] | --split-all DIR
-
+Usage and examples: ``DESCRIPTION`` below (what ``gsgroup edit --help`` shows).
 ``add_edit_commands(subparsers)`` registers the ``edit`` command on the top-level subparsers.
 """
 
