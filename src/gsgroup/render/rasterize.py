@@ -278,6 +278,7 @@ def rasterize(
     far=1e10,
     eps2d=0.3,
     geometry_grad_channels=None,
+    backend="auto",
 ) -> RasterOutput:
     """Render N Gaussians with D-channel features into one view; differentiable.
 
@@ -289,7 +290,16 @@ def rasterize(
     rendered beside the color) get gradients for their features only. None = all channels.
     Returns RasterOutput(image [H,W,D], alpha [H,W,1], depth [H,W,1], radii [N] int32,
     means2d [N,2]); see its docstring. Raises ValueError (InputError) naming a bad argument.
+    ``backend``: "cpu" (these Numba kernels), "gsplat" (CUDA tensors, ``gsplat_backend``) or "auto"
+    (gsplat for CUDA tensors, else the CPU).
     """
+    if backend != "cpu" and _use_gsplat(backend, means):
+        from .gsplat_backend import rasterize_gsplat
+
+        return rasterize_gsplat(
+            means, quats, scales, opacities, features, viewmat, K, width, height,
+            background, near, far, eps2d, geometry_grad_channels,
+        )  # fmt: skip
     width, height, near, far, eps2d = _check_camera(
         means, quats, scales, opacities, viewmat, K, width, height, near, far, eps2d
     )
@@ -319,6 +329,15 @@ def rasterize(
         means, quats, scales, opacities, features, background, means2d, frame, int(geometry_grad_channels)
     )
     return RasterOutput(image, alpha, depth, torch.from_numpy(frame.radii), means2d)
+
+
+def _use_gsplat(backend, means) -> bool:
+    """backend "gsplat", or "auto" with a tensor off the CPU."""
+    if backend == "gsplat":
+        return True
+    if backend != "auto":
+        raise InputError(f"rasterize: argument 'backend' must be 'auto', 'cpu' or 'gsplat', got {backend!r}")
+    return isinstance(means, torch.Tensor) and means.device.type == "cuda"
 
 
 # ----------------------------------------------------------------------------- forward-only helpers
