@@ -312,6 +312,7 @@ def _add_pipeline(sub) -> None:
 
 # ---- parser ----------------------------------------------------------------------------------
 def build_parser() -> argparse.ArgumentParser:
+    from .data.poses_cli import add_poses_command
     from .edit.commands import add_edit_commands
     from .viewer.cli import add_view_command
 
@@ -326,6 +327,7 @@ def build_parser() -> argparse.ArgumentParser:
     _add_pipeline(sub)
     add_edit_commands(sub)
     add_view_command(sub)
+    add_poses_command(sub)
     return parser
 
 
