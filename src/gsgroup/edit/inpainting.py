@@ -34,6 +34,7 @@ from ..segment.idmaps import render_ids
 from ..segment.segmentation import Segmentation
 from ..train.environment import Environment
 from ..train.trainer import render_view, view_tensors
+from .fitting import fit_gaussians
 from .ops import concat, remove
 from .select import Selection, selection_info
 
@@ -43,7 +44,13 @@ class InpaintOptions:
     """inpainter 'opencv' | 'lama'; dilate: hole dilation in px (None = 2% of the width, >= 2);
     radius: Telea radius; stride: seed every stride-th hole pixel; max_seeds caps the new Gaussians."""
 
-    inpainter: str = option("opencv", "2D inpainter: OpenCV Telea or a LaMa checkpoint", choices=["opencv", "lama"])
+    inpainter: str = option(
+        "opencv", "2D inpainter: OpenCV Telea, OpenCV Navier-Stokes or a LaMa checkpoint", choices=["opencv", "ns", "lama"]
+    )
+    scene_fill: bool = option(
+        True, "fill only what no view saw, remove the shadow, refine the neighbours (edit/fill.py)", flag="--no-scene-fill"
+    )
+    shadows: bool = option(True, "with the scene fill, also repaint the object's shadow", flag="--no-shadows")
     lama_checkpoint: str | None = option(None, "big-lama generator weights (see gsgroup.edit.lama)")
     iterations: int = option(300, "fine-tuning steps of the new Gaussians", min=0)
     dilate: int | None = option(None, "hole dilation in pixels (default 2%% of the width)", min=0)
@@ -79,10 +86,11 @@ def hole_mask(id_map: np.ndarray, ids: list[int], px: int) -> np.ndarray:
     return dilate_mask(np.isin(id_map, ids), px)
 
 
-def opencv_inpaint(image: np.ndarray, hole: np.ndarray, radius: int = 5) -> np.ndarray:
-    """Telea inpainting. image [H,W,3] float in [0,1], hole [H,W] bool -> [H,W,3] float32."""
+def opencv_inpaint(image: np.ndarray, hole: np.ndarray, radius: int = 5, method: str = "telea") -> np.ndarray:
+    """Telea (or "ns": Navier-Stokes) inpainting. image [H,W,3] float in [0,1], hole [H,W] bool -> [H,W,3] float32."""
     u8 = (np.clip(image, 0, 1) * 255 + 0.5).astype(np.uint8)
-    out = cv2.inpaint(u8, hole.astype(np.uint8) * 255, radius, cv2.INPAINT_TELEA)
+    flag = cv2.INPAINT_NS if method == "ns" else cv2.INPAINT_TELEA
+    out = cv2.inpaint(u8, hole.astype(np.uint8) * 255, radius, flag)
     res = out.astype(np.float32) / 255.0
     return np.where(hole[..., None], res, image).astype(np.float32)
 
@@ -91,13 +99,15 @@ def make_inpainter(opts: InpaintOptions):
     """A function (image [H,W,3] float, hole [H,W] bool) -> inpainted [H,W,3] float32."""
     if opts.inpainter == "opencv":
         return lambda img, hole: opencv_inpaint(img, hole, opts.radius)
+    if opts.inpainter == "ns":
+        return lambda img, hole: opencv_inpaint(img, hole, opts.radius, "ns")
     if opts.inpainter == "lama":
         from .lama import LamaInpainter
 
         if not opts.lama_checkpoint:
             raise InputError("inpainter lama needs a lama_checkpoint (big-lama generator weights)", "inpainter")
         return LamaInpainter.from_checkpoint(opts.lama_checkpoint)
-    raise InputError(f"inpainter {opts.inpainter}: use opencv or lama", "inpainter")
+    raise InputError(f"inpainter {opts.inpainter}: use opencv, ns or lama", "inpainter")
 
 
 def fill_depth(depth: np.ndarray, valid: np.ndarray, hole: np.ndarray, ring_px: int) -> np.ndarray | None:
@@ -251,15 +261,8 @@ def finetune(
     progress: bool = False,
 ) -> Gaussians:
     """Adam over the new Gaussians only (means, quats, log-scales, opacity logits, DC color): L1 of the
-    full render to each view's target (inpainted in the hole, pre-edit render outside). The fixed
-    Gaussians' view-dependent colors are evaluated once per view."""
-    from tqdm import tqdm
-
-    from ..model.sh import eval_sh
-    from ..render import rasterize
-
-    names = ("means", "quats", "scales", "opacities", "sh0")
-    params = {k: torch.nn.Parameter(getattr(new, k).clone()) for k in names}
+    full render to each view's target (inpainted in the hole, pre-edit render outside); see
+    ``fitting.fit_gaussians``."""
     lrs = {
         "means": opts.lr_means * extent,
         "quats": opts.lr_quats,
@@ -267,49 +270,8 @@ def finetune(
         "opacities": opts.lr_opacity,
         "sh0": opts.lr_sh0,
     }
-    optim = torch.optim.Adam([{"params": [params[k]], "lr": lrs[k]} for k in names], eps=1e-15)
-    f_means, f_quats = fixed.means.detach(), fixed.quats.detach()
-    f_scales, f_opac = torch.exp(fixed.scales.detach()), torch.sigmoid(fixed.opacities.detach())
-    targets = [torch.from_numpy(h.target) for h in holes]
-    vts = [view_tensors(h.view) for h in holes]
-    colors: dict[int, torch.Tensor] = {}
-    env = background if isinstance(background, Environment) else None
-    env_images: dict[int, torch.Tensor] = {}
-    rng = np.random.default_rng(opts.seed)
-    order: list[int] = []
-    for _ in tqdm(range(opts.iterations), desc="fine-tune", disable=not progress):
-        if not order:
-            order = rng.permutation(len(holes)).tolist()
-        i = order.pop()
-        vt = vts[i]
-        if i not in colors:
-            with torch.no_grad():
-                dirs = torch.nn.functional.normalize(f_means - vt.campos, dim=-1)
-                colors[i] = eval_sh(fixed.sh_degree, fixed.sh_coeffs(), dirs)
-                if env is not None:
-                    env_images[i] = env.view_image(vt.viewmat, vt.K, vt.width, vt.height)
-        new_rgb = torch.clamp_min(params["sh0"][:, 0] * 0.28209479177387814 + 0.5, 0.0)
-        out = rasterize(
-            torch.cat([f_means, params["means"]]),
-            torch.cat([f_quats, params["quats"]]),
-            torch.cat([f_scales, torch.exp(params["scales"])]),
-            torch.cat([f_opac, torch.sigmoid(params["opacities"])]),
-            torch.cat([colors[i], new_rgb]),
-            vt.viewmat,
-            vt.K,
-            vt.width,
-            vt.height,
-            background=None if env else background,
-        )
-        image = out.image if env is None else out.image + (1.0 - out.alpha) * env_images[i]
-        loss = (image - targets[i]).abs().mean()
-        optim.zero_grad(set_to_none=True)
-        loss.backward()
-        optim.step()
-    out_g = new.detach()
-    for k in names:
-        setattr(out_g, k, params[k].detach().clone())
-    return out_g
+    views, targets = [h.view for h in holes], [h.target for h in holes]
+    return fit_gaussians(fixed, new, views, targets, background, lrs, opts.iterations, opts.seed, progress=progress)
 
 
 def psnr_in(a: np.ndarray, b: np.ndarray, mask: np.ndarray) -> float:
@@ -340,6 +302,10 @@ def inpaint(run: Run, sel: Selection, opts: InpaintOptions | None = None, progre
     """Remove ``sel`` from ``run`` and fill the hole. Returns the edited run; its edit info holds
     "consistency" (see module docstring) and its pictures the inpainted targets and holes of 3 views."""
     opts = opts or InpaintOptions()
+    if opts.scene_fill:
+        from .fill import inpaint_scene
+
+        return inpaint_scene(run, sel, opts, progress)
     g0, seg0 = run.gaussians, run.require_segmentation()
     g1, seg1 = remove(g0, seg0, sel.mask)
     views = run.views("train")
