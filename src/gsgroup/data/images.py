@@ -158,6 +158,43 @@ def raw_to_float(img: np.ndarray) -> np.ndarray:
     return out[:, :, [2, 1, 0, 3]].copy()
 
 
+def raw_to_pixels(img: np.ndarray) -> np.ndarray:
+    """Decoded image (BGR(A) or gray) -> [H,W,3|4] RGB(A) of its own type, for holding in memory:
+    uint8 and uint16 stay as they are (a quarter or half of float32), other types become float32
+    clipped to [0,1]. ``pixels_to_float(raw_to_pixels(img), bg)`` equals ``composite(raw_to_float(img), bg)``
+    bit for bit."""
+    if img.dtype not in (np.uint8, np.uint16):
+        img = np.clip(img.astype(np.float32), 0.0, 1.0)
+    if img.ndim == 2:
+        img = img[:, :, None]
+    c = img.shape[2]
+    if c == 1:
+        return np.ascontiguousarray(np.repeat(img, 3, axis=2))
+    if c == 2:  # gray + alpha
+        return np.ascontiguousarray(np.concatenate([np.repeat(img[:, :, :1], 3, axis=2), img[:, :, 1:]], axis=2))
+    return np.ascontiguousarray(img[:, :, [2, 1, 0]] if c == 3 else img[:, :, [2, 1, 0, 3]])
+
+
+PIXEL_SCALE = {np.dtype(np.uint8): 255.0, np.dtype(np.uint16): 65535.0}
+
+
+def pixels_to_float(pixels: np.ndarray, background=(0.0, 0.0, 0.0)) -> np.ndarray:
+    """[H,W,3|4] RGB(A) pixels (uint8, uint16 or float) -> float32 [H,W,3] in [0,1], RGBA composited
+    over ``background`` (the per-step conversion of the images held in memory)."""
+    scale = PIXEL_SCALE.get(pixels.dtype)
+    out = pixels.astype(np.float32) / scale if scale else pixels.astype(np.float32, copy=False)
+    return composite(out, background)
+
+
+def quantize(image: np.ndarray, dtype) -> np.ndarray:
+    """float [H,W,C] in [0,1] -> the nearest uint8 / uint16 values (float32 for other types), for holding
+    a resized image in memory; off by at most half a step (1/510 for uint8)."""
+    scale = PIXEL_SCALE.get(np.dtype(dtype))
+    if scale is None:
+        return np.ascontiguousarray(image, np.float32)
+    return np.ascontiguousarray(np.rint(np.clip(image, 0.0, 1.0) * scale).astype(dtype))
+
+
 def composite(image: np.ndarray, background=(0.0, 0.0, 0.0)) -> np.ndarray:
     """[H,W,3|4] float RGB(A) -> [H,W,3] float32 RGB, alpha blended over the ``background`` color."""
     if image.shape[2] == 3:

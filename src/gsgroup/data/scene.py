@@ -43,7 +43,10 @@ class View:
     """One camera with its image at training resolution.
 
     ``K`` [3,3] float32 pinhole intrinsics at (width, height); ``viewmat`` [4,4] float32 world-to-camera
-    (OpenCV axes: x right, y down, z forward); ``image`` [H,W,3] float32 in [0,1], alpha already composited.
+    (OpenCV axes: x right, y down, z forward). The image is held as ``pixels`` [H,W,3|4] RGB(A) in the
+    file's own type (uint8 or uint16; float32 for others) and ``image`` converts it on each access to
+    float32 [H,W,3] in [0,1], RGBA composited over ``background``: 300 photos at 1600x1066 take 1.5 GB
+    instead of 6. Resized images are composited and resized in float, then rounded to the type.
     """
 
     name: str
@@ -52,7 +55,13 @@ class View:
     viewmat: np.ndarray
     width: int
     height: int
-    image: np.ndarray
+    pixels: np.ndarray
+    background: tuple = (0.0, 0.0, 0.0)
+
+    @property
+    def image(self) -> np.ndarray:
+        """float32 [H,W,3] in [0,1] (a new array each time)."""
+        return imgs.pixels_to_float(self.pixels, self.background)
 
 
 @dataclass
@@ -154,19 +163,14 @@ def _load_view(frame: Frame, name: str, resolution, background, cache_dir: Path)
     if (w0, h0) != src_size:  # header and decoded size disagree: trust the pixels
         imgs.check_calibration_size(frame, (w0, h0))
         K = imgs.scale_intrinsics(K, src_size, (w0, h0))
-    image = imgs.composite(imgs.raw_to_float(raw), background)
     w, h = imgs.target_size(w0, h0, resolution)
-    image = imgs.resize(image, (w, h))
+    if (w, h) == (w0, h0):  # held as decoded, composited per access: the same floats as before
+        pixels = imgs.raw_to_pixels(raw)
+    else:
+        image = imgs.resize(imgs.composite(imgs.raw_to_float(raw), background), (w, h))
+        pixels = imgs.quantize(image, raw.dtype)
     K = imgs.scale_intrinsics(K, (w0, h0), (w, h))
-    return View(
-        name,
-        Path(path),
-        K.astype(np.float32),
-        frame.viewmat.astype(np.float32),
-        w,
-        h,
-        np.ascontiguousarray(image, np.float32),
-    )
+    return View(name, Path(path), K.astype(np.float32), frame.viewmat.astype(np.float32), w, h, pixels, background)
 
 
 def load_views(

@@ -19,6 +19,16 @@ from ..train.trainer import Trainer
 from .identity import IdentityClassifier, NeighbourIndex, loss_2d, loss_3d, num_classes_for
 
 
+def compact_mask(labels) -> torch.Tensor:
+    """[H,W] integer ids -> a uint8 tensor when they fit, else uint16 (else int32); values unchanged."""
+    arr = np.asarray(labels)
+    top = int(arr.max()) if arr.size else 0
+    if arr.size and int(arr.min()) < 0:
+        return torch.from_numpy(arr.astype(np.int32))
+    dtype = np.uint8 if top <= 255 else np.uint16 if top <= 65535 else np.int32
+    return torch.from_numpy(np.ascontiguousarray(arr, dtype=dtype))
+
+
 class GroupingTrainer(Trainer):
     """A Trainer that also learns identity encodings from associated masks.
 
@@ -37,10 +47,8 @@ class GroupingTrainer(Trainer):
         id_dim = self.params["ids"].shape[1]
         if id_dim == 0:
             raise InputError("identity training needs Gaussians with identity encodings; use --id-dim > 0")
-        self.masks = [
-            None if masks.get(v.name) is None else torch.from_numpy(np.asarray(masks[v.name])).long()
-            for v in self.views
-        ]
+        # held as uint8 (<= 255 ids) or uint16, converted to int64 per step (a quarter or eighth of int64)
+        self.masks = [None if masks.get(v.name) is None else compact_mask(masks[v.name]) for v in self.views]
         if all(m is None for m in self.masks):
             raise InputError("no training view has a mask; check the --masks folder and the image names")
         self.num_classes = num_classes or num_classes_for(masks.values())
@@ -79,7 +87,7 @@ class GroupingTrainer(Trainer):
         loss = None
         mask = self.masks[index]
         if mask is not None and cfg.lambda_2d > 0:
-            loss = cfg.lambda_2d * loss_2d(self.classifier(features), mask)
+            loss = cfg.lambda_2d * loss_2d(self.classifier(features), mask.long())
         if cfg.lambda_3d > 0 and step % cfg.l3d_every == 0:
             if step % 100 == 0:
                 self.neighbours.invalidate()  # means drift: refresh the KD-tree now and then
