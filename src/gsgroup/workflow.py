@@ -147,9 +147,11 @@ def run_pipeline(cfg: PipelineConfig) -> dict:
     leaves no new files. Returns {"reconstruction": test metrics, "segmentation": scores,
     "objects": per-object scores}."""
     from .data.masks import OBJECT_MASK_DIR, OBJECTS_FILE
+    from .data.sfm import poses_if_needed
     from .fileio import check_outside
 
     data, out = Path(cfg.data), Path(cfg.out)
+    data = poses_if_needed(data, out, cfg.seed, cfg.force, cfg.progress)  # photos or a video: RUN/data
     if not data.is_dir():
         raise InputError(f"{data}: dataset folder not found; give a COLMAP or NeRF folder")
     check_outside(out, data, "the pipeline run")
@@ -177,7 +179,11 @@ def run_pipeline(cfg: PipelineConfig) -> dict:
     assoc_key = {"given": str(given.resolve())} if given else {"masks": masks_key, "recon": recon_key}
     id_key = {"object_masks": assoc_key, "recon": recon_key, "id_iterations": cfg.id_iterations, "seed": cfg.seed}
 
-    if cfg.force and out.exists():
+    if cfg.force and out.exists() and data.parent == out:  # keep the dataset poses_if_needed just made
+        for p in out.iterdir():
+            if p != data:
+                shutil.rmtree(p) if p.is_dir() else p.unlink()
+    elif cfg.force and out.exists():
         shutil.rmtree(out)
     masks_done = raw.is_dir() and any(p.name != STAGE_FILE for p in raw.iterdir())
     recon_done, assoc_done = (recon / Run.GAUSSIANS).exists(), (associated / OBJECTS_FILE).exists()

@@ -42,7 +42,9 @@ def print_summary(summary: dict) -> None:
         print(f"models found (registered images): {summary['models']}; kept the largest")
     for cam in summary["cameras"]:
         print(f"camera {cam['model']} {cam['width']}x{cam['height']}: {', '.join(f'{p:.4g}' for p in cam['params'])}")
-    print("seconds: " + ", ".join(f"{k} {v:.1f}" for k, v in summary["seconds"].items()))
+    reused = set(summary.get("reused", []))
+    times = [f"{k} " + ("reused" if k in reused else f"{v:.1f}") for k, v in summary["seconds"].items()]
+    print("seconds: " + ", ".join(times))
 
 
 def cmd_poses(args) -> int:

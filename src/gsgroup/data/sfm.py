@@ -283,21 +283,22 @@ def _run(source: Path, out: Path, work: Path, opts: SfmOptions) -> dict:
     settings = _settings(source, names, opts, method)
     db = work / "database.db"
 
+    reused = [s for s in ("features", "matching", "mapping") if record.done(s, settings[s])]
     t = time.perf_counter()
-    if not record.done("features", settings["features"]):
+    if "features" not in reused:
         db.unlink(missing_ok=True)
         extract(db, image_dir, names, opts)
         record.finish("features", settings["features"])
     seconds["features"] = time.perf_counter() - t
 
     t = time.perf_counter()
-    if not record.done("matching", settings["matching"]):
+    if "matching" not in reused:
         match(db, work, pair_list(names, method, opts.overlap), opts)
         record.finish("matching", settings["matching"])
     seconds["matching"] = time.perf_counter() - t
 
     t = time.perf_counter()
-    if not record.done("mapping", settings["mapping"]):
+    if "mapping" not in reused:
         summary, models = map_images(db, image_dir, work, len(names), opts)
         record.finish("mapping", settings["mapping"], {**summary, "models": models})
     seconds["mapping"] = time.perf_counter() - t
@@ -308,6 +309,8 @@ def _run(source: Path, out: Path, work: Path, opts: SfmOptions) -> dict:
     if not record.done("undistortion", settings["undistortion"]) or not (out / "images").is_dir():
         undistort(work, image_dir, out, opts)
         record.finish("undistortion", settings["undistortion"])
+    else:
+        reused.append("undistortion")
     seconds["undistortion"] = time.perf_counter() - t
     registered = set(result["registered"])
     summary = {
@@ -324,6 +327,7 @@ def _run(source: Path, out: Path, work: Path, opts: SfmOptions) -> dict:
         "cameras": result["cameras"],
         "options": {k: v for k, v in asdict(opts).items() if k not in ("progress", "force")},
         "seconds": {k: round(v, 2) for k, v in seconds.items()},
+        "reused": reused,
     }
     from gsgroup.fileio import write_json
 
@@ -353,3 +357,21 @@ def _check_registration(result: dict, names: list[str], image_dir: Path, kind: s
         f"{' ...' if len(failed) > 20 else ''}); {hint}or take photos with more overlap "
         f"(--min-registered {len(registered) / len(names):.2f} keeps this model)"
     )
+
+
+def poses_if_needed(
+    source: str | Path, run_dir: str | Path, seed: int = 0, force: bool = False, progress: bool = True
+) -> Path:
+    """The dataset folder for ``gsgroup run``: ``source`` itself when it has poses (COLMAP or NeRF);
+    for photos without poses or a video, ``compute_poses`` into ``run_dir/data`` (resumed when done
+    before) and that folder."""
+    from .sfm_inputs import needs_poses
+
+    source = Path(source)
+    if not needs_poses(source):
+        return source
+    data = Path(run_dir) / "data"
+    print(f"[0/5] camera poses (structure-from-motion, see gsgroup poses -h) -> {data}")
+    summary = compute_poses(str(source), str(data), SfmOptions(seed=seed, force=force, progress=progress))
+    print(f"      registered {summary['registered']} of {summary['given']} images, {summary['points']} points")
+    return data

@@ -140,3 +140,15 @@ def file_key(path: Path) -> dict:
     """What identifies an input file for resuming: absolute path, size, modification time."""
     st = os.stat(path)
     return {"path": str(path.resolve()), "bytes": st.st_size, "mtime": int(st.st_mtime)}
+
+
+def needs_poses(path: Path) -> bool:
+    """True for a video file, or a folder of photos without poses (no ``sparse/`` and no ``transforms*.json``)."""
+    from .video import is_video
+
+    path = Path(path)
+    if path.is_file():
+        return is_video(path)
+    if not path.is_dir() or (path / "sparse").is_dir() or any(path.glob("transforms*.json")):
+        return False
+    return any(is_photo(p) for p in path.iterdir())
