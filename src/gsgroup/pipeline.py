@@ -91,10 +91,23 @@ def _trainer(run: Run, scene, gaussians=None):
     # faster on one thread (measured at 5k Gaussians, 200x150: 23.5 ms/iteration vs 27.8 ms with two).
     torch.set_num_threads(1)
     if not d.masks:
-        return Trainer(scene, cfg, gaussians=gaussians)
-    trainer = GroupingTrainer(scene, cfg, load_masks(d.masks, scene.train), gaussians=gaussians)
-    print(f"identities: {sum(m is not None for m in trainer.masks)} masked views, {trainer.num_classes} classes")
+        trainer = Trainer(scene, cfg, gaussians=gaussians)
+    else:
+        trainer = GroupingTrainer(scene, cfg, load_masks(d.masks, scene.train), gaussians=gaussians)
+        print(f"identities: {sum(m is not None for m in trainer.masks)} masked views, {trainer.num_classes} classes")
+    _check_memory(trainer, scene, cfg)
     return trainer
+
+
+def _check_memory(trainer, scene, cfg) -> None:
+    """Print the planned memory (images, Gaussians at the cap); InputError when it would not fit."""
+    from .train.memory import check_memory, memory_plan
+
+    n = trainer.params["means"].shape[0]
+    cap = cfg.densify.max_gaussians if cfg.densify.densify_until > 0 else n  # without densification: fixed
+    device = trainer.params["means"].device
+    plan = memory_plan(scene.train + scene.test, n, cap, cfg.sh_degree, cfg.identity.id_dim, device)
+    check_memory(plan, cfg.sh_degree, cfg.identity.id_dim)
 
 
 def _fit(run: Run, trainer, progress: bool, checkpoint_every: int, plain: bool) -> tuple[Run, dict]:

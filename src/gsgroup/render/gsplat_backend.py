@@ -57,12 +57,11 @@ def resolve_device(name: str | torch.device | None) -> torch.device:
             raise InputError(
                 f"--device {name}: torch {torch.__version__} sees no CUDA GPU; install a CUDA build of torch on a "
                 "machine with an NVIDIA GPU, or use --device cpu",
-                param="--device",
             )
         if not gsplat_available():
-            raise InputError(f"--device {name}: the CUDA rasterizer gsplat is not installed; {EXTRA_HINT}", "--device")
+            raise InputError(f"--device {name}: the CUDA rasterizer gsplat is not installed; {EXTRA_HINT}")
         return torch.device(name)
-    raise InputError(f"--device {name!r}: use cpu, cuda, cuda:N or auto", param="--device")
+    raise InputError(f"--device {name!r}: use cpu, cuda, cuda:N or auto")
 
 
 def _check(name, x, shape, device):
