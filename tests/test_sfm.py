@@ -13,7 +13,7 @@ import pytest
 
 from gsgroup.data.alignment import pose_errors, umeyama
 from gsgroup.data.sfm import SfmOptions, compute_poses, pair_list
-from gsgroup.data.sfm_inputs import needs_poses
+from gsgroup.data.sfm_inputs import photos_without_poses
 from gsgroup.data.video import pick_frames, sample_frames, sharpness
 from gsgroup.errors import InputError
 
@@ -155,15 +155,19 @@ def test_output_must_not_overlap_the_input(tmp_path):
     assert _snapshot(photos) == before and (tmp_path / "other" / "keep.txt").exists()
 
 
-def test_needs_poses(tmp_path):
+def test_what_run_gives_to_poses(tmp_path):
     photos = tmp_path / "photos"
     _dummy_photos(photos, 1)
-    assert needs_poses(photos)
+    assert photos_without_poses(photos) == photos
     (photos / "transforms.json").write_text("{}")
-    assert not needs_poses(photos)
+    assert photos_without_poses(photos) is None
+    _dummy_photos(tmp_path / "colmap" / "images", 1)
+    assert photos_without_poses(tmp_path / "colmap") == tmp_path / "colmap" / "images"
+    (tmp_path / "colmap" / "sparse").mkdir()
+    assert photos_without_poses(tmp_path / "colmap") is None
     video = tmp_path / "a.MOV"
     video.write_bytes(b"x")
-    assert needs_poses(video) and not needs_poses(tmp_path / "missing")
+    assert photos_without_poses(video) == video and photos_without_poses(tmp_path / "missing") is None
 
 
 # ---- structure-from-motion ---------------------------------------------------------------------
@@ -232,3 +236,45 @@ def test_two_unrelated_sets_keep_the_largest(tmp_path):
         summary = compute_poses(photos, tmp_path / "data", SfmOptions(**FAST))  # reuses the mapping
     assert summary["registered"] == 7 and summary["models"] == [7, 5]
     assert summary["failed"] == [f"b_{i:03d}.jpg" for i in range(5)]
+
+
+@pytest.mark.slow
+def test_run_on_photos_computes_poses_first(tmp_path):
+    """`gsgroup run PHOTOS` writes RUN/data (poses) and then runs the whole pipeline on it."""
+    from gsgroup.cli import main
+    from gsgroup.run import Run
+
+    photos = tmp_path / "photos"
+    write_views(photos, 6, arc_deg=50.0)
+    before = _snapshot(photos)
+    argv = ["run", str(photos), "--out", str(tmp_path / "run"), "--quiet", "--resolution", "160"]
+    assert main(argv + ["--recon-iterations", "60", "--id-iterations", "20"]) == 0
+    assert (tmp_path / "run" / "data" / "sparse" / "0" / "images.bin").is_file()
+    assert len(os.listdir(tmp_path / "run" / "data" / "images")) == 6
+    assert (tmp_path / "run" / Run.GAUSSIANS).is_file() and _snapshot(photos) == before
+
+
+def test_exif_focal_length_starts_the_shared_camera(tmp_path):
+    """Photos with an EXIF 35 mm-equivalent focal length: the one shared camera starts from it (as
+    pycolmap's own EXIF reader computes it), not from the 1.2 * width default."""
+    from PIL import Image
+    from PIL.ExifTags import IFD
+
+    from gsgroup.data.sfm import extract
+
+    photos = tmp_path / "photos"
+    photos.mkdir()
+    rng = np.random.default_rng(1)
+    for i in range(3):
+        img = cv2.resize(rng.integers(0, 255, (60, 80, 3), dtype=np.uint8), (640, 480))
+        exif = Image.Exif()
+        exif.get_ifd(IFD.Exif)[0xA405] = 28  # FocalLengthIn35mmFilm
+        Image.fromarray(img).save(photos / f"v{i}.jpg", exif=exif)
+    db = tmp_path / "database.db"
+    extract(db, photos, ["v0.jpg", "v1.jpg", "v2.jpg"], SfmOptions(**FAST))
+    with pycolmap.Database.open(db) as database:
+        cams = database.read_all_cameras()
+        assert database.num_images() == 3
+    expected = pycolmap.infer_camera_from_image(photos / "v0.jpg").focal_length
+    assert len(cams) == 1 and cams[0].has_prior_focal_length
+    assert cams[0].focal_length == pytest.approx(expected) and abs(expected - 1.2 * 640) > 50

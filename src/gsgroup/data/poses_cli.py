@@ -41,7 +41,9 @@ def print_summary(summary: dict) -> None:
     if len(summary["models"]) > 1:
         print(f"models found (registered images): {summary['models']}; kept the largest")
     for cam in summary["cameras"]:
-        print(f"camera {cam['model']} {cam['width']}x{cam['height']}: {', '.join(f'{p:.4g}' for p in cam['params'])}")
+        prior = "EXIF focal length" if cam.get("focal_from_exif") else "no EXIF focal length"
+        params = ", ".join(f"{p:.4g}" for p in cam["params"])
+        print(f"camera {cam['model']} {cam['width']}x{cam['height']} ({prior}): {params}")
     reused = set(summary.get("reused", []))
     times = [f"{k} " + ("reused" if k in reused else f"{v:.1f}") for k, v in summary["seconds"].items()]
     print("seconds: " + ", ".join(times))

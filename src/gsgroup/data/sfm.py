@@ -170,7 +170,13 @@ def map_images(db: Path, image_dir: Path, work: Path, n_images: int, opts: SfmOp
 def model_summary(rec) -> dict:
     """Registered image names, point count, mean reprojection error and cameras of a pycolmap model."""
     cams = [
-        {"model": c.model_name, "width": c.width, "height": c.height, "params": [float(p) for p in c.params]}
+        {
+            "model": c.model_name,
+            "width": c.width,
+            "height": c.height,
+            "params": [float(p) for p in c.params],
+            "focal_from_exif": bool(c.has_prior_focal_length),
+        }
         for c in rec.cameras.values()
     ]
     return {
@@ -363,15 +369,15 @@ def poses_if_needed(
     source: str | Path, run_dir: str | Path, seed: int = 0, force: bool = False, progress: bool = True
 ) -> Path:
     """The dataset folder for ``gsgroup run``: ``source`` itself when it has poses (COLMAP or NeRF);
-    for photos without poses or a video, ``compute_poses`` into ``run_dir/data`` (resumed when done
-    before) and that folder."""
-    from .sfm_inputs import needs_poses
+    for a video, a folder of photos, or a folder whose ``images/`` has no poses beside it,
+    ``compute_poses`` into ``run_dir/data`` (resumed when done before) and that folder."""
+    from .sfm_inputs import photos_without_poses
 
-    source = Path(source)
-    if not needs_poses(source):
-        return source
+    photos = photos_without_poses(Path(source))
+    if photos is None:
+        return Path(source)
     data = Path(run_dir) / "data"
     print(f"[0/5] camera poses (structure-from-motion, see gsgroup poses -h) -> {data}")
-    summary = compute_poses(str(source), str(data), SfmOptions(seed=seed, force=force, progress=progress))
+    summary = compute_poses(str(photos), str(data), SfmOptions(seed=seed, force=force, progress=progress))
     print(f"      registered {summary['registered']} of {summary['given']} images, {summary['points']} points")
     return data

@@ -142,13 +142,18 @@ def file_key(path: Path) -> dict:
     return {"path": str(path.resolve()), "bytes": st.st_size, "mtime": int(st.st_mtime)}
 
 
-def needs_poses(path: Path) -> bool:
-    """True for a video file, or a folder of photos without poses (no ``sparse/`` and no ``transforms*.json``)."""
+def photos_without_poses(path: Path) -> Path | None:
+    """What structure-from-motion should read for ``gsgroup run PATH``: ``path`` when it is a video or
+    a folder of photos, ``path/images`` when only that holds photos; None when ``path`` has poses
+    (``sparse/`` or ``transforms*.json``) or no photos."""
     from .video import is_video
 
     path = Path(path)
     if path.is_file():
-        return is_video(path)
+        return path if is_video(path) else None
     if not path.is_dir() or (path / "sparse").is_dir() or any(path.glob("transforms*.json")):
-        return False
-    return any(is_photo(p) for p in path.iterdir())
+        return None
+    for folder in (path, path / "images"):
+        if folder.is_dir() and any(is_photo(p) for p in folder.iterdir()):
+            return folder
+    return None
