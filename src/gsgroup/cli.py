@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import argparse
 import json
+import os
 import sys
 from pathlib import Path
 
@@ -75,7 +76,17 @@ def run_config_from_args(args) -> RunConfig:
 
 def cmd_train(args) -> int:
     from .pipeline import resume_run, train_run
+    from .train import distributed
 
+    if args.gpus > 1 and not distributed.launched():  # relaunch this command on N processes
+        argv = sys.argv[1:]
+        keep = [a for i, a in enumerate(argv) if not a.startswith("--gpus") and (i == 0 or argv[i - 1] != "--gpus")]
+        return distributed.launch(keep, args.gpus)
+    if distributed.launched():
+        distributed.init("cpu")
+        if distributed.rank() != 0:
+            sys.stdout = open(os.devnull, "w")  # noqa: SIM115 (rank 0 alone reports)
+            args.quiet = True
     opts = {"checkpoint_every": args.checkpoint_every, "plain": args.plain, "progress": not args.quiet}
     try:
         if args.resume:
@@ -86,6 +97,8 @@ def cmd_train(args) -> int:
             )
     except KeyboardInterrupt:
         return 130
+    finally:
+        distributed.finish()
     print(json.dumps(summary))
     print(f"wrote {run.file(run.GAUSSIANS)}")
     return 0
@@ -126,6 +139,12 @@ def _add_train(sub) -> None:
     )
     p.add_argument("--plain", action="store_true", help="write point_cloud.ply without the obj_dc_* fields")
     p.add_argument("--quiet", action="store_true", help=QUIET_HELP)
+    p.add_argument(
+        "--gpus",
+        type=bounded(int, min=1),
+        default=1,
+        help="train on N processes (torchrun; data parallel over views, gloo on the CPU, one GPU each on CUDA)",
+    )
     p.set_defaults(func=cmd_train)
 
 

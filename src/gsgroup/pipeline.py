@@ -25,6 +25,7 @@ import torch
 from .errors import InputError
 from .fileio import write_json
 from .run import Run, RunConfig
+from .train import distributed
 from .train.trainer import mean_scores, render_view, score_views, view_tensors
 
 
@@ -158,7 +159,9 @@ def train_run(
     if init_from is not None:
         cfg = replace(cfg, lr_means=cfg.lr_means_final * 10)  # refining a reconstruction: start where a run ends
     config = replace(config, train=cfg)
-    Run.check_new(out, force)
+    writer = distributed.rank() == 0  # with several processes (train.distributed) rank 0 alone writes the run
+    if writer:
+        Run.check_new(out, force)
     cache = Path(cache_dir) if cache_dir is not None else Path(out, Run.CACHE)
     existed = Path(out).exists()
     with _no_debris(out, cache):  # validate the data, masks and initial state before writing anything
@@ -167,6 +170,14 @@ def train_run(
         trainer = _trainer(probe, scene, g)
         if init_ckpt is not None:
             trainer.load_checkpoint(init_ckpt, weights_only=True)
+    distributed.data_parallel(trainer)
+    if not writer:
+        trainer.train(progress=False)
+        return probe, {
+            "iterations": trainer.step_count,
+            "gaussians": len(trainer.params["means"]),
+            "rank": distributed.rank(),
+        }
     run = Run.create(out, config, force=force, cache_dir=cache).preload(scene=scene)
     try:
         return _fit(run, trainer, progress, checkpoint_every, plain)
@@ -192,6 +203,10 @@ def resume_run(
         run.config.train.iterations = iterations
     trainer = _trainer(run, run.load_scene(progress, allow_empty_points=run.config.train.init != "points"))
     trainer.load_checkpoint(ckpt)
+    distributed.data_parallel(trainer)
+    if distributed.rank() != 0:  # several processes: rank 0 alone writes
+        trainer.train(progress=False)
+        return run, {"iterations": trainer.step_count, "rank": distributed.rank()}
     if iterations:
         run.write_config()  # only once the run, its data and checkpoint have loaded
     print(f"resumed at iteration {trainer.step_count}")
