@@ -200,8 +200,8 @@ def test_poses_of_a_textured_scene(tmp_path):
     e = _errors(tmp_path / "data", poses)
     assert len(e["center"]) == 12
     assert np.median(e["rotation_deg"]) < 1.0 and np.median(e["center"]) < 0.01 * e["extent"]
-    scene = load_scene(tmp_path / "data")
-    assert len(scene.train_views) == 12 and scene.points is not None and len(scene.points) > 1000
+    scene = load_scene(tmp_path / "data", cache_dir=tmp_path / "cache", progress=False)
+    assert len(scene.train) == 12 and scene.points is not None and len(scene.points) > 1000
     again = compute_poses(photos, tmp_path / "data", SfmOptions(progress=False))
     assert again["reused"] == ["features", "matching", "mapping", "undistortion"] and again["registered"] == 12
 

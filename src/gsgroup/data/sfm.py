@@ -28,7 +28,16 @@ from pathlib import Path
 from gsgroup.errors import InputError
 from gsgroup.options import check_bounds, option
 
-from .sfm_inputs import SUMMARY_FILE, WORK_DIR, StageRecord, check_count, check_output, file_key, list_photos
+from .sfm_inputs import (
+    STAGES_FILE,
+    SUMMARY_FILE,
+    WORK_DIR,
+    StageRecord,
+    check_count,
+    check_output,
+    file_key,
+    list_photos,
+)
 
 CAMERA_MODELS = ["SIMPLE_PINHOLE", "PINHOLE", "SIMPLE_RADIAL", "RADIAL", "OPENCV", "FULL_OPENCV"]
 EXHAUSTIVE_MAX = 100  # measured: see benchmarks/sfm.py (exhaustive pairs grow as n^2)
@@ -268,12 +277,12 @@ def compute_poses(source: str, out: str, opts: SfmOptions | None = None) -> dict
     _pycolmap()
     check_output(out, source, opts.force)
     work = out / WORK_DIR
-    fresh = not work.exists()
+    created = not out.exists()
     try:
         return _run(source, out, work, opts)
     except BaseException:
-        if fresh and not (work / "stages.json").exists():
-            shutil.rmtree(out if not any(p != work for p in out.iterdir()) else work, ignore_errors=True)
+        if not (work / STAGES_FILE).exists():  # no stage finished: leave nothing behind
+            shutil.rmtree(out if created else work, ignore_errors=True)
         raise
 
 
