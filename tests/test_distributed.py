@@ -51,6 +51,7 @@ def reference_params(run: Run) -> dict:
     return {k: v.detach() for k, v in t.params.items()}, (t.env.coeffs.detach() if t.env is not None else None)
 
 
+@pytest.mark.slow  # about 50 s: two fresh processes import torch and numba, plus the references
 def test_two_gloo_processes_equal_one_process_averaging_two_views(tmp_path):
     data = tmp_path / "data"
     make_colmap(data, n=6, binary=True)
@@ -78,11 +79,26 @@ def test_two_gloo_processes_equal_one_process_averaging_two_views(tmp_path):
     assert layout(two) == layout(one)
 
 
-def test_more_processes_than_views_is_one_line(tmp_path):
-    pytest.importorskip("torch.distributed")
-    data = tmp_path / "data"
-    make_colmap(data, n=2, binary=True)
-    env = {**os.environ, "OMP_NUM_THREADS": "1", "NUMBA_NUM_THREADS": "1"}
-    cmd = [sys.executable, "-m", "gsgroup", "train", str(data), "--out", str(tmp_path / "r"), "--gpus", "3"]
-    res = subprocess.run(cmd + ["--iterations", "2", "--quiet"], env=env, capture_output=True, text=True, timeout=600)
-    assert res.returncode != 0 and "3 processes need at least 3 training views" in res.stderr
+def test_more_processes_than_views_is_one_line(monkeypatch):
+    """data_parallel refuses a world larger than the number of training views, in one line."""
+    from types import SimpleNamespace
+
+    from gsgroup.errors import InputError
+    from gsgroup.train import distributed
+
+    monkeypatch.setattr(distributed, "is_active", lambda: True)
+    monkeypatch.setattr(distributed.dist, "get_world_size", lambda: 3)
+    monkeypatch.setattr(distributed.dist, "get_rank", lambda: 0)
+    with pytest.raises(InputError, match="3 processes need at least 3 training views, the scene has 2"):
+        distributed.data_parallel(SimpleNamespace(views=[0, 1]))
+
+
+def test_launch_drops_the_gpus_flag(monkeypatch):
+    """gsgroup train --gpus N runs torchrun with the same command minus --gpus."""
+    from gsgroup.train import distributed
+
+    calls = []
+    monkeypatch.setattr(distributed, "launch", lambda argv, n: calls.append((argv, n)) or 0)
+    monkeypatch.setattr(sys, "argv", ["gsgroup", "train", "D", "--out", "R", "--gpus", "2", "--iterations", "3"])
+    assert main(["train", "D", "--out", "R", "--gpus", "2", "--iterations", "3"]) == 0
+    assert calls == [(["train", "D", "--out", "R", "--iterations", "3"], 2)]
