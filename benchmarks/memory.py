@@ -25,6 +25,7 @@ import subprocess  # noqa: E402
 import sys  # noqa: E402
 import time  # noqa: E402
 from pathlib import Path  # noqa: E402
+from types import SimpleNamespace  # noqa: E402
 
 import numpy as np  # noqa: E402
 import torch  # noqa: E402
@@ -149,7 +150,7 @@ def main(argv=None):
         out["peak_rss_gb"] = peak_rss() / GB
         print(json.dumps(out))
         return 0
-    from gsgroup.train.memory import BYTES_PER_PIXEL_CHANNEL, gaussian_bytes
+    from gsgroup.train.memory import memory_plan
 
     w, h = 1920, 1080
     ns = [100_000] if args.quick else [100_000, 1_000_000]
@@ -161,7 +162,8 @@ def main(argv=None):
         print(json.dumps(r), flush=True)
     if not args.quick:
         r = run_child(["train", 1_000_000, w, h, args.reps])
-        planned = gaussian_bytes(1_000_000, 3, 0) + w * h * BYTES_PER_PIXEL_CHANNEL * 5
+        view = SimpleNamespace(width=w, height=h, pixels=np.zeros((h, w, 3), np.uint8))
+        planned = memory_plan([view], 1_000_000, None, 3, 0).total  # with headroom, as gsgroup train prints
         r.update(case="train_step (SH 3)", n=1_000_000, size=f"{w}x{h}", planned_gb=planned / GB)
         rows.append(r)
         print(json.dumps(r), flush=True)

@@ -18,7 +18,11 @@ import torch
 from ..errors import InputError
 
 GB = 1024**3
-RASTER_BYTES_PER_GAUSSIAN = 400  # projection records, sort keys, tile ranges, gradients of the projection
+RASTER_BYTES_PER_GAUSSIAN = 600  # projection records, sort keys, tile ranges, gradients of the projection
+# parameters, gradients, Adam's two moments, and the step's temporaries (SH coefficients gathered and
+# evaluated, activations, their gradients): 6 float32 copies, calibrated with benchmarks/memory.py
+# (1M Gaussians, SH degree 3, 1920x1080: 3.3 GB peak RSS measured, 3.3 GB planned)
+COPIES_PER_PARAMETER = 6
 TILES_PER_GAUSSIAN = 12  # tile intersections per visible Gaussian (benchmarks/memory.py measures it)
 BYTES_PER_PIXEL_CHANNEL = 16  # image, its gradient, per-pixel state of the backward pass
 HEADROOM = 1.15  # allocator slack and Python/torch/numba runtime
@@ -30,10 +34,10 @@ def floats_per_gaussian(sh_degree: int, id_dim: int) -> int:
 
 
 def gaussian_bytes(n: int, sh_degree: int, id_dim: int) -> int:
-    """Training state of ``n`` Gaussians: parameters, gradients, Adam's two moments (4 copies of
-    float32), densification statistics, and the rasterizer's per-Gaussian and per-intersection memory."""
+    """Training state of ``n`` Gaussians: parameters, gradients, Adam's two moments and the step's
+    temporaries, densification statistics, and the rasterizer's per-Gaussian and per-intersection memory."""
     d = 3 + id_dim
-    per = 16 * floats_per_gaussian(sh_degree, id_dim) + 8 + RASTER_BYTES_PER_GAUSSIAN + 12 * d
+    per = 4 * COPIES_PER_PARAMETER * floats_per_gaussian(sh_degree, id_dim) + 8 + RASTER_BYTES_PER_GAUSSIAN + 12 * d
     per += TILES_PER_GAUSSIAN * (16 + 4 * (7 + d))
     return int(n) * per
 
