@@ -14,6 +14,7 @@ from ..options import add_options, bounded, from_options
 from ..run import Run
 from .inpainting import InpaintOptions
 from .ops import SH_DAMP
+from .restyle import RestyleOptions
 from .select import SelectOptions, format_selection
 
 DESCRIPTION = """\
@@ -33,6 +34,8 @@ Examples:
   gsgroup edit duplicate RUN --out RUN2 --objects 3 --translate 1,0,0
   gsgroup edit compose   RUN --out RUN2 --from RUN_B --objects 2 --translate 0,1,0
   gsgroup edit inpaint   RUN --out RUN2 --objects 3 [--inpainter opencv|lama --lama-checkpoint PATH]
+  gsgroup edit restyle   RUN --out RUN2 --objects 3 --effect watercolor|pencil|oil|cartoon | --style-image IMG
+                         | --instruction "make it bronze" --ip2p-checkpoint DIR   [--geometry]
   gsgroup edit export    RUN --objects 3 --out obj.ply [--plain] | --split-all DIR
 
 A selection far smaller than the Gaussians labelled with the chosen ids is reported as a warning:
@@ -120,6 +123,14 @@ def cmd_edit(args) -> int:
         edited = edit.duplicate(run, sel, **_transform_args(args))
     elif args.op == "compose":
         edited = edit.compose(run, other, sel, **_transform_args(args))
+    elif args.op == "restyle":
+        edited = edit.restyle(run, sel, from_options(RestyleOptions, args), progress=not args.quiet)
+        r = edited.edit["restyle"]
+        print(
+            f"restyle: PSNR in the footprint vs the 2D edits {r['fit']['psnr_mean']:.2f} dB, multi-view consistency "
+            f"{r['consistency']['psnr_mean']:.2f} dB (std {r['consistency']['psnr_std']:.2f} over {r['views']} views), "
+            f"outside vs before {r['outside']['psnr_mean']:.2f} dB"
+        )
     else:
         edited = edit.inpaint(run, sel, from_options(InpaintOptions, args), progress=not args.quiet)
         c = edited.edit["consistency"]
@@ -184,7 +195,7 @@ def _transform_options(p: argparse.ArgumentParser) -> None:
 
 
 def add_edit_commands(subparsers) -> None:
-    """Register ``gsgroup edit <op>`` (remove, recolor, transform, duplicate, compose, inpaint, export)."""
+    """Register ``gsgroup edit <op>`` (remove, recolor, transform, duplicate, compose, inpaint, restyle, export)."""
     edit = subparsers.add_parser(
         "edit",
         help="edit objects of a segmented run (writes a new run folder)",
@@ -221,6 +232,10 @@ def add_edit_commands(subparsers) -> None:
     _transform_options(p)
     p = common("inpaint", "remove the selection and fill the hole (2D inpainting + fine-tuned new Gaussians)")
     add_options(p, InpaintOptions)
+    p = common(
+        "restyle", "repaint the selection (style image, OpenCV effect or InstructPix2Pix), then fit its Gaussians"
+    )
+    add_options(p, RestyleOptions)
 
     p = ops.add_parser("export", help="write the selected objects as an Inria 3DGS PLY")
     p.add_argument("run", help="a segmented run folder (classifier.pt or labels.npy)")
