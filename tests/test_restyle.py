@@ -189,3 +189,50 @@ def test_cli_restyle_writes_a_run_and_refuses_bad_input(tiny, capsys):
     with pytest.raises(InputError, match="exactly one of style_image"):
         cli(["edit", "restyle", run, "--out", str(bad), "--objects", "3"])
     assert not bad.exists()
+
+
+# ----------------------------------------------------------------------------- InstructPix2Pix
+
+
+def test_ip2p_bad_folder_and_missing_extra(tmp_path, monkeypatch):
+    from gsgroup.edit.ip2p import load_pipeline
+
+    with pytest.raises(InputError, match=r"ip2p_checkpoint .*: no model_index.json there"):
+        load_pipeline(tmp_path)
+    (tmp_path / "model_index.json").write_text("{}")
+    monkeypatch.setitem(__import__("sys").modules, "diffusers", None)  # as if the extra were not installed
+    with pytest.raises(InputError, match=r"pip install 'gsgroup\[ip2p\]'"):
+        load_pipeline(tmp_path)
+
+
+@pytest.mark.slow
+def test_ip2p_restyle_with_a_tiny_random_pipeline(tiny):
+    """A tiny random InstructPix2Pix pipeline, saved and loaded back from its folder, is restyle's 2D
+    editor: the first target of a view equals the pipeline's own output there (same seed), and only
+    the selection's colours change."""
+    pytest.importorskip("diffusers")
+    from diffusers import StableDiffusionInstructPix2PixPipeline
+
+    from gsgroup.edit.ip2p import Ip2pEditor
+    from tiny_models import ip2p_pipeline
+
+    folder = ip2p_pipeline(tiny["root"] / "ip2p")
+    data = tiny["data"]
+    sel = edit.select(data, objects=[1])
+    opts = RestyleOptions(
+        instruction="make it bronze", ip2p_checkpoint=str(folder), ip2p_steps=2, iterations=10, refresh_every=5
+    )
+    out = restyle(data, sel, opts)
+    m = torch.from_numpy(sel.mask)
+    assert torch.equal(out.gaussians.means, data.gaussians.means)
+    assert torch.equal(out.gaussians.sh0[~m], data.gaussians.sh0[~m]) and not torch.equal(
+        out.gaussians.sh0[m], data.gaussians.sh0[m]
+    )
+    hole = footprints(data, sel, data.views("train"))[0]
+    own = Ip2pEditor(StableDiffusionInstructPix2PixPipeline.from_pretrained(str(folder)))
+    want = stylize.paste(
+        own(hole.rgb0, "make it bronze", 2, generator=torch.Generator().manual_seed(0)), hole.rgb0, hole.hole
+    )
+    got = out.images[f"restyle/{hole.view.name}_target.png"]
+    assert np.abs(got - want).max() < 1e-5
+    assert np.abs(got - hole.rgb0)[hole.hole].mean() > 0.01

@@ -14,6 +14,7 @@ from .options import add_options, bounded, cli_fields, flag_of, from_options
 from .run import DataConfig, RunConfig
 from .train.config import IdentityConfig, TrainConfig
 from .train.densify import DensifyConfig
+from .train.device import DeviceOptions
 from .workflow import PipelineConfig
 
 DESCRIPTION = """\
@@ -82,12 +83,21 @@ def cmd_train(args) -> int:
         argv = sys.argv[1:]
         keep = [a for i, a in enumerate(argv) if not a.startswith("--gpus") and (i == 0 or argv[i - 1] != "--gpus")]
         return distributed.launch(keep, args.gpus)
+    from .train.device import resolve_device
+
+    device = args.device
+    resolve_device(device)  # a missing GPU or gsplat is one line, before any data is read
     if distributed.launched():
-        distributed.init("cpu")
+        device = str(distributed.init(resolve_device(device)))  # on CUDA: cuda:LOCAL_RANK
         if distributed.rank() != 0:
             sys.stdout = open(os.devnull, "w")  # noqa: SIM115 (rank 0 alone reports)
             args.quiet = True
-    opts = {"checkpoint_every": args.checkpoint_every, "plain": args.plain, "progress": not args.quiet}
+    opts = {
+        "checkpoint_every": args.checkpoint_every,
+        "plain": args.plain,
+        "progress": not args.quiet,
+        "device": device,
+    }
     try:
         if args.resume:
             run, summary = resume_run(args.out, iterations=args.iterations, **opts)
@@ -127,7 +137,7 @@ def _add_train(sub) -> None:
         action="store_true",
         help="no learned environment behind the Gaussians: a fixed background color, as plain 3DGS",
     )
-    for cls in (DataConfig, TrainConfig, IdentityConfig, DensifyConfig):
+    for cls in (DataConfig, TrainConfig, IdentityConfig, DensifyConfig, DeviceOptions):
         add_options(p, cls)
     p.add_argument("--resume", action="store_true", help="continue from RUN/checkpoint.pt")
     p.add_argument("--force", action="store_true", help="overwrite an existing run in --out")
@@ -298,8 +308,10 @@ def pipeline_config_from_args(args, **overrides) -> PipelineConfig:
 
 
 def cmd_run(args) -> int:
+    from .train.device import resolve_device
     from .workflow import run_pipeline
 
+    resolve_device(args.device)  # a missing GPU or gsplat is one line, before any work
     cfg = pipeline_config_from_args(args, data=args.data, out=args.out, resolution=args.resolution, eval=args.eval)
     summary = run_pipeline(cfg)
     print(json.dumps({k: v for k, v in summary.items() if k != "objects"}))

@@ -96,14 +96,18 @@ def _trainer(run: Run, scene, gaussians=None):
     else:
         trainer = GroupingTrainer(scene, cfg, load_masks(d.masks, scene.train), gaussians=gaussians)
         print(f"identities: {sum(m is not None for m in trainer.masks)} masked views, {trainer.num_classes} classes")
-    _check_memory(trainer, scene, cfg)
     return trainer
 
 
-def _check_memory(trainer, scene, cfg) -> None:
-    """Print the planned memory (images, Gaussians at the cap); InputError when it would not fit."""
+def _ready(trainer, scene, cfg, device: str | None) -> None:
+    """Move a built trainer (checkpoint loaded) to ``device`` (train.device: cpu, cuda, auto), then print
+    the planned memory there (images, Gaussians at the cap); InputError when it would not fit."""
+    from .train.device import move_trainer, resolve_device
     from .train.memory import check_memory, memory_plan
 
+    dev = resolve_device(device)
+    if dev != trainer.params["means"].device:
+        move_trainer(trainer, dev)
     n = trainer.params["means"].shape[0]
     cap = cfg.densify.max_gaussians if cfg.densify.densify_until > 0 else n  # without densification: fixed
     device = trainer.params["means"].device
@@ -123,12 +127,13 @@ def _fit(run: Run, trainer, progress: bool, checkpoint_every: int, plain: bool) 
     seconds = time.perf_counter() - t0
     trainer.save_checkpoint(run.file(Run.CHECKPOINT))
     g = trainer.gaussians()
+    g = type(g)(**{k: v.cpu() for k, v in g.to_dict().items()})  # trained on any device, written from the CPU
     run.save_gaussians(g, plain=plain)
     run.save_environment(trainer.env)
     if hasattr(trainer, "classifier"):
         from .segment.segmentation import Segmentation
 
-        run.save_segmentation(Segmentation(trainer.classifier), g)
+        run.save_segmentation(Segmentation(trainer.classifier.cpu()), g)
     summary = {"iterations": trainer.step_count, "gaussians": len(g), "train_seconds": round(seconds, 1)}
     if trainer.test_views:
         summary.update({f"test_{k}": v for k, v in trainer.evaluate().items()})
@@ -144,8 +149,10 @@ def train_run(
     plain: bool = False,
     progress: bool = True,
     cache_dir: str | os.PathLike | None = None,
+    device: str | None = "cpu",
 ) -> tuple[Run, dict]:
     """Train a new run into folder ``out`` (refused when it holds a run, unless ``force``).
+    ``device``: cpu, cuda, cuda:N or auto (train.device).
 
     ``init_from``: start from a trained run folder (taking its Adam moments) or a PLY instead of
     SfM points; ``plain``: write point_cloud.ply without identities; ``cache_dir``: where undistorted
@@ -170,6 +177,7 @@ def train_run(
         trainer = _trainer(probe, scene, g)
         if init_ckpt is not None:
             trainer.load_checkpoint(init_ckpt, weights_only=True)
+        _ready(trainer, scene, cfg, device)
     distributed.data_parallel(trainer)
     if not writer:
         trainer.train(progress=False)
@@ -193,8 +201,10 @@ def resume_run(
     checkpoint_every: int = 0,
     plain: bool = False,
     progress: bool = True,
+    device: str | None = "cpu",
 ) -> tuple[Run, dict]:
-    """Continue a run from its checkpoint.pt, to ``iterations`` steps (default: its configured length)."""
+    """Continue a run from its checkpoint.pt, to ``iterations`` steps (default: its configured length),
+    on ``device`` (cpu, cuda, auto: the run may have been trained on another one)."""
     ckpt = (run.path if isinstance(run, Run) else Path(run)) / Run.CHECKPOINT
     if not ckpt.exists():
         raise InputError(f"{ckpt}: no checkpoint to resume from; start a new run instead of resuming")
@@ -203,6 +213,7 @@ def resume_run(
         run.config.train.iterations = iterations
     trainer = _trainer(run, run.load_scene(progress, allow_empty_points=run.config.train.init != "points"))
     trainer.load_checkpoint(ckpt)
+    _ready(trainer, trainer.scene, run.config.train, device)
     distributed.data_parallel(trainer)
     if distributed.rank() != 0:  # several processes: rank 0 alone writes
         trainer.train(progress=False)

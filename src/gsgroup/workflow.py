@@ -21,6 +21,7 @@ from .pipeline import (
 )
 from .run import DataConfig, Run, RunConfig
 from .segment.sam import SAM_CHECKPOINT_URLS, SamOptions
+from .train.device import device_option
 
 
 @dataclass
@@ -44,6 +45,7 @@ class PipelineConfig:
     seed: int = option(0, "random seed")
     force: bool = option(False, "redo every stage")
     progress: bool = True
+    device: str = device_option()  # not part of any stage's settings: results do not depend on it
 
     def __post_init__(self):
         check_bounds(self)
@@ -117,6 +119,7 @@ def _run_stages(cfg, data: Path, out: Path, given, raw: Path, masks_done, recon_
             force=True,
             progress=cfg.progress,
             cache_dir=cache,
+            device=cfg.device,
         )
         _record_stage(recon, recon_key)
 
@@ -135,6 +138,7 @@ def _run_stages(cfg, data: Path, out: Path, given, raw: Path, masks_done, recon_
             force=True,
             init_from=recon,
             progress=cfg.progress,
+            device=cfg.device,
         )
         _record_stage(out, id_key)
 

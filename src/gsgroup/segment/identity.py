@@ -190,6 +190,10 @@ def loss_3d(
     if sample is None:
         sample = torch.randperm(n, generator=generator)[: min(int(m), n)]
     sample = torch.as_tensor(sample, dtype=torch.long)
+    if means.device.type != "cpu":  # on a GPU: exact kNN by chunked cdist + topk, no KD-tree
+        sample = sample.to(means.device)
+        nbr = knn_torch(means.detach(), means.detach()[sample], k)
+        return _kl_to_neighbours(ids, classifier, sample, nbr, k)
     if isinstance(tree, NeighbourIndex):
         kd = tree.get(means)
     elif tree is None:
@@ -199,6 +203,32 @@ def loss_3d(
     if kd.n != n:
         raise InputError(f"loss_3d: the KD-tree holds {kd.n} points but there are {n} Gaussians; rebuild it")
     nbr = torch.from_numpy(knn_indices(kd, means.detach()[sample], k))  # [m,k], constants
+    return _kl_to_neighbours(ids, classifier, sample, nbr, k)
+
+
+def knn_torch(means: torch.Tensor, points: torch.Tensor, k: int, chunk: int = 1 << 27) -> torch.Tensor:
+    """Indices [M,k] int64 of the k nearest of means [N,3] to points [M,3], nearest first, on their
+    device: ``cdist`` + ``topk`` over blocks of means (at most ``chunk`` distances at a time, never
+    an N x N matrix), merged block by block."""
+    n, m = means.shape[0], points.shape[0]
+    step = max(k, chunk // max(1, m))
+    best_d = best_i = None
+    for lo in range(0, n, step):
+        d = torch.cdist(points, means[lo : lo + step])
+        kk = min(k, d.shape[1])
+        dv, di = torch.topk(d, kk, dim=1, largest=False)
+        di = di + lo
+        if best_d is not None:
+            dv, di = torch.cat([best_d, dv], 1), torch.cat([best_i, di], 1)
+            order = torch.argsort(dv, dim=1, stable=True)[:, :k]
+            dv, di = torch.gather(dv, 1, order), torch.gather(di, 1, order)
+        best_d, best_i = dv, di
+    return best_i if best_i is not None else torch.zeros(m, 0, dtype=torch.long, device=means.device)
+
+
+def _kl_to_neighbours(ids, classifier, sample, nbr, k):
+    """loss_3d's KL between each sample's class probabilities and its k neighbours'."""
+    sample, nbr = sample.to(ids.device), nbr.to(ids.device)
     # classifier only on the rows needed: the samples and their neighbours
     rows, inv = torch.unique(torch.cat([sample, nbr.reshape(-1)]), return_inverse=True)
     probs = torch.softmax(classifier(ids[rows]), dim=-1)  # [R,C]

@@ -103,7 +103,7 @@ def load_classifier(path: str | os.PathLike) -> IdentityClassifier:
     if not path.exists():
         raise InputError(f"{path}: not found; train with masks (`gsgroup train DATA --masks DIR`) to get identities")
     try:
-        state = torch.load(path, weights_only=True)
+        state = torch.load(path, weights_only=True, map_location="cpu")
         clf = IdentityClassifier(state["num_classes"], state["id_dim"])
         clf.load_state_dict(state["state_dict"])
     except Exception as e:  # noqa: BLE001 - any unpickling problem is a corrupt file to the user

@@ -53,7 +53,7 @@ def read_checkpoint(path: str | os.PathLike) -> dict:
     from the file runs). A damaged, truncated or foreign file raises InputError naming it."""
     fix = "it is damaged or not a gsgroup checkpoint; start the run over with --force"
     try:
-        state = torch.load(path, weights_only=True)
+        state = torch.load(path, weights_only=True, map_location="cpu")  # saved on any device
     except FileNotFoundError:
         raise InputError(f"{path}: no such checkpoint; start a new run instead") from None
     except Exception as e:  # torch raises RuntimeError, UnpicklingError, EOFError... for a bad file

@@ -123,7 +123,7 @@ class Densifier:
             return
         visible = radii > 0
         # 3DGS thresholds the gradient w.r.t. NDC coordinates: d(pixel)/d(ndc) = size / 2.
-        g = means2d_grad[visible] * torch.tensor([width * 0.5, height * 0.5])
+        g = means2d_grad[visible] * torch.tensor([width * 0.5, height * 0.5], device=means2d_grad.device)
         self.grad_sum[visible] += g.norm(dim=-1)
         self.count[visible] += 1
 
@@ -167,7 +167,7 @@ class Densifier:
         p = {k: v.detach()[split].repeat_interleave(samples, dim=0) for k, v in params.items()}
         if len(split):
             stds = torch.exp(p["scales"])
-            offsets = torch.randn(stds.shape, generator=self.generator) * stds
+            offsets = torch.randn(stds.shape, generator=self.generator).to(stds.device) * stds
             p["means"] = p["means"] + torch.einsum("nij,nj->ni", quat_to_rotmat(p["quats"]), offsets)
             p["scales"] = p["scales"] - math.log(0.8 * samples)
         new = {k: torch.cat([new[k], p[k]]) for k in new}
@@ -181,8 +181,8 @@ class Densifier:
         if prune.all():  # never prune a scene to nothing
             prune[torch.argmax(params["opacities"].detach())] = False
         keep_gaussians(params, optimizer, ~prune)
-        self.grad_sum = torch.zeros(params["means"].shape[0])
-        self.count = torch.zeros(params["means"].shape[0])
+        self.grad_sum = torch.zeros(params["means"].shape[0], device=params["means"].device)
+        self.count = torch.zeros(params["means"].shape[0], device=params["means"].device)
 
     def _reset_opacity(self, params, optimizer) -> None:
         """Clamp opacities to at most 0.01 and clear their Adam moments (3DGS)."""

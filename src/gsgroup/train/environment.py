@@ -39,11 +39,12 @@ def pixel_directions(
 
     viewmat [4,4] world-to-camera (OpenCV axes), K [3,3]. ``columns`` [W'] / ``rows`` [H'] give
     other image x / y coordinates to cast through instead (then the result is [H',W',3])."""
-    u = torch.arange(width, dtype=torch.float32) + 0.5 if columns is None else columns
-    v = torch.arange(height, dtype=torch.float32) + 0.5 if rows is None else rows
+    dev = viewmat.device
+    u = torch.arange(width, dtype=torch.float32, device=dev) + 0.5 if columns is None else columns.to(dev)
+    v = torch.arange(height, dtype=torch.float32, device=dev) + 0.5 if rows is None else rows.to(dev)
     x = (u - K[0, 2]) / K[0, 0]
     y = (v - K[1, 2]) / K[1, 1]
-    cam = torch.stack(torch.broadcast_tensors(x[None, :], y[:, None], torch.ones(len(v), len(u))), dim=-1)
+    cam = torch.stack(torch.broadcast_tensors(x[None, :], y[:, None], torch.ones(len(v), len(u), device=dev)), dim=-1)
     d = cam @ viewmat[:3, :3]  # R^T applied to each row vector
     return d / d.norm(dim=-1, keepdim=True)
 
@@ -113,7 +114,7 @@ class Environment:
     @classmethod
     def load(cls, path: str | os.PathLike) -> Environment:
         try:
-            state = torch.load(path, weights_only=True)
+            state = torch.load(path, weights_only=True, map_location="cpu")
             return cls(state["coeffs"].float())
         except (OSError, RuntimeError, KeyError, TypeError, pickle.UnpicklingError) as e:
             raise InputError(f"{path}: not a readable environment ({e}); retrain the run") from None

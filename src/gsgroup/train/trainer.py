@@ -124,6 +124,8 @@ def render_view(
     if env is not None:
         background = None
     g = gaussians if isinstance(gaussians, dict) else gaussians.to_dict()
+    if g["means"].device != vt.viewmat.device:  # e.g. a CPU copy of Gaussians trained on CUDA
+        g = {k: v.to(vt.viewmat.device) for k, v in g.items()}
     quats = g["quats"]
     means = g["means"]
     dirs = means.detach() - vt.campos
@@ -324,7 +326,7 @@ class Trainer:
 
     def background_for_step(self) -> torch.Tensor | Environment:
         if self.cfg.random_background:
-            return torch.rand(3)
+            return torch.rand(3).to(self.background.device)
         return self.backdrop
 
     def train_step(self) -> dict:
@@ -371,16 +373,17 @@ class Trainer:
         """Per Gaussian [N]: its blending weight alpha*T summed over every pixel of every training view."""
         p = self.params
         args = (
-            p["means"].detach(),
-            p["quats"].detach(),
-            torch.exp(p["scales"].detach()),
-            torch.sigmoid(p["opacities"].detach()),
-        )
+            p["means"].detach().cpu(),
+            p["quats"].detach().cpu(),
+            torch.exp(p["scales"].detach()).cpu(),
+            torch.sigmoid(p["opacities"].detach()).cpu(),
+        )  # contributions runs on the CPU kernels, whatever the training device
         total = torch.zeros(p["means"].shape[0])
         for vt in self.views:
             labels = torch.zeros(vt.height, vt.width, dtype=torch.int64)
-            total += contributions(*args, vt.viewmat, vt.K, vt.width, vt.height, labels, num_labels=1)[:, 0]
-        return total
+            V, K = vt.viewmat.cpu(), vt.K.cpu()
+            total += contributions(*args, V, K, vt.width, vt.height, labels, num_labels=1)[:, 0]
+        return total.to(p["means"].device)
 
     def prune_unseen(self) -> int:
         """Remove the Gaussians that no training view sees: training_weights below
