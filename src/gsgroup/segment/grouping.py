@@ -14,9 +14,10 @@ import torch
 from ..data.scene import Scene
 from ..errors import InputError
 from ..model import Gaussians
+from ..train.adam import FusedAdam
 from ..train.config import TrainConfig
 from ..train.trainer import Trainer
-from .identity import IdentityClassifier, NeighbourIndex, loss_2d, loss_3d, num_classes_for
+from .identity import IdentityClassifier, NeighbourIndex, classifier_loss_2d, loss_3d, num_classes_for
 
 
 def compact_mask(labels) -> torch.Tensor:
@@ -53,7 +54,7 @@ class GroupingTrainer(Trainer):
             raise InputError("no training view has a mask; check the --masks folder and the image names")
         self.num_classes = num_classes or num_classes_for(masks.values())
         self.classifier = IdentityClassifier(self.num_classes, id_dim)
-        self.cls_optimizer = torch.optim.Adam(self.classifier.parameters(), lr=cfg.identity.lr_classifier)
+        self.cls_optimizer = FusedAdam(self.classifier.parameters(), lr=cfg.identity.lr_classifier)
         self.neighbours = NeighbourIndex()
         self.generator = torch.Generator().manual_seed(cfg.seed)
 
@@ -87,7 +88,7 @@ class GroupingTrainer(Trainer):
         loss = None
         mask = self.masks[index]
         if mask is not None and cfg.lambda_2d > 0:
-            loss = cfg.lambda_2d * loss_2d(self.classifier(features), mask.long())
+            loss = cfg.lambda_2d * classifier_loss_2d(features, self.classifier, mask)
         if cfg.lambda_3d > 0 and step % cfg.l3d_every == 0:
             if step % 100 == 0:
                 self.neighbours.invalidate()  # means drift: refresh the KD-tree now and then

@@ -24,6 +24,7 @@ import torch.nn.functional as F
 from scipy.spatial import cKDTree
 
 from gsgroup.errors import InputError
+from gsgroup.train import _fused
 
 KL_EPS = 1e-10  # the original's epsilon inside both logs
 
@@ -31,6 +32,7 @@ __all__ = [
     "IdentityClassifier",
     "num_classes_for",
     "loss_2d",
+    "classifier_loss_2d",
     "loss_3d",
     "NeighbourIndex",
     "knn_indices",
@@ -100,6 +102,55 @@ def loss_2d(logits: torch.Tensor, target: torch.Tensor, ignore_index: int = -1) 
     else:
         return logits.sum() * 0.0
     ce = F.cross_entropy(logits.reshape(h * w, k), target.reshape(h * w), ignore_index=ignore_index)
+    return ce / math.log(k) if k > 1 else ce
+
+
+class _FusedClassifierLoss2d(torch.autograd.Function):
+    """Cross-entropy through the 1x1 classifier, loss and gradients from one Numba kernel."""
+
+    @staticmethod
+    def forward(ctx, features, weight, bias, target, ignore_index):
+        f = features.detach().contiguous().numpy()
+        w, b = weight.detach().contiguous().numpy(), bias.detach().contiguous().numpy()
+        loss, count, bad, gf, gw, gb = _fused.classifier_cross_entropy(f, target.numpy(), w, b, ignore_index)
+        if bad:
+            top = int(target[(target.long() != ignore_index)].max())
+            raise InputError(
+                f"loss_2d: target has ids outside [0, {w.shape[0]}) (max {top}); "
+                "build the classifier with num_classes = largest mask id + 1"
+            )
+        ctx.grads = [torch.from_numpy(a) for a in (gf, gw, gb)]
+        return features.new_tensor(loss)
+
+    @staticmethod
+    def backward(ctx, grad_loss):
+        grads = ctx.grads
+        del ctx.grads
+        if not bool(grad_loss == 1):
+            grads = [g * grad_loss for g in grads]
+        need = ctx.needs_input_grad
+        return tuple(g if n else None for g, n in zip(grads, need)) + (None, None)
+
+
+def classifier_loss_2d(
+    features: torch.Tensor, classifier: IdentityClassifier, target: torch.Tensor, ignore_index: int = -1
+) -> torch.Tensor:
+    """``loss_2d(classifier(features), target)`` fused: logits, softmax, cross-entropy and the
+    gradients for features [H,W,id_dim], the classifier's weight and bias in one Numba kernel
+    (``_fused.classifier_cross_entropy``), for float32 CPU tensors; otherwise (other devices or
+    dtypes) the plain PyTorch path. target [H,W] integer ids (uint8/uint16 masks are read as they
+    are, without widening). Returns a scalar tensor."""
+    lin = classifier.linear
+    plain = not (features.device.type == "cpu" and features.dtype == lin.weight.dtype == torch.float32)
+    plain |= target.dtype not in (torch.int64, torch.int32, torch.int16, torch.uint8, torch.uint16)
+    if plain or features.dim() != 3 or tuple(target.shape) != features.shape[:2]:
+        return loss_2d(classifier(features), target.long(), ignore_index)
+    if features.shape[-1] != classifier.id_dim:
+        raise InputError(
+            f"IdentityClassifier: input has {features.shape[-1]} channels, expected id_dim={classifier.id_dim}"
+        )
+    ce = _FusedClassifierLoss2d.apply(features, lin.weight, lin.bias, target.contiguous(), int(ignore_index))
+    k = classifier.num_classes
     return ce / math.log(k) if k > 1 else ce
 
 

@@ -1,4 +1,8 @@
-"""Image losses and metrics: L1, SSIM (11x11 Gaussian window, sigma 1.5), PSNR."""
+"""Image losses and metrics: L1, SSIM (11x11 Gaussian window, sigma 1.5), PSNR.
+
+``rgb_loss`` runs as one fused Numba kernel (loss and gradient in one pass, ``_fused.l1_ssim``)
+for float32 CPU images, and as plain PyTorch operators otherwise (``rgb_loss_torch``: other
+devices, float64, or a reference that needs a gradient); the tests compare the two."""
 
 from __future__ import annotations
 
@@ -7,6 +11,8 @@ import math
 
 import torch
 import torch.nn.functional as F
+
+from . import _fused
 
 
 @functools.lru_cache(maxsize=4)
@@ -17,8 +23,8 @@ def _gauss_1d(size: int = 11, sigma: float = 1.5) -> torch.Tensor:
 
 
 def _blur(x: torch.Tensor) -> torch.Tensor:
-    """Separable Gaussian blur with zero padding. x [B,C,H,W]."""
-    g = _gauss_1d()
+    """Separable Gaussian blur with zero padding. x [B,C,H,W] (any float dtype and device)."""
+    g = _gauss_1d().to(x)
     c = x.shape[1]
     pad = g.numel() // 2
     x = F.conv2d(x, g.view(1, 1, 1, -1).expand(c, 1, 1, -1), padding=(0, pad), groups=c)
@@ -38,9 +44,42 @@ def ssim(img: torch.Tensor, ref: torch.Tensor) -> torch.Tensor:
     return (num / den).mean()
 
 
-def rgb_loss(img: torch.Tensor, ref: torch.Tensor, ssim_weight: float = 0.2) -> torch.Tensor:
-    """3DGS photometric loss (1-w)*L1 + w*(1-SSIM). img, ref [H,W,3]."""
+def rgb_loss_torch(img: torch.Tensor, ref: torch.Tensor, ssim_weight: float = 0.2) -> torch.Tensor:
+    """rgb_loss in plain PyTorch operators (any device and dtype). img, ref [H,W,C]."""
     return (1.0 - ssim_weight) * (img - ref).abs().mean() + ssim_weight * (1.0 - ssim(img, ref))
+
+
+class _FusedRgbLoss(torch.autograd.Function):
+    """rgb_loss with its gradient computed in the forward pass by one Numba kernel."""
+
+    @staticmethod
+    def forward(ctx, img, ref, ssim_weight):
+        h, w, c = img.shape
+        x = img.detach().reshape(h, w * c).contiguous().numpy()
+        y = ref.detach().reshape(h, w * c).contiguous().numpy()
+        loss, grad = _fused.l1_ssim(x, y, _gauss_1d().numpy(), c, float(ssim_weight))
+        ctx.grad = torch.from_numpy(grad).view(h, w, c)
+        return img.new_tensor(loss)
+
+    @staticmethod
+    def backward(ctx, grad_loss):
+        grad = ctx.grad
+        del ctx.grad
+        return grad if bool(grad_loss == 1) else grad * grad_loss, None, None
+
+
+def fusable(*tensors: torch.Tensor) -> bool:
+    """True when the fused CPU kernels apply: float32 CPU tensors."""
+    return all(t.device.type == "cpu" and t.dtype == torch.float32 for t in tensors)
+
+
+def rgb_loss(img: torch.Tensor, ref: torch.Tensor, ssim_weight: float = 0.2) -> torch.Tensor:
+    """3DGS photometric loss (1-w)*L1 + w*(1-SSIM). img, ref [H,W,C] (C = 3 in training); a scalar.
+
+    Fused (``_fused.l1_ssim``) for float32 CPU images with a constant ``ref``, else rgb_loss_torch."""
+    if img.dim() == 3 and img.shape == ref.shape and fusable(img, ref) and not ref.requires_grad:
+        return _FusedRgbLoss.apply(img, ref, ssim_weight)
+    return rgb_loss_torch(img, ref, ssim_weight)
 
 
 def psnr(img: torch.Tensor, ref: torch.Tensor) -> float:

@@ -21,6 +21,7 @@ from ..geometry import camera_center
 from ..model import Gaussians, from_points, random_points_in_frustums
 from ..model.sh import eval_sh
 from ..render import contributions, rasterize
+from .adam import FusedAdam
 from .checkpoint import StopRequest, read_checkpoint, stop_on_signals
 from .config import TrainConfig
 from .densify import Densifier, keep_gaussians
@@ -205,7 +206,7 @@ class Trainer:
             "shN": cfg.lr_shN,
             "ids": cfg.identity.lr_ids,
         }
-        self.optimizer = torch.optim.Adam(
+        self.optimizer = FusedAdam(
             [{"params": [self.params[k]], "lr": lr, "name": k} for k, lr in lrs.items()], eps=1e-15
         )
         self.densifier = Densifier(cfg.densify, scene.extent, len(g), seed=cfg.seed)
@@ -220,7 +221,7 @@ class Trainer:
         if cfg.env_sh_degree >= 0 and not cfg.random_background:
             self.env = Environment.constant(cfg.background, cfg.env_sh_degree)
             self.env.coeffs.requires_grad_(True)
-            self.env_optimizer = torch.optim.Adam([self.env.coeffs], lr=cfg.lr_env, eps=1e-15)
+            self.env_optimizer = FusedAdam([self.env.coeffs], lr=cfg.lr_env, eps=1e-15)
 
     # ---- state -------------------------------------------------------------------------------
     def gaussians(self) -> Gaussians:
