@@ -151,6 +151,7 @@ def map_images(db: Path, image_dir: Path, work: Path, n_images: int, opts: SfmOp
     pc = _pycolmap()
     options = pc.IncrementalPipelineOptions()
     options.random_seed = opts.seed
+    options.min_model_size = 3  # COLMAP drops extra models under 10 images; keep them so the warning counts them
     tmp = work / "models.tmp"
     shutil.rmtree(tmp, ignore_errors=True)
     tmp.mkdir(parents=True)
