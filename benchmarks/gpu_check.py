@@ -1,0 +1,259 @@
+"""Everything the CUDA path must show, in one go, on a machine with an NVIDIA GPU (target < 8 min):
+
+1. environment: torch/CUDA/GPU; gsgroup importable (from src/, or installed); gsplat installed
+   (``pip install -e '.[cuda]'``, or offline from ``--wheels DIR``: ``pip download gsplat==1.5.3
+   jaxtyping wadler-lindig ninja rich -d DIR`` on a machine with network), then gsplat's CUDA code
+   compiled (first use, timed; TORCH_CUDA_ARCH_LIST set to this GPU only, MAX_JOBS = cores);
+2. the CUDA tests: tests/test_gsplat_adapter.py and tests/test_device.py (image and gradient
+   equivalence with the Numba kernels to 1e-3, training on CUDA loading on the CPU);
+3. the built-in scene; a 1000-iteration reconstruction on CUDA; 200 identity iterations from it
+   (``--no-densify``, ground-truth masks as the associated masks) on the CPU and on CUDA; mIoU of
+   both with ``gsgroup eval --gt`` (they should agree within 0.02);
+4. training time per iteration at 100k and 1M Gaussians at 1920x1080 on CUDA (median of 20 steps);
+5. the whole ``gsgroup run`` on the built-in scene with ``--device cuda`` (wall time, scores).
+
+Each step runs in a subprocess with its own time limit; a failing step is recorded and the next one
+runs; steps that no longer fit the budget (``--budget``, default 450 s) are skipped and said so.
+Writes one JSON (benchmarks/results/gpu_check.json, and $OUT/gpu_check.json when $OUT is set)
+and prints it.
+
+    python benchmarks/gpu_check.py [--wheels DIR] [--budget 450] [--work /tmp/gsgroup_gpu_check]
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import os
+import shutil
+import subprocess
+import sys
+import time
+from pathlib import Path
+
+ROOT = Path(__file__).resolve().parents[1]
+T0 = time.perf_counter()
+
+
+def elapsed() -> float:
+    return time.perf_counter() - T0
+
+
+def sh(cmd: list[str], timeout: float, env: dict | None = None) -> dict:
+    """Run a command; returns {rc, seconds, tail} (rc 124 on timeout)."""
+    t = time.perf_counter()
+    try:
+        p = subprocess.run(cmd, cwd=ROOT, env=env, capture_output=True, text=True, timeout=max(1, timeout))
+        rc, out = p.returncode, (p.stdout or "") + (p.stderr or "")
+    except subprocess.TimeoutExpired as e:
+        rc = 124
+        out = (e.stdout or b"").decode(errors="replace") if isinstance(e.stdout, bytes) else (e.stdout or "")
+    except OSError as e:
+        rc, out = 127, str(e)
+    return {"rc": rc, "seconds": round(time.perf_counter() - t, 1), "tail": out[-2500:]}
+
+
+def python_env() -> dict:
+    env = dict(os.environ)
+    env["PYTHONPATH"] = str(ROOT / "src") + os.pathsep + env.get("PYTHONPATH", "")
+    env.setdefault("MAX_JOBS", str(os.cpu_count() or 4))
+    env.setdefault("OMP_WAIT_POLICY", "PASSIVE")
+    return env
+
+
+PROBE = r"""
+import json, torch
+info = {"torch": torch.__version__, "cuda": torch.version.cuda, "cuda_available": torch.cuda.is_available()}
+if torch.cuda.is_available():
+    p = torch.cuda.get_device_properties(0)
+    info.update(gpu=p.name, gpu_memory_gb=round(p.total_memory / 2**30, 1), capability=f"{p.major}.{p.minor}")
+for mod in ("numba", "scipy", "cv2", "tqdm", "gsplat", "gsgroup"):
+    try:
+        info[mod] = getattr(__import__(mod), "__version__", "ok")
+    except Exception as e:
+        info[mod] = None
+        info[mod + "_error"] = repr(e)[:200]
+print(json.dumps(info))
+"""
+
+COMPILE = r"""
+import time, torch
+from gsgroup.render import rasterize
+t = time.perf_counter()
+n = 1000
+g = torch.Generator(device="cuda").manual_seed(0)
+means = torch.randn(n, 3, device="cuda", generator=g) * 0.3 + torch.tensor([0, 0, 3.0], device="cuda")
+out = rasterize(means, torch.randn(n, 4, device="cuda"), torch.full((n, 3), 0.02, device="cuda"),
+                torch.full((n,), 0.8, device="cuda"), torch.rand(n, 3, device="cuda"),
+                torch.eye(4, device="cuda"), torch.tensor([[100.0, 0, 64], [0, 100, 48], [0, 0, 1]], device="cuda"), 128, 96)
+torch.cuda.synchronize()
+print("compiled_and_rendered_s", round(time.perf_counter() - t, 1), float(out.image.sum()))
+"""
+
+TIMING = r"""
+import json, sys, time, torch, numpy as np
+sys.path.insert(0, "benchmarks")
+from memory import make_gaussians
+from gsgroup.data.scene import Scene, View
+from gsgroup.model import from_points
+from gsgroup.train.config import TrainConfig
+from gsgroup.train.device import move_trainer
+from gsgroup.train.trainer import Trainer
+from pathlib import Path
+rows = []
+for n in (100_000, 1_000_000):
+    w, h = 1920, 1080
+    means, quats, scales, opac, V, K = make_gaussians(n, w, h)
+    rng = np.random.default_rng(3)
+    view = View("v", Path("v.png"), K.numpy(), V.numpy(), w, h, rng.integers(0, 256, (h, w, 3), dtype=np.uint8))
+    scene = Scene(Path("."), [view], [], None, None, 1.0, np.zeros(3, np.float32), "synthetic")
+    g = from_points(means.numpy(), rng.uniform(0, 1, (n, 3)).astype(np.float32), 3, 0, 0)
+    g.scales = scales.log()
+    t = Trainer(scene, TrainConfig(iterations=10_000), gaussians=g)
+    move_trainer(t, "cuda")
+    times = []
+    for i in range(25):
+        torch.cuda.synchronize(); t0 = time.perf_counter()
+        t.train_step()
+        torch.cuda.synchronize(); times.append(time.perf_counter() - t0)
+    rows.append({"gaussians": n, "size": f"{w}x{h}", "ms_per_iteration": 1e3 * float(np.median(times[5:])),
+                 "peak_gpu_memory_gb": torch.cuda.max_memory_allocated() / 2**30})
+    del t
+    torch.cuda.empty_cache(); torch.cuda.reset_peak_memory_stats()
+print(json.dumps(rows))
+"""
+
+
+def last_json(text: str):
+    for line in reversed(text.strip().splitlines()):
+        try:
+            return json.loads(line)
+        except ValueError:
+            continue
+    return None
+
+
+def main(argv=None) -> int:
+    ap = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    ap.add_argument("--wheels", default=None, help="folder of wheels for an offline install of gsplat and its deps")
+    ap.add_argument("--budget", type=float, default=450.0, help="seconds for the whole check (default 450)")
+    ap.add_argument("--work", default="/tmp/gsgroup_gpu_check", help="scratch folder (scene, runs)")
+    ap.add_argument(
+        "--device", default="cuda", help="cpu: a self-test of the script's steps on a machine without a GPU"
+    )
+    ap.add_argument("--recon-iterations", type=int, default=1000)
+    args = ap.parse_args(argv)
+    py, env, work = sys.executable, python_env(), Path(args.work)
+    work.mkdir(parents=True, exist_ok=True)
+    res: dict = {"started": time.strftime("%Y-%m-%d %H:%M:%S"), "steps": {}}
+    steps = res["steps"]
+
+    def left() -> float:
+        return args.budget - elapsed()
+
+    def step(name, cmd, limit, need=10.0):
+        if left() < need:
+            steps[name] = {"skipped": f"{left():.0f} s left of the budget"}
+            return None
+        r = sh(cmd, min(limit, left()), env)
+        steps[name] = r
+        print(f"[{elapsed():6.1f} s] {name}: rc {r['rc']} in {r['seconds']} s", flush=True)
+        return r
+
+    # 1. environment and gsplat
+    probe = step("probe", [py, "-c", PROBE], 120)
+    info = last_json(probe["tail"]) if probe else None
+    res["environment"] = info
+    gpu = args.device != "cpu"
+    if gpu and (not info or not info.get("cuda_available")):
+        res["verdict"] = "no CUDA: torch sees no GPU (or torch is missing); nothing else checked"
+        return finish(res)
+    if gpu:
+        env["TORCH_CUDA_ARCH_LIST"] = env.get("TORCH_CUDA_ARCH_LIST", info["capability"])
+    if not info.get("gsplat"):
+        pip = [py, "-m", "pip", "install", "--no-deps"]
+        pip += ["--no-index", "--find-links", args.wheels] if args.wheels else []
+        step("install_gsplat", pip + ["gsplat==1.5.3", "jaxtyping", "wadler-lindig", "ninja", "rich"], 180)
+    missing = [m for m in ("numba", "scipy", "cv2", "tqdm") if not info.get(m)]
+    if missing:
+        step("install_deps", [py, "-m", "pip", "install", "-e", str(ROOT), "--no-build-isolation"], 240)
+    if gpu:
+        step("compile_gsplat", [py, "-c", COMPILE], 420, need=60)
+        # 2. CUDA tests
+        tests = ["tests/test_gsplat_adapter.py", "tests/test_device.py"]
+        step("cuda_tests", [py, "-m", "pytest", "-q", "-x", *tests], 180)
+    # 3. identity training on CPU and CUDA from one reconstruction
+    scene, gsg = work / "scene", [py, "-m", "gsgroup"]
+    if not (scene / "scene.json").exists():
+        step(
+            "built_in_scene",
+            [py, "-c", f"from gsgroup.data.synthetic import make_scene; make_scene({str(scene)!r})"],
+            180,
+        )
+    recon = work / "recon"
+    step(
+        f"recon_{args.device}_{args.recon_iterations}",
+        gsg
+        + ["train", str(scene), "--out", str(recon), "--iterations", str(args.recon_iterations), "--eval"]
+        + ["--force", "--quiet", "--device", args.device],
+        150,
+    )
+    miou = {}
+    for dev in ("cpu", args.device) if gpu else ("cpu",):
+        out = work / f"identity_{dev}"
+        cmd = gsg + [
+            "train",
+            str(scene),
+            "--out",
+            str(out),
+            "--masks",
+            str(scene / "gt_mask"),
+            "--init-from",
+            str(recon),
+        ]
+        cmd += ["--iterations", "200", "--no-densify", "--eval", "--force", "--quiet", "--device", dev]
+        r = step(f"identity_200_{dev}", cmd, 150)
+        if r and r["rc"] == 0:
+            step(f"eval_{dev}", gsg + ["eval", str(out), "--gt", str(scene / "gt_mask")], 90)
+            try:
+                miou[dev] = json.loads((out / "seg_metrics.json").read_text())["miou"]
+            except (OSError, ValueError, KeyError):
+                miou[dev] = None
+            steps[f"identity_200_{dev}"]["train_seconds"] = (last_json(r["tail"]) or {}).get("train_seconds")
+    res["identity_miou"] = miou
+    if gpu and miou.get("cpu") is not None and miou.get("cuda") is not None:
+        res["identity_miou"]["abs_difference"] = abs(miou["cpu"] - miou["cuda"])
+        res["identity_miou"]["within_0.02"] = abs(miou["cpu"] - miou["cuda"]) <= 0.02
+    # 4. per-iteration time at 100k and 1M Gaussians, 1080p
+    if gpu:
+        r = step("timing_1080p", [py, "-c", TIMING], 150)
+        res["timing"] = last_json(r["tail"]) if r else None
+    # 5. the whole pipeline
+    run = work / "run"
+    cmd = gsg + ["run", str(scene), "--out", str(run), "--eval", "--force", "--quiet", "--device", args.device]
+    r = step(f"gsgroup_run_{args.device}", cmd, 300)
+    if r:
+        res["gsgroup_run"] = {"seconds": r["seconds"], "rc": r["rc"], "summary": last_json(r["tail"])}
+    return finish(res)
+
+
+def finish(res: dict) -> int:
+    res["total_seconds"] = round(elapsed(), 1)
+    text = json.dumps(res, indent=1)
+    targets = [ROOT / "benchmarks" / "results" / "gpu_check.json"]
+    if os.environ.get("OUT"):
+        targets.append(Path(os.environ["OUT"]) / "gpu_check.json")
+    for path in targets:
+        try:
+            path.parent.mkdir(parents=True, exist_ok=True)
+            tmp = path.with_suffix(".tmp")
+            tmp.write_text(text)
+            shutil.move(tmp, path)
+        except OSError as e:
+            print(f"could not write {path}: {e}", file=sys.stderr)
+    print(text)
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())
