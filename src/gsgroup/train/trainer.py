@@ -7,7 +7,6 @@ import json
 import math
 import os
 import time
-from dataclasses import dataclass
 from pathlib import Path
 
 import numpy as np
@@ -15,9 +14,8 @@ import torch
 from torch import nn
 from tqdm import tqdm
 
-from ..data.scene import Scene, View
+from ..data.scene import Scene
 from ..fileio import atomic_path
-from ..geometry import camera_center
 from ..model import Gaussians, from_points, random_points_in_frustums
 from ..model.sh import eval_sh
 from ..render import contributions, rasterize
@@ -27,52 +25,7 @@ from .config import TrainConfig
 from .densify import Densifier, keep_gaussians
 from .environment import Environment, grid_directions
 from .losses import psnr, rgb_loss
-
-
-@dataclass
-class ViewTensors:
-    """One view as tensors: pixels [H,W,3|4] (uint8/uint16/float32, as ``View.pixels``), viewmat [4,4],
-    K [3,3], campos [3], background [3] (behind RGBA pixels); ``image`` is float32 [H,W,3]."""
-
-    name: str
-    pixels: torch.Tensor
-    viewmat: torch.Tensor
-    K: torch.Tensor
-    campos: torch.Tensor
-    width: int
-    height: int
-    env_dirs: torch.Tensor | None = None  # environment.grid_directions of this view, made on first use
-    background: torch.Tensor | None = None
-
-    @property
-    def image(self) -> torch.Tensor:
-        """float32 [H,W,3] in [0,1], converted from the held pixels on each access (on their device);
-        bit-identical to ``View.image``."""
-        p = self.pixels
-        scale = {torch.uint8: 255.0, torch.uint16: 65535.0}.get(p.dtype)
-        x = p.float() / scale if scale else p
-        if x.shape[-1] == 4:
-            a = x[..., 3:]
-            return x[..., :3] * a + self.background * (1.0 - a)
-        return x
-
-
-def view_tensors(view: View, device: torch.device | str | None = None) -> ViewTensors:
-    """A loaded View as tensors on ``device`` (default CPU; the pixels are shared with the View there)."""
-    viewmat = torch.from_numpy(np.asarray(view.viewmat, dtype=np.float32)).contiguous().to(device)
-    pixels = getattr(view, "pixels", None)
-    pixels = np.ascontiguousarray(view.image, dtype=np.float32) if pixels is None else pixels
-    bg = getattr(view, "background", (0.0, 0.0, 0.0))
-    return ViewTensors(
-        name=view.name,
-        pixels=torch.from_numpy(pixels).to(device),
-        viewmat=viewmat,
-        K=torch.from_numpy(np.asarray(view.K, dtype=np.float32)).contiguous().to(device),
-        campos=camera_center(viewmat),
-        width=view.width,
-        height=view.height,
-        background=torch.tensor(bg, dtype=torch.float32, device=device),
-    )
+from .views import ViewTensors, view_tensors  # noqa: F401 (callers import them from here)
 
 
 def initial_gaussians(scene: Scene, cfg: TrainConfig) -> Gaussians:
