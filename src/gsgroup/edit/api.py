@@ -14,6 +14,7 @@ The CLI (``gsgroup edit``) and the viewer call exactly these.
 from __future__ import annotations
 
 import os
+from dataclasses import replace
 from pathlib import Path
 
 import numpy as np
@@ -24,7 +25,7 @@ from ..model import save_ply
 from ..run import Run
 from ..segment.idmaps import render_ids
 from ..train.trainer import render_view, view_tensors
-from . import ops
+from . import ops, refine
 from .select import Selection, SelectOptions, ids_at_pixel, ids_in_mask, make_selection, selection_info
 from .shrot import euler_deg_to_matrix
 
@@ -76,6 +77,8 @@ def select(
         ids, how = ids_in_mask(id_map(run, stem), pixels, where=where), f"mask {where}"
     opts = options or SelectOptions()
     sel = make_selection(run.gaussians, run.require_segmentation(), ids, opts, by=how)
+    if opts.votes:
+        sel = refined(run, sel)
     if not sel.mask.any():
         raise InputError(
             f"{run.path}: no Gaussian has probability > {opts.threshold} for ids {ids}; "
@@ -85,6 +88,24 @@ def select(
     return sel
 
 
+def refined(run: Run, sel: Selection) -> Selection:
+    """``sel`` refined with the mask votes of the run's associated masks (``refine.refine_selection``);
+    unchanged for runs without them."""
+    votes = refine.mask_votes(run, sel.ids)
+    if votes is None:
+        return sel
+    r = refine.refine_selection(run.gaussians, run.require_segmentation(), sel.ids, sel.mask, votes)
+    counts = {**sel.counts, **r.counts}
+    return replace(sel, mask=r.mask, counts=counts, trim=r.trim, trim_dirs=r.trim_dirs)
+
+
+def trimmed(run: Run, sel: Selection):
+    """The run's Gaussians with the selection's straddlers cut to their outside halves (see refine)."""
+    if sel.trim is None or not len(sel.trim):
+        return run.gaussians
+    return refine.trim_gaussians(run.gaussians, sel.trim, sel.trim_dirs)
+
+
 # ---- edits -----------------------------------------------------------------------------------
 def _edited(run: Run, sel: Selection, op: str, g, seg, **info) -> Run:
     return run.derive(g, seg, {"edit": op, **selection_info(run, sel), **info})
@@ -92,7 +113,7 @@ def _edited(run: Run, sel: Selection, op: str, g, seg, **info) -> Run:
 
 def remove(run: Run, sel: Selection) -> Run:
     """Delete the selected Gaussians."""
-    g, seg = ops.remove(run.gaussians, run.require_segmentation(), sel.mask)
+    g, seg = ops.remove(trimmed(run, sel), run.require_segmentation(), sel.mask)
     return _edited(run, sel, "remove", g, seg, removed=int(sel.mask.sum()))
 
 

@@ -38,6 +38,11 @@ class SelectOptions:
     drop_floaters: bool = option(
         False, "also drop isolated selected Gaussians (small connected parts far from the object)"
     )
+    votes: bool = option(
+        True,
+        "refine with the mask votes of the run's associated masks, kNN, colour, floaters and trims (edit/refine.py)",
+        flag="--no-votes",
+    )
 
     def __post_init__(self):
         check_bounds(self)
@@ -184,6 +189,8 @@ class Selection:
     by: str
     threshold: float
     counts: dict = field(default_factory=dict)
+    trim: np.ndarray | None = None  # kept Gaussians [M] cut to their halves away from the object on removal
+    trim_dirs: np.ndarray | None = None  # [M,3] unit directions away from the object (edit/refine.py)
 
     def describe(self, g: Gaussians) -> dict:
         """ids, Gaussian counts (by threshold, added by the clean-up, total) and the 3D bounding box."""

@@ -1,0 +1,293 @@
+"""Filling the hole a removal leaves with the scene itself (the default of ``inpainting.inpaint``).
+
+What the removal reveals and other training views saw is already in the surviving Gaussians, so only
+the part no view saw needs new content (Gaussian Grouping's "unseen region"):
+
+1. per training view, from the render **after** removal: the hole (the removed ids' footprint in the
+   pre-edit id render, dilated), the **unseen** part of it (accumulated alpha after removal < 0.9),
+   and the **shadow** the object cast (``shadow_mask``: pixels near the footprint with the chroma of
+   the surrounding surface but under ``dark`` x its brightness, connected to the hole; the
+   reconstruction baked it into the floor and it has to go with the object);
+2. 2D-inpaint only unseen + shadow (dilated by a pixel or two) of the after-removal render; the rest
+   of the hole keeps what the surviving Gaussians show;
+3. seed new Gaussians in the unseen part (plane-fitted depth, see ``inpainting.prepare_views``) and
+   fit them **together with their neighbours** (surviving Gaussians within a few seed spacings of
+   the back-projected hole and shadow pixels) to the targets under a loss restricted to the hole and
+   shadow and a ring around them (``fitting.fit_gaussians`` with per-pixel weights).
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+
+import cv2
+import numpy as np
+import torch
+from scipy.spatial import cKDTree
+
+from ..model import Gaussians
+from ..segment.idmaps import render_ids
+from ..segment.segmentation import Segmentation
+from ..train.trainer import render_view, view_tensors
+
+
+@dataclass
+class FillView:
+    """One training view: rgb0 (pre-edit) and rgb1 (after removal) [H,W,3], hole, unseen, shadow
+    [H,W] bool, target [H,W,3], weight [H,W] float (the loss region), depth1 [H,W] (after removal)."""
+
+    view: object
+    rgb0: np.ndarray
+    rgb1: np.ndarray
+    hole: np.ndarray
+    unseen: np.ndarray
+    shadow: np.ndarray
+    target: np.ndarray
+    weight: np.ndarray
+    depth1: np.ndarray
+
+
+def _disc(mask: np.ndarray, px: int) -> np.ndarray:
+    if px <= 0:
+        return mask.copy()
+    k = cv2.getStructuringElement(cv2.MORPH_ELLIPSE, (2 * px + 1, 2 * px + 1))
+    return cv2.dilate(mask.astype(np.uint8), k) > 0
+
+
+def shadow_mask(
+    rgb: np.ndarray,
+    hole: np.ndarray,
+    other: np.ndarray,
+    reach: float = 1.5,
+    dark: float = 0.7,
+    chroma_tol: float = 0.08,
+) -> np.ndarray:
+    """The shadow a removed object cast, in one view. rgb [H,W,3] after removal, hole [H,W] bool (the
+    footprint), other [H,W] bool (pixels of other objects, never shadow) -> [H,W] bool.
+
+    Near zone: the hole dilated by ``reach`` x its equivalent radius. Reference: the brighter half of
+    the zone's surface pixels outside the hole (median colour). Shadow: zone pixels whose chroma is
+    within ``chroma_tol`` of the reference chroma and whose luminance is under ``dark`` x the
+    reference's, in components touching the hole. Lambertian shadows keep the surface's chroma and
+    only darken it, which is what separates them from dark objects nearby."""
+    if not hole.any():
+        return np.zeros_like(hole)
+    r = max(3, int(round(reach * np.sqrt(hole.sum() / np.pi))))
+    zone = _disc(hole, r) & ~other
+    ring = zone & ~hole
+    if ring.sum() < 20:
+        return np.zeros_like(hole)
+    lum = rgb @ np.array([0.299, 0.587, 0.114])
+    ring_lum = lum[ring]
+    bright = ring & (lum >= np.median(ring_lum))
+    ref = np.median(rgb[bright], axis=0)
+    ref_lum = float(ref @ np.array([0.299, 0.587, 0.114]))
+    chroma = rgb / (rgb.sum(axis=2, keepdims=True) + 1e-3)
+    ref_chroma = ref / (ref.sum() + 1e-3)
+    near_chroma = np.linalg.norm(chroma - ref_chroma, axis=2) < chroma_tol
+    cand = zone & near_chroma & (lum < dark * ref_lum)
+    if not cand.any():
+        return cand
+    n, comp = cv2.connectedComponents((cand | hole).astype(np.uint8), connectivity=8)
+    touching = np.unique(comp[hole])
+    return cand & np.isin(comp, touching[touching > 0])
+
+
+def fill_views(
+    g0: Gaussians,
+    seg0: Segmentation,
+    g1: Gaussians,
+    ids: list[int],
+    views: list,
+    background,
+    inpainter,
+    px: int,
+    shadows: bool = True,
+    ring_px: int | None = None,
+) -> list[FillView]:
+    """Per training view in which the removed ids show: holes, unseen parts, shadows, inpainted targets
+    and loss weights (module docstring, steps 1-2)."""
+    out = []
+    ring_px = ring_px if ring_px is not None else 2 * px
+    with torch.no_grad():
+        for view in views:
+            vt = view_tensors(view)
+            r0 = render_ids(g0, vt, seg0, background=background)
+            foot = np.isin(r0.ids, ids)
+            if not foot.any():
+                continue
+            hole = _disc(foot, px)
+            r1 = render_view(g1, vt, g1.sh_degree, background=background)
+            rgb1 = r1.image.clamp(0, 1).numpy().astype(np.float32)
+            alpha1 = r1.alpha[..., 0].numpy()
+            unseen = _disc(hole & (alpha1 < 0.9), 1) & _disc(hole, 1)
+            other = np.zeros_like(hole)  # ids are no guide here: masks often give floor and shadow their own
+            shadow = shadow_mask(rgb1, hole, other) if shadows else np.zeros_like(hole)
+            region = unseen | _disc(shadow, 2) & ~other
+            target = inpainter(rgb1, region) if region.any() else rgb1
+            target = np.where(region[..., None], target, rgb1).astype(np.float32)
+            weight = _disc(hole | shadow, ring_px).astype(np.float32)
+            out.append(
+                FillView(
+                    view,
+                    r0.rgb.astype(np.float32),
+                    rgb1,
+                    hole,
+                    unseen,
+                    shadow,
+                    target,
+                    weight,
+                    r1.depth[..., 0].numpy(),
+                )
+            )
+    return out
+
+
+def neighbours(g1: Gaussians, fills: list[FillView], stride: int, radius: float = 2.0) -> np.ndarray:
+    """Surviving Gaussians [N] bool near the hole and shadow: within ``radius`` pixel footprints of the
+    back-projected (after-removal depth) hole and shadow pixels of any view."""
+    from .inpainting import backproject
+
+    if not len(g1):
+        return np.zeros(0, bool)
+    pts, sizes = [], []
+    for f in fills:
+        grid = np.zeros_like(f.hole)
+        grid[::stride, ::stride] = True
+        pix = np.nonzero((f.hole | f.shadow) & grid & (f.depth1 > 0))
+        if not len(pix[0]):
+            continue
+        K = np.asarray(f.view.K, np.float64)
+        pts.append(backproject(f.depth1.astype(np.float64), pix, K, np.asarray(f.view.viewmat)))
+        sizes.append(f.depth1[pix] / K[0, 0] * stride)
+    if not pts:
+        return np.zeros(len(g1), bool)
+    pts, sizes = np.concatenate(pts), np.concatenate(sizes)
+    d, _ = cKDTree(pts).query(g1.means.detach().numpy().astype(np.float64), k=1, workers=-1)
+    return d <= radius * float(np.median(sizes))
+
+
+def seeds(fills: list[FillView], ring_px: int, stride: int):
+    """Seed points [M,3], colours [M,3] and sizes [M] at the unseen pixels of each view (depth from a
+    plane fitted around the whole hole, ``inpainting.fill_depth``)."""
+    from .inpainting import backproject, fill_depth
+
+    pts, cols, sizes = [], [], []
+    for f in fills:
+        if not f.unseen.any():
+            continue
+        z = fill_depth(f.depth1, f.depth1 > 0, f.hole, ring_px)
+        if z is None:
+            continue
+        grid = np.zeros_like(f.hole)
+        grid[::stride, ::stride] = True
+        pix = np.nonzero(f.unseen & f.hole & grid)
+        K = np.asarray(f.view.K, np.float64)
+        pts.append(backproject(z, pix, K, np.asarray(f.view.viewmat)))
+        cols.append(f.target[pix])
+        sizes.append(z[pix] / K[0, 0] * stride)
+    if not pts:
+        return np.zeros((0, 3)), np.zeros((0, 3)), np.zeros(0)
+    return np.concatenate(pts), np.concatenate(cols), np.concatenate(sizes)
+
+
+def fill_hole(
+    g0: Gaussians,
+    seg0: Segmentation,
+    g1: Gaussians,
+    ids: list[int],
+    views: list,
+    background,
+    opts,
+    extent,
+    inpainter,
+    px: int,
+    progress: bool = False,
+):
+    """Steps 1-3 of the module docstring. g1: the Gaussians after removal. Returns (Gaussians: g1's,
+    refined, then the new ones; the new ones alone; nearest survivor of each new one [M]; the views;
+    the number of refined survivors)."""
+    from .fitting import fit_gaussians, merge_subset
+    from .inpainting import merge_seeds, seed_gaussians
+    from .ops import concat
+
+    ring = max(3, 2 * px)
+    fills = fill_views(g0, seg0, g1, ids, views, background, inpainter, px, shadows=opts.shadows)
+    if not fills:
+        return None
+    pts, cols, sizes = merge_seeds(*seeds(fills, ring, opts.stride), opts.max_seeds, opts.seed)
+    new = seed_gaussians(pts, cols, sizes, g1, opts.seed_size)
+    nearest = new.nearest
+    near = neighbours(g1, fills, opts.stride)
+    allg = concat(g1, new)
+    free = np.r_[near, np.ones(len(new), bool)]
+    if free.any() and opts.iterations > 0:
+        lrs = {
+            "means": opts.lr_means * extent,
+            "quats": opts.lr_quats,
+            "scales": opts.lr_scales,
+            "opacities": opts.lr_opacity,
+            "sh0": opts.lr_sh0,
+            "shN": opts.lr_sh0 / 20,
+        }
+        mask_t = torch.from_numpy(free)
+        fitted = fit_gaussians(
+            allg.select(~mask_t),
+            allg.select(mask_t),
+            [f.view for f in fills],
+            [f.target for f in fills],
+            background,
+            lrs,
+            opts.iterations,
+            opts.seed,
+            weights=[f.weight for f in fills],
+            progress=progress,
+            desc="fill",
+        )
+        allg = merge_subset(allg, free, fitted)
+    return allg, len(new), nearest, fills, int(near.sum())
+
+
+def inpaint_scene(run, sel, opts, progress: bool = False):
+    """``inpainting.inpaint`` with the scene fill (module docstring): remove ``sel`` (straddlers
+    trimmed), fill, and return the edited run with "consistency" in its edit info."""
+    from ..errors import InputError
+    from .api import trimmed
+    from .inpainting import consistency, dilation_px, make_inpainter
+    from .ops import remove
+    from .select import selection_info
+
+    g0, seg0 = run.gaussians, run.require_segmentation()
+    g1, seg1 = remove(trimmed(run, sel), seg0, sel.mask)
+    views = run.views("train")
+    px = dilation_px(views[0].width, opts.dilate)
+    done = fill_hole(
+        g0, seg0, g1, sel.ids, views, run.backdrop, opts, float(run.scene.extent), make_inpainter(opts), px, progress
+    )
+    if done is None:
+        raise InputError(f"{run.path}: ids {sel.ids} are not visible in any training view; use remove instead")
+    g, n_new, nearest, fills, n_near = done
+    seg = seg1.append(seg1.labels[nearest]) if seg1.classifier is None else seg1
+    after = consistency(g, fills, run.backdrop)
+    info = {
+        "edit": "inpaint",
+        **selection_info(run, sel),
+        "removed": int(sel.mask.sum()),
+        "new_gaussians": n_new,
+        "refined_neighbours": n_near,
+        "fill": "scene",
+        "inpainter": opts.inpainter,
+        "dilate_px": px,
+        "iterations": opts.iterations,
+        "views": len(fills),
+        "unseen_pixels": int(sum(f.unseen.sum() for f in fills)),
+        "shadow_pixels": int(sum(f.shadow.sum() for f in fills)),
+        "consistency": after,
+    }
+    edited = run.derive(g, seg, info)
+    for f in fills[:3]:
+        edited.images[f"inpaint/{f.view.name}_target.png"] = f.target
+        edited.images[f"inpaint/{f.view.name}_hole.png"] = f.hole.astype(np.uint8) * 255
+        edited.images[f"inpaint/{f.view.name}_unseen.png"] = f.unseen.astype(np.uint8) * 255
+        edited.images[f"inpaint/{f.view.name}_shadow.png"] = f.shadow.astype(np.uint8) * 255
+    return edited
