@@ -78,7 +78,7 @@ def test_options_need_exactly_one_editor(tmp_path):
         RestyleOptions(effect="oil", style_image="x.png")
     with pytest.raises(InputError, match="effect sepia: use one of watercolor"):
         RestyleOptions(effect="sepia")
-    with pytest.raises(InputError, match="instruction needs ip2p_checkpoint"):
+    with pytest.raises(InputError, match="ip2p_checkpoint missing: an instruction needs"):
         RestyleOptions(instruction="make it bronze")
     with pytest.raises(InputError, match=r"style_image .*nope.png: not found or not an image"):
         stylize.read_style(tmp_path / "nope.png")

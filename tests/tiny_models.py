@@ -92,3 +92,87 @@ def ip2p_pipeline(folder: Path) -> Path:
     )
     pipe.save_pretrained(folder)
     return folder
+
+
+def bert_tokenizer(folder: Path, words: list[str]):
+    """A BertTokenizer over a small WordPiece vocabulary: special tokens, ``words``, '.', single letters."""
+    from transformers import BertTokenizer
+
+    folder.mkdir(parents=True, exist_ok=True)
+    letters = list("abcdefghijklmnopqrstuvwxyz")
+    vocab = ["[PAD]", "[UNK]", "[CLS]", "[SEP]", "[MASK]", ".", *words, *letters, *("##" + c for c in letters)]
+    (folder / "vocab.txt").write_text("\n".join(dict.fromkeys(vocab)) + "\n")
+    return BertTokenizer(str(folder / "vocab.txt"))
+
+
+def grounding_dino(folder: Path, words: list[str]) -> Path:
+    """A tiny random Grounding DINO (Swin backbone with 12-channel patches, 1-layer BERT, d_model 32,
+    20 queries) and its processor (PIL image processor, local BERT vocabulary), saved to ``folder``."""
+    from transformers import (
+        BertConfig,
+        GroundingDinoConfig,
+        GroundingDinoForObjectDetection,
+        GroundingDinoProcessor,
+        SwinConfig,
+    )
+    from transformers.models.grounding_dino.image_processing_pil_grounding_dino import GroundingDinoImageProcessorPil
+
+    tok = bert_tokenizer(folder.parent / f"{folder.name}_vocab", words)
+    swin = SwinConfig(
+        image_size=64,
+        patch_size=4,
+        embed_dim=12,
+        depths=[1, 1, 1, 1],
+        num_heads=[1, 1, 2, 2],
+        window_size=4,
+        out_indices=[2, 3, 4],
+    )
+    bert = BertConfig(
+        vocab_size=len(tok),
+        hidden_size=16,
+        num_hidden_layers=1,
+        num_attention_heads=2,
+        intermediate_size=32,
+        max_position_embeddings=64,
+    )
+    cfg = GroundingDinoConfig(
+        backbone_config=swin,
+        text_config=bert,
+        d_model=32,
+        encoder_layers=1,
+        decoder_layers=2,  # transformers ties bbox_embed.1.. to bbox_embed.0: at least two decoder layers
+        encoder_ffn_dim=32,
+        decoder_ffn_dim=32,
+        encoder_attention_heads=2,
+        decoder_attention_heads=2,
+        num_queries=20,
+        encoder_n_points=2,
+        decoder_n_points=2,
+        max_text_len=32,
+    )
+    torch.manual_seed(0)
+    GroundingDinoForObjectDetection(cfg).eval().save_pretrained(folder)
+    image_processor = GroundingDinoImageProcessorPil(size={"shortest_edge": 64, "longest_edge": 96})
+    GroundingDinoProcessor(image_processor=image_processor, tokenizer=tok).save_pretrained(folder)
+    return folder
+
+
+def clip(folder: Path) -> Path:
+    """A tiny random CLIPModel (2-layer text and vision towers, 32x32 images) and its processor, saved to ``folder``."""
+    from transformers import CLIPConfig, CLIPModel, CLIPProcessor, CLIPVisionConfig
+    from transformers.models.clip.image_processing_pil_clip import CLIPImageProcessorPil
+
+    tok = clip_tokenizer(folder.parent / f"{folder.name}_tokenizer", max_length=32)
+    vision = CLIPVisionConfig(
+        hidden_size=32, intermediate_size=37, num_attention_heads=4, num_hidden_layers=2, image_size=32, patch_size=8
+    )
+    torch.manual_seed(0)
+    model = CLIPModel(
+        CLIPConfig(
+            text_config=clip_text_config(len(tok), 32).to_dict(), vision_config=vision.to_dict(), projection_dim=16
+        )
+    )
+    model.eval().save_pretrained(folder)
+    image_processor = CLIPImageProcessorPil(size={"shortest_edge": 32}, crop_size={"height": 32, "width": 32})
+    CLIPProcessor(image_processor=image_processor, tokenizer=tok).save_pretrained(folder)
+    return folder

@@ -357,6 +357,7 @@ def build_parser() -> argparse.ArgumentParser:
     _add_segment(sub)
     _add_pipeline(sub)
     add_edit_commands(sub)
+    __import__("gsgroup.edit.select_command").edit.select_command.add_select_command(sub)  # gsgroup select --text
     add_view_command(sub)
     add_poses_command(sub)
     return parser

@@ -16,6 +16,7 @@ from .inpainting import InpaintOptions
 from .ops import SH_DAMP
 from .restyle import RestyleOptions
 from .select import SelectOptions, format_selection
+from .text_select import TextSelectOptions, select_by_text
 
 DESCRIPTION = """\
 Edit the objects of a segmented run (one trained with masks, or lifted). Each edit writes a new run
@@ -26,6 +27,8 @@ Select the objects with exactly one of:
   --pick STEM:X,Y               the object covering pixel X (column), Y (row) of view STEM, at the
                                 run's training resolution (the size `gsgroup render` writes)
   --mask-view STEM --mask PNG   the objects covering most of a 2D mask drawn on view STEM
+  --text "red ball" --detector-checkpoint DIR
+                                the objects a text prompt names (Grounding DINO, see `gsgroup select`)
 
 Examples:
   gsgroup edit remove    RUN --out RUN2 --pick view_003:120,80
@@ -78,11 +81,16 @@ def parse_vec3(text: str | None, flag: str) -> tuple[float, float, float] | None
 
 
 def select_from_args(run: Run, args) -> edit.Selection:
-    """The selection the options ask for (exactly one of --objects, --pick, --mask-view/--mask), printed."""
-    if sum(x is not None for x in (args.objects, args.pick, args.mask or args.mask_view)) != 1:
+    """The selection the options ask for (exactly one of --objects, --pick, --mask-view/--mask, --text), printed."""
+    if sum(x is not None for x in (args.objects, args.pick, args.mask or args.mask_view, args.text)) != 1:
         raise InputError(
-            "select the objects with exactly one of --objects 3,5, --pick STEM:X,Y or --mask-view STEM --mask PNG"
+            "select the objects with exactly one of --objects 3,5, --pick STEM:X,Y, --mask-view STEM --mask PNG "
+            'or --text "PROMPT"'
         )
+    if args.text is not None:
+        sel, _ = select_by_text(run, from_options(TextSelectOptions, args), from_options(SelectOptions, args))
+        print(format_selection(sel.describe(run.gaussians)))
+        return sel
     if (args.mask is None) != (args.mask_view is None):
         raise InputError("--mask-view and --mask go together: --mask-view STEM --mask PNG")
     sel = edit.select(
@@ -177,6 +185,7 @@ def _selection_options(p: argparse.ArgumentParser) -> None:
     )
     g.add_argument("--mask-view", default=None, help="view (image stem) the --mask is drawn on")
     g.add_argument("--mask", default=None, help="PNG, non-zero = selected: takes the ids covering most of it")
+    add_options(g, TextSelectOptions)
     add_options(p, SelectOptions)
 
 

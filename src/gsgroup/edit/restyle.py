@@ -70,7 +70,9 @@ class RestyleOptions:
         if len(given) != 1:
             raise InputError("restyle with exactly one of style_image, effect or instruction", "style_image")
         if self.instruction is not None and not self.ip2p_checkpoint:
-            raise InputError("instruction needs ip2p_checkpoint: a local InstructPix2Pix folder", "ip2p_checkpoint")
+            raise InputError(
+                "ip2p_checkpoint missing: an instruction needs a local InstructPix2Pix folder", "ip2p_checkpoint"
+            )
         if self.effect is not None and self.effect not in stylize.EFFECTS:
             raise InputError(f"effect {self.effect}: use one of {', '.join(stylize.EFFECTS)}", "effect")
         if self.texture not in stylize.TEXTURES:
