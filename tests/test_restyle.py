@@ -236,3 +236,19 @@ def test_ip2p_restyle_with_a_tiny_random_pipeline(tiny):
     got = out.images[f"restyle/{hole.view.name}_target.png"]
     assert np.abs(got - want).max() < 1e-5
     assert np.abs(got - hole.rgb0)[hole.hole].mean() > 0.01
+
+
+def test_viewer_restyle_action(tiny):
+    """The viewer's restyle action runs edit.restyle on the selected object and records it as an op."""
+    from gsgroup.viewer.state import ViewerState, open_run
+
+    st = ViewerState(open_run(tiny["run"]))
+    st.select(4)
+    before = st.act["rgb"].copy()
+    st.restyle(effect="watercolor", iterations=10)
+    assert st.ops[-1]["op"] == "restyle" and st.ops[-1]["effect"] == "watercolor"
+    changed = np.abs(st.act["rgb"] - before).max(axis=1) > 0
+    assert changed.any() and not changed[st.labels != 4].any()
+    with pytest.raises(InputError, match="exactly one of style_image"):
+        st.restyle()
+    assert st.undo() and np.array_equal(st.act["rgb"], before)

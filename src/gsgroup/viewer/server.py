@@ -19,6 +19,7 @@ from pathlib import Path
 
 import numpy as np
 
+from ..edit.stylize import EFFECTS as RESTYLE_EFFECTS
 from ..errors import InputError
 from .state import MODES, ViewerState, open_run
 
@@ -104,6 +105,9 @@ class ViewerApp:
             self.b_remove = gui.add_button("Remove", color="red")
             self.color = gui.add_rgb("Color", (51, 102, 255))
             self.b_recolor = gui.add_button("Recolor")
+            self.effect = gui.add_dropdown("Restyle", (*RESTYLE_EFFECTS, "style image"), initial_value="watercolor")
+            self.style_path = gui.add_text("Style image", "")
+            self.b_restyle = gui.add_button("Restyle (fits for minutes)")
             self.offset = gui.add_vector3("Translate by", (0.0, 0.0, 0.0), step=0.01)
             self.b_translate = gui.add_button("Translate")
             self.b_undo = gui.add_button("Undo")
@@ -123,10 +127,15 @@ class ViewerApp:
         self.b_remove.on_click(self._guarded(lambda _: self.state.remove(), "removed the object"))
         self.b_recolor.on_click(self._guarded(lambda _: self.state.recolor(self.color.value), "recolored"))
         self.b_translate.on_click(self._guarded(lambda _: self.state.translate(self.offset.value), "moved"))
+        self.b_restyle.on_click(self._guarded(self._on_restyle, "restyled"))
         self.b_undo.on_click(self._guarded(self._on_undo))
         self.b_save.on_click(self._guarded(self._on_save))
         self.b_export.on_click(self._guarded(self._on_export))
         self.server.scene.on_click()(self._guarded(self._on_scene_click))
+
+    def _on_restyle(self, _event) -> None:
+        style = self.effect.value == "style image"
+        self.state.restyle(None if style else self.effect.value, self.style_path.value if style else None)
 
     def _guarded(self, fn, done: str | None = None):
         """Wrap a callback: take the lock, skip echo events of our own GUI sync, show errors in the panel."""

@@ -218,6 +218,13 @@ class ViewerState:
         parse_color(color)
         self._apply(edit.recolor(self.run, self._sel(), color))
 
+    def restyle(self, effect: str | None = None, style_image: str | None = None, iterations: int = 300) -> None:
+        """Restyle the selection with an OpenCV ``effect`` or a ``style_image`` picture, then fit its colours
+        (``edit.restyle``: minutes on a CPU)."""
+        self._need_selection("restyle")
+        opts = edit.RestyleOptions(effect=effect or None, style_image=style_image or None, iterations=iterations)
+        self._apply(edit.restyle(self.run, self._sel(), opts))
+
     def translate(self, t) -> None:
         """Move the selection by t [3] (``edit.transform``)."""
         self._need_selection("translate")
