@@ -76,6 +76,8 @@ def select(
         pixels = read_mask(drawn) if isinstance(drawn, (str, os.PathLike)) else np.asarray(drawn, bool)
         ids, how = ids_in_mask(id_map(run, stem), pixels, where=where), f"mask {where}"
     opts = options or SelectOptions()
+    if opts.whole:
+        ids = refine.whole_ids(run, ids)
     sel = make_selection(run.gaussians, run.require_segmentation(), ids, opts, by=how)
     if opts.votes:
         sel = refined(run, sel)

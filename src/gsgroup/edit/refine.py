@@ -61,6 +61,22 @@ def mask_votes(run: Run, ids: list[int]) -> Votes | None:
     return votes_from_weights(A, ids)
 
 
+def whole_ids(run: Run, ids: list[int]) -> list[int]:
+    """``ids`` plus the parts the run's associated masks split off them (``segment.enclosure``: ids
+    whose borders lie mostly on the chosen objects and whose Gaussians sit inside their box)."""
+    from pathlib import Path
+
+    from ..data.masks import load_masks
+    from ..segment.enclosure import adjacency, enclosed_parts
+
+    folder = run.config.data.masks
+    if not folder or not Path(folder).is_dir():
+        return sorted(ids)
+    C = adjacency(load_masks(folder, run.views("train")))
+    labels, _ = run.require_segmentation().label(run.gaussians)
+    return enclosed_parts(C, labels, run.gaussians.means.detach().numpy(), ids)
+
+
 def votes_from_weights(A: np.ndarray, ids: list[int]) -> Votes:
     """Votes from accumulated weights A [N,L] (``segment.lift.accumulate_weights``)."""
     cols = [i for i in ids if 0 <= i < A.shape[1]]

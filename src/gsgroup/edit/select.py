@@ -43,6 +43,11 @@ class SelectOptions:
         "refine with the mask votes of the run's associated masks, kNN, colour, floaters and trims (edit/refine.py)",
         flag="--no-votes",
     )
+    whole: bool = option(
+        True,
+        "also take the parts the 2D masks split off the chosen objects (highlights, bands; segment/enclosure.py)",
+        flag="--no-whole",
+    )
 
     def __post_init__(self):
         check_bounds(self)

@@ -34,6 +34,10 @@ same object in every view. Algorithm (a Gaga-style memory bank of Gaussian group
    dominant Gaussian (``dominant_gaussian``); otherwise it is dropped. Ids are 1..K by decreasing
    pixel count.
 
+7. **Enclosed parts** (``enclose`` > 0): an id whose borders over all views lie mostly (>= ``enclose``)
+   on one object and whose Gaussians sit inside that object's box (a highlight, a shading band, a
+   printed pattern the 2D segmenter cut out) is merged into it (``enclosure.merge_enclosed``).
+
 Steps 4-6 are in ``association_bank``. ``association_io.write_association`` writes ``<stem>.png``
 (uint8 up to 255 ids, else uint16; 0 = no object) and ``objects.json``; ``resolve_output_dir``
 picks the output folder without overwriting user masks; ``association_metrics.pairwise_f1``
@@ -51,6 +55,7 @@ import torch
 from gsgroup.errors import InputError
 from gsgroup.segment.association_bank import _final_labels, _memory_bank, _Problem, _refine, camera
 from gsgroup.segment.association_io import association_objects
+from gsgroup.segment.enclosure import merge_enclosed
 
 __all__ = ["AssociateParams", "AssociationResult", "associate_masks"]
 
@@ -81,6 +86,7 @@ class AssociateParams:
     part_prec: float = 0.5  # final: bwd share (the group lies inside the mask) of such a part
     split_merged: bool = True  # split masks that merge several groups, per pixel
     min_views: int = 1  # groups seen in fewer views are dropped
+    enclose: float = 0.6  # merge parts enclosed by an object (segment/enclosure.py); 0 = never
 
     def check(self) -> AssociateParams:
         for name in (
@@ -367,6 +373,9 @@ def associate_masks(
     gmaps, owner_g, fstats = _final_labels(prob, assign, tensors, todo, p)
 
     out_masks, owner, n_objects = _ranked_ids(gmaps, owner_g, vdata, mlist, p)
+    merged = {}
+    if p.enclose > 0:
+        out_masks, owner, n_objects, merged = merge_enclosed(out_masks, owner, tensors[0].numpy(), p.enclose)
     states = [m.state for m in mlist]
     stats = {
         "views": len(vdata),
@@ -380,6 +389,7 @@ def associate_masks(
         "parts": fstats["parts"],
         "split": fstats["split"],
         "unexplained": fstats["unexplained"],
+        "enclosed_parts_merged": len(merged),
         "seconds_contributions": round(t_contrib, 3),
         "seconds": round(time.perf_counter() - t0, 3),
     }
