@@ -185,6 +185,11 @@ def test_corrupt_jpeg_is_skipped_and_poses_recovered(tmp_path):
     e = _errors(tmp_path / "data", poses)
     assert np.median(e["rotation_deg"]) < 1.0 and np.median(e["center"]) < 0.01 * e["extent"]
     assert _snapshot(photos) == before  # the input folder is only read
+    with pytest.warns(UserWarning, match="view_bad.jpg"):
+        again = compute_poses(photos, tmp_path / "data", SfmOptions(**FAST))
+    assert again["reused"] == ["features", "matching", "mapping", "undistortion"] and again["registered"] == 5
+    with pytest.warns(UserWarning), pytest.raises(InputError, match="max_features 2048 -> 1024.*--force"):
+        compute_poses(photos, tmp_path / "data", SfmOptions(max_features=1024, progress=False))
 
 
 @pytest.mark.slow
