@@ -41,6 +41,28 @@ def _free_colors(params: dict, free: Gaussians, campos: torch.Tensor) -> torch.T
     return eval_sh(free.sh_degree, torch.cat([params["sh0"], params["shN"]], dim=1), dirs)
 
 
+def _render(fixed_act: tuple, fixed_colors, params: dict, free: Gaussians, vt, background, env_image):
+    """Differentiable render [H,W,3] of the fixed Gaussians (activated, colours given) and the free ones
+    (``params`` where fitted, else their own values), over the background or the environment image."""
+    from ..render import rasterize
+
+    get = lambda k: params[k] if k in params else getattr(free, k).detach()
+    f_means, f_quats, f_scales, f_opac = fixed_act
+    out = rasterize(
+        torch.cat([f_means, get("means")]),
+        torch.cat([f_quats, get("quats")]),
+        torch.cat([f_scales, torch.exp(get("scales"))]),
+        torch.cat([f_opac, torch.sigmoid(get("opacities"))]),
+        torch.cat([fixed_colors, _free_colors(params | {"sh0": get("sh0")}, free, vt.campos)]),
+        vt.viewmat,
+        vt.K,
+        vt.width,
+        vt.height,
+        background=None if env_image is not None else background,
+    )
+    return out.image if env_image is None else out.image + (1.0 - out.alpha) * env_image
+
+
 def fit_gaussians(
     fixed: Gaussians,
     free: Gaussians,
@@ -65,13 +87,16 @@ def fit_gaussians(
     ``refresh(current free Gaussians, step)`` -> new targets, called every ``refresh_every`` steps."""
     from tqdm import tqdm
 
-    from ..render import rasterize
-
     names = [k for k in PARAMS if k in lrs]
     params = {k: torch.nn.Parameter(getattr(free, k).clone()) for k in names}
     optim = torch.optim.Adam([{"params": [params[k]], "lr": lrs[k]} for k in names], eps=1e-15)
-    f_means, f_quats = fixed.means.detach(), fixed.quats.detach()
-    f_scales, f_opac = torch.exp(fixed.scales.detach()), torch.sigmoid(fixed.opacities.detach())
+    f_means = fixed.means.detach()
+    fixed_act = (
+        f_means,
+        fixed.quats.detach(),
+        torch.exp(fixed.scales.detach()),
+        torch.sigmoid(fixed.opacities.detach()),
+    )
     target_t = [torch.from_numpy(np.asarray(t, np.float32)) for t in targets]
     weight_t = None if weights is None else [torch.from_numpy(np.asarray(w, np.float32))[..., None] for w in weights]
     vts = [view_tensors(v) for v in views]
@@ -100,20 +125,7 @@ def fit_gaussians(
                 colors[i] = eval_sh(fixed.sh_degree, fixed.sh_coeffs(), dirs)
                 if env is not None:
                     env_images[i] = env.view_image(vt.viewmat, vt.K, vt.width, vt.height)
-        get = lambda k: params[k] if k in params else getattr(free, k).detach()
-        out = rasterize(
-            torch.cat([f_means, get("means")]),
-            torch.cat([f_quats, get("quats")]),
-            torch.cat([f_scales, torch.exp(get("scales"))]),
-            torch.cat([f_opac, torch.sigmoid(get("opacities"))]),
-            torch.cat([colors[i], _free_colors(params | {"sh0": get("sh0")}, free, vt.campos)]),
-            vt.viewmat,
-            vt.K,
-            vt.width,
-            vt.height,
-            background=None if env else background,
-        )
-        image = out.image if env is None else out.image + (1.0 - out.alpha) * env_images[i]
+        image = _render(fixed_act, colors[i], params, free, vt, background, env_images.get(i))
         diff = (image - target_t[i]).abs()
         if weight_t is None:
             loss = diff.mean()
