@@ -104,10 +104,15 @@ def main(argv=None) -> int:
     gt = {v.name: read_mask(scene_dir / "gt_mask" / f"{v.name}.png") for v in views}
     touching = json.loads((scene_dir / "scene.json").read_text())["touching"]
 
+    from gsgroup.segment.associate import AssociateParams
+
+    no_enclose = AssociateParams(enclose=0.0)  # before #12: enclosed parts kept apart
     runs = []
     for s in range(seeds):
-        res = evaluate(views, gaussians, gt, simulate_sam_masks(gt, touching, seed=s))
+        sim = simulate_sam_masks(gt, touching, seed=s)
+        res = evaluate(views, gaussians, gt, sim)
         runs.append({"source": "simulated", "seed": s, **res})
+        runs.append({"source": "simulated, no enclose", "seed": s, **evaluate(views, gaussians, gt, sim, no_enclose)})
         print(
             f"simulated seed {s}: F1 {res['f1']:.4f} (oracle {res['oracle_f1']:.4f}), {res['seconds']:.1f} s",
             flush=True,
@@ -123,11 +128,12 @@ def main(argv=None) -> int:
         }
         res = evaluate(views, gaussians, gt, masks)
         runs.append({"source": "classical", "seed": 0, **res})
+        runs.append({"source": "classical, no enclose", "seed": 0, **evaluate(views, gaussians, gt, masks, no_enclose)})
         print(f"classical: F1 {res['f1']:.4f} (oracle {res['oracle_f1']:.4f}), {res['seconds']:.1f} s", flush=True)
 
     cols = ["f1", "precision", "recall", "f1_all", "oracle_f1", "dropped", "seconds", "objects"]
     rows = []
-    for src in ("simulated", "classical"):
+    for src in ("simulated", "simulated, no enclose", "classical", "classical, no enclose"):
         rs = [r for r in runs if r["source"] == src]
         if rs:
             rows.append({"source": src, "runs": len(rs), **{c: median([r[c] for r in rs]) for c in cols}})

@@ -80,10 +80,16 @@ def run_demo(out: str | Path, cfg: PipelineConfig | None = None) -> Path:
                 "images": seg_images,
             },
             {
-                "title": "Edits of the sphere, selected by a 2D mask (before | after)",
+                "title": "Edits of the sphere, picked by one pixel (before | after)",
                 "images": edit_images,
                 "text": "gsgroup edit remove / recolor / inpaint RUN " + pick + "; each wrote a new run folder "
                 "under edits/.",
+            },
+            {
+                "title": "Removal and inpainting against the truth without the sphere (held-out test views)",
+                "images": _truth_comparison(scene_dir, Run.open(run_dir), out),
+                "text": "residue: footprint pixels closer to the pre-edit render than to the truth without the "
+                "sphere; hole: PSNR inside the footprint against that truth (the scene renders it exactly).",
             },
         ],
     )
@@ -93,13 +99,14 @@ def run_demo(out: str | Path, cfg: PipelineConfig | None = None) -> Path:
 
 
 def _demo_edits(scene_dir: Path, run: Run, out: Path) -> tuple[str, list]:
-    """Remove, recolor and inpaint the red sphere (object 1 of the built-in scene), selected with a 2D
-    mask of it in the first test view (the ids covering most of the mask, so an object that the
-    masks split in two parts is still taken whole). Returns the selection text and the report's
-    before/after images."""
+    """Remove, recolor and inpaint the red sphere (object 1 of the built-in scene), picked by one pixel
+    (the middle of its ground-truth mask in the first test view; the selection takes the parts the
+    masks split off it too). Returns the selection text and the report's before/after images."""
+    import cv2
+
     view = "view_000"
-    mask = out / "report_files" / "sphere_mask.png"
-    write_image(mask, (read_mask(scene_dir / "gt_mask" / f"{view}.png") == 1).astype(np.uint8) * 255)
+    inside = cv2.distanceTransform((read_mask(scene_dir / "gt_mask" / f"{view}.png") == 1).astype(np.uint8), 2, 3)
+    y, x = np.unravel_index(int(np.argmax(inside)), inside.shape)
     images, sel = [], None
     edits = {
         "remove": lambda s: edit.remove(run, s),
@@ -109,11 +116,43 @@ def _demo_edits(scene_dir: Path, run: Run, out: Path) -> tuple[str, list]:
     for op, apply in edits.items():
         target = out / "edits" / op
         if not (target / Run.EDIT).exists():
-            print(f"edit {op} --mask-view {view} --mask {mask} -> {target}")
-            sel = sel or edit.select(run, mask=(view, mask))
+            print(f"edit {op} --pick {view}:{x},{y} -> {target}")
+            sel = sel or edit.select(run, pick=(view, int(x), int(y)))
             edit.save(apply(sel), target, force=True)
         images += [(f"{op}: {p.stem}", p) for p in sorted((target / "before_after").glob("*.png"))[:2]]
-    return f"--mask-view {view} --mask {mask.name}", images
+    return f"--pick {view}:{x},{y}", images
+
+
+def _truth_comparison(scene_dir: Path, run: Run, out: Path, oid: int = 1, count: int = 2) -> list:
+    """Before | remove | inpaint | truth without the object, for the first ``count`` test views showing
+    it, with the residue and hole PSNR (edit/quality.py) in the captions."""
+    from .edit.api import render_rgb
+    from .edit.inpainting import dilation_px
+    from .edit.quality import combine, truth_images, view_scores
+
+    edited = {op: Run.open(out / "edits" / op) for op in ("remove", "inpaint")}
+    images = []
+    for v in run.views("test"):
+        truth, foot, changed = truth_images(scene_dir, oid, v.name)
+        if foot.sum() < 50 or len(images) >= count:
+            continue
+        before = render_rgb(run, v)
+        after = {op: render_rgb(r, v) for op, r in edited.items()}
+        s = {
+            op: combine([view_scores(before, a, truth, foot, changed, dilation_px(v.width, None))])
+            for op, a in after.items()
+        }
+        gap = np.ones((before.shape[0], 2, 3), np.float32)
+        strip = np.concatenate([before, gap, after["remove"], gap, after["inpaint"], gap, truth], axis=1)
+        path = out / "report_files" / f"truth_{v.name}.png"
+        write_image(path, (np.clip(strip, 0, 1) * 255 + 0.5).astype(np.uint8))
+        caption = (
+            f"{v.name}: before | remove (residue {s['remove']['residue_pct']:.1f}%, "
+            f"hole {s['remove']['hole_db']:.1f} dB) | inpaint (residue {s['inpaint']['residue_pct']:.1f}%, "
+            f"hole {s['inpaint']['hole_db']:.1f} dB) | truth without the sphere"
+        )
+        images.append((caption, path))
+    return images
 
 
 def _colorize(mask_png: Path, out: Path) -> Path:

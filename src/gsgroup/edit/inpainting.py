@@ -45,10 +45,14 @@ class InpaintOptions:
     radius: Telea radius; stride: seed every stride-th hole pixel; max_seeds caps the new Gaussians."""
 
     inpainter: str = option(
-        "opencv", "2D inpainter: OpenCV Telea, OpenCV Navier-Stokes or a LaMa checkpoint", choices=["opencv", "ns", "lama"]
+        "opencv",
+        "2D inpainter: OpenCV Telea, OpenCV Navier-Stokes or a LaMa checkpoint",
+        choices=["opencv", "ns", "lama"],
     )
     scene_fill: bool = option(
-        True, "fill only what no view saw, remove the shadow, refine the neighbours (edit/fill.py)", flag="--no-scene-fill"
+        True,
+        "fill only what no view saw, remove the shadow, refine the neighbours (edit/fill.py)",
+        flag="--no-scene-fill",
     )
     shadows: bool = option(True, "with the scene fill, also repaint the object's shadow", flag="--no-shadows")
     lama_checkpoint: str | None = option(None, "big-lama generator weights (see gsgroup.edit.lama)")

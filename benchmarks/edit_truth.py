@@ -1,0 +1,124 @@
+"""Removal and inpainting against the built-in scene's exact truth without the object (issue #12).
+
+On a segmented run of the built-in scene (built as in benchmarks/edit.py, or --run/--scene), for one
+object and the held-out test views, with the footprint = the scene's ground-truth mask of the object:
+
+  residue %     footprint pixels that still look like the object: the edited render is closer to the
+                pre-edit render than to the truth without the object (scene/without/<id>)
+  outside dB    PSNR outside what the object changed in the truth (footprint and shadow, dilated 2% of
+                the width) against the pre-edit render
+  hole dB       PSNR inside the footprint against the truth without the object
+  consistency   PSNR of the filled render against each training view's 2D target inside its hole
+
+"before": the classifier-only selection (--no-votes) and the old fill (--no-scene-fill: Telea on the
+pre-edit render, new Gaussians fitted alone); "after": the defaults. Inpainting runs --seeds times
+(the fit's seed; one reconstruction), and the table shows medians. Also compares 2D inpainters
+(Telea, Navier-Stokes) inside the scene fill. Writes benchmarks/results/edit_truth.json.
+
+    python benchmarks/edit_truth.py [--work /tmp/edit_dev] [--object 5] [--seeds 3] [--iterations 300]
+"""
+
+from __future__ import annotations
+
+import argparse
+import sys
+import time
+from pathlib import Path
+
+sys.path.insert(0, str(Path(__file__).resolve().parent))
+from _common import machine, save, table
+
+
+def scores(edited, data, scene: Path, oid: int) -> dict:
+    """Residue %, outside dB (min over views), hole dB (mean) of an edited run (gsgroup/edit/quality.py)."""
+    from gsgroup.edit.api import render_rgb
+    from gsgroup.edit.inpainting import dilation_px
+    from gsgroup.edit.quality import combine, truth_images, view_scores
+
+    per = []
+    for v in data.views("test"):
+        truth, foot, changed = truth_images(scene, oid, v.name)
+        if foot.sum() < 10:
+            continue
+        before, after = render_rgb(data, v), render_rgb(edited, v)
+        per.append(view_scores(before, after, truth, foot, changed, dilation_px(v.width, None)))
+    return combine(per)
+
+
+def main() -> int:
+    ap = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+    ap.add_argument("--work", default="/tmp/edit_dev")
+    ap.add_argument("--run", default=None)
+    ap.add_argument("--scene", default=None)
+    ap.add_argument("--object", type=int, default=5, help="object id (the scene's ground-truth id)")
+    ap.add_argument("--ids", default=None, help="run ids of the object (default: --object)")
+    ap.add_argument("--seeds", type=int, default=3)
+    ap.add_argument("--iterations", type=int, default=300)
+    ap.add_argument("--skip-old", action="store_true", help="skip the old fill (before)")
+    args = ap.parse_args()
+
+    import numpy as np
+
+    from gsgroup import edit
+    from gsgroup.edit.inpainting import InpaintOptions
+    from gsgroup.run import Run
+
+    if args.run:
+        run, scene = Path(args.run), Path(args.scene)
+    else:
+        from edit import build
+
+        scene, run = build(Path(args.work))
+    data = Run.open(run)
+    oid = args.object
+    ids = [int(i) for i in args.ids.split(",")] if args.ids else [oid]
+    results = {"machine": machine(), "run": str(run), "object": oid, "ids": ids, "iterations": args.iterations}
+    rows = []
+    plain = edit.select(data, objects=ids, options=edit.SelectOptions(votes=False))
+    t0 = time.perf_counter()
+    sel = edit.select(data, objects=ids)
+    results["select_seconds"] = round(time.perf_counter() - t0, 1)
+    results["selection"] = {"plain": int(plain.mask.sum()), "refined": int(sel.mask.sum()), **sel.counts}
+    for name, s in (("before", plain), ("after", sel)):
+        r = scores(edit.remove(data, s), data, scene, oid)
+        results[f"remove_{name}"] = r
+        rows.append({"edit": f"remove ({name})", "seeds": 1, **_fmt(r)})
+
+    def fill(opts_list, label):
+        runs = []
+        for opts in opts_list:
+            t = time.perf_counter()
+            ed = edit.inpaint(data, sel if opts.scene_fill else plain, opts)
+            r = scores(ed, data, scene, oid)
+            r["seconds"] = round(time.perf_counter() - t, 1)
+            r["consistency"] = {k: v for k, v in ed.edit["consistency"].items() if k != "per_view"}
+            runs.append(r)
+        med = {k: float(np.median([r[k] for r in runs])) for k in ("residue_pct", "outside_db_min", "hole_db")}
+        med["consistency_psnr_mean"] = float(np.median([r["consistency"]["psnr_mean"] for r in runs]))
+        med["consistency_psnr_std"] = float(np.median([r["consistency"]["psnr_std"] for r in runs]))
+        results[label] = {"median": med, "runs": runs}
+        rows.append({"edit": label, "seeds": len(runs), **_fmt(med)})
+
+    it = args.iterations
+    if not args.skip_old:
+        fill([InpaintOptions(iterations=it, scene_fill=False)], "inpaint (before: old fill)")
+    fill([InpaintOptions(iterations=it, seed=s) for s in range(args.seeds)], "inpaint (after: scene fill, Telea)")
+    fill([InpaintOptions(iterations=it, inpainter="ns")], "inpaint (scene fill, Navier-Stokes)")
+    path = save("edit_truth", results)
+    print(table(rows, ["edit", "seeds", "residue %", "outside dB (min)", "hole dB", "consistency dB"]))
+    print(f"wrote {path}")
+    return 0
+
+
+def _fmt(r: dict) -> dict:
+    cons = r.get("consistency_psnr_mean")
+    return {
+        "residue %": f"{r['residue_pct']:.2f}",
+        "outside dB (min)": f"{r['outside_db_min']:.1f}",
+        "hole dB": f"{r['hole_db']:.2f}",
+        "consistency dB": "" if cons is None else f"{cons:.2f} ± {r['consistency_psnr_std']:.2f}",
+    }
+
+
+if __name__ == "__main__":
+    sys.exit(main())
