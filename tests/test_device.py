@@ -24,7 +24,7 @@ def test_knn_torch_matches_kd_tree_in_chunks():
     means = torch.from_numpy(rng.normal(size=(3000, 3)))
     pts = means[torch.from_numpy(rng.choice(3000, 200, replace=False))]
     _, ref = cKDTree(means.numpy()).query(pts.numpy(), k=5)
-    for chunk in (1 << 27, 200 * 64, 200 * 7):  # one block; 47 blocks; 429 blocks of 7 (merged k at a time)
+    for chunk in (1 << 25, 200 * 64, 200 * 7):  # one block; 47 blocks; 429 blocks of 7 (merged k at a time)
         assert np.array_equal(knn_torch(means, pts, 5, chunk=chunk).numpy(), ref)
 
 

@@ -257,7 +257,7 @@ def loss_3d(
     return _kl_to_neighbours(ids, classifier, sample, nbr, k)
 
 
-def knn_torch(means: torch.Tensor, points: torch.Tensor, k: int, chunk: int = 1 << 27) -> torch.Tensor:
+def knn_torch(means: torch.Tensor, points: torch.Tensor, k: int, chunk: int = 1 << 25) -> torch.Tensor:
     """Indices [M,k] int64 of the k nearest of means [N,3] to points [M,3], nearest first, on their
     device: ``cdist`` + ``topk`` over blocks of means (at most ``chunk`` distances at a time, never
     an N x N matrix), merged block by block."""
