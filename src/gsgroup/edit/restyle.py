@@ -10,7 +10,9 @@ style transfer, with Instruct-NeRF2NeRF's iterative dataset update).
    opacities) on all training views, the L1 loss weighted to the footprint dilated by a margin
    (the target is the pre-edit render outside the footprint, so colour cannot leak out).
 4. Every ``refresh_every`` steps the targets are made again by the editor from the current renders,
-   so the per-view 2D edits converge towards what one 3D object can show.
+   so the per-view 2D edits converge towards what one 3D object can show (Instruct-NeRF2NeRF's iterative
+   dataset update; by default for InstructPix2Pix only: re-applying a deterministic filter to its own
+   output drifts away from the first edit, measured in benchmarks/restyle.py).
 
 Reported (edit info "restyle"): PSNR inside the footprint of the result against the last targets
 ("fit"), against each view's first 2D edit (multi-view consistency, mean and spread over views, as
@@ -50,8 +52,11 @@ class RestyleOptions:
     texture: str = option("stylize", "after a style image's colour transfer", choices=list(stylize.TEXTURES))
     geometry: bool = option(False, "also fit means, scales and opacities of the selection (default: SH colours only)")
     iterations: int = option(600, "fitting steps (one training view each)", min=0)
-    refresh_every: int = option(
-        200, "re-edit the current renders every N steps (0 = edit the pre-edit renders once)", min=0
+    refresh_every: int | None = option(
+        None,
+        "re-edit the current renders every N steps; 0 = edit the pre-edit renders once "
+        "(default: 200 with --instruction, 0 for the deterministic filters, which drift when re-applied)",
+        min=0,
     )
     dilate: int | None = option(None, "loss margin around the footprint in pixels (default 2%% of the width)", min=0)
     seed: int = option(0, "random seed")
@@ -78,10 +83,20 @@ class RestyleOptions:
         if self.texture not in stylize.TEXTURES:
             raise InputError(f"texture {self.texture}: use one of {', '.join(stylize.TEXTURES)}", "texture")
 
+    @property
+    def refresh(self) -> int:
+        """Steps between target refreshes: ``refresh_every``, or by default 200 for InstructPix2Pix (as
+        Instruct-NeRF2NeRF) and 0 for the filters (re-filtering a filtered render drifts, measured in
+        benchmarks/restyle.py)."""
+        if self.refresh_every is not None:
+            return self.refresh_every
+        return 200 if self.instruction is not None else 0
+
     def describe(self) -> dict:
         """The editor and fitting settings for edit.json."""
         keys = ("style_image", "effect", "instruction", "ip2p_checkpoint", "geometry", "iterations", "refresh_every")
         out = {k: getattr(self, k) for k in keys if getattr(self, k) is not None}
+        out["refresh_every"] = self.refresh
         if self.style_image is not None:
             out["texture"] = self.texture
         return out
@@ -194,7 +209,7 @@ def restyle(run: Run, sel: Selection, opts: RestyleOptions | None = None, progre
             opts.seed,
             weights=weights,
             refresh=refresh,
-            refresh_every=opts.refresh_every,
+            refresh_every=opts.refresh,
             progress=progress,
             desc="restyle",
         )
