@@ -6,14 +6,17 @@ the part no view saw needs new content (Gaussian Grouping's "unseen region"):
 1. per training view, from the render **after** removal: the hole (the removed ids' footprint in the
    pre-edit id render, dilated), the **unseen** part of it (accumulated alpha after removal < 0.9),
    and the **shadow** the object cast (``shadow_mask``: pixels near the footprint with the chroma of
-   the surrounding surface but under ``dark`` x its brightness, connected to the hole; the
-   reconstruction baked it into the floor and it has to go with the object);
+   the surrounding surface but under ``dark`` x its brightness, connected to the hole and nearer to it
+   than to any other object, whose own shadow stays; the reconstruction baked the shadow into the
+   floor and it has to go with the object);
 2. 2D-inpaint only unseen + shadow (dilated by a pixel or two) of the after-removal render; the rest
    of the hole keeps what the surviving Gaussians show;
 3. seed new Gaussians in the unseen part (plane-fitted depth, see ``inpainting.prepare_views``) and
-   fit them **together with their neighbours** (surviving Gaussians within a few seed spacings of
-   the back-projected hole and shadow pixels) to the targets under a loss restricted to the hole and
-   shadow and a ring around them (``fitting.fit_gaussians`` with per-pixel weights).
+   fit them to the targets under a loss restricted to the hole and shadow and a ring around them
+   (``fitting.fit_gaussians`` with per-pixel weights): first alone, all parameters, for half the
+   steps; then **together with their neighbours** (surviving Gaussians of the surface the object
+   stood on, within two seed spacings of the back-projected hole and shadow pixels), colours only,
+   so the shadowed floor is relit without moving any geometry.
 """
 
 from __future__ import annotations
@@ -45,6 +48,7 @@ class FillView:
     target: np.ndarray
     weight: np.ndarray
     depth1: np.ndarray
+    ids0: np.ndarray
 
 
 def _disc(mask: np.ndarray, px: int) -> np.ndarray:
@@ -93,6 +97,27 @@ def shadow_mask(
     return cand & np.isin(comp, touching[touching > 0])
 
 
+def surface_ids(ids: np.ndarray, hole: np.ndarray, px: int = 3) -> np.ndarray:
+    """The ids [K] of the surface an object stands on in one view: those covering >= 25% of a ring of
+    ``px`` around its hole in the pre-edit id map ``ids`` [H,W] (0 always counts as surface)."""
+    ring = _disc(hole, px) & ~hole
+    vals, counts = np.unique(ids[ring], return_counts=True)
+    keep = vals[counts >= 0.25 * max(counts.sum(), 1)] if len(vals) else vals
+    return np.union1d(keep, [0])
+
+
+def nearer_other(ids: np.ndarray, foot: np.ndarray, hole: np.ndarray) -> np.ndarray:
+    """Pixels [H,W] bool that are not the removed object's to repaint: other objects' pixels (ids that are
+    neither the surface nor removed) and every pixel nearer to one of them than to the footprint (their
+    own shadows)."""
+    objects = ~np.isin(ids, surface_ids(ids, hole)) & ~foot
+    if not objects.any():
+        return objects
+    d_obj = cv2.distanceTransform((~foot).astype(np.uint8), cv2.DIST_L2, 3)
+    d_other = cv2.distanceTransform((~objects).astype(np.uint8), cv2.DIST_L2, 3)
+    return objects | (d_other < d_obj)
+
+
 def fill_views(
     g0: Gaussians,
     seg0: Segmentation,
@@ -121,12 +146,12 @@ def fill_views(
             rgb1 = r1.image.clamp(0, 1).numpy().astype(np.float32)
             alpha1 = r1.alpha[..., 0].numpy()
             unseen = _disc(hole & (alpha1 < 0.9), 1) & _disc(hole, 1)
-            other = np.zeros_like(hole)  # ids are no guide here: masks often give floor and shadow their own
+            other = nearer_other(r0.ids, foot, hole)
             shadow = shadow_mask(rgb1, hole, other) if shadows else np.zeros_like(hole)
             region = unseen | _disc(shadow, 2) & ~other
             target = inpainter(rgb1, region) if region.any() else rgb1
             target = np.where(region[..., None], target, rgb1).astype(np.float32)
-            weight = _disc(hole | shadow, ring_px).astype(np.float32)
+            weight = np.where(_disc(hole | shadow, 2 * ring_px), 1.0, 0.25).astype(np.float32)
             out.append(
                 FillView(
                     view,
@@ -138,6 +163,7 @@ def fill_views(
                     target,
                     weight,
                     r1.depth[..., 0].numpy(),
+                    r0.ids,
                 )
             )
     return out
@@ -195,6 +221,7 @@ def fill_hole(
     g0: Gaussians,
     seg0: Segmentation,
     g1: Gaussians,
+    seg1: Segmentation,
     ids: list[int],
     views: list,
     background,
@@ -204,11 +231,12 @@ def fill_hole(
     px: int,
     progress: bool = False,
 ):
-    """Steps 1-3 of the module docstring. g1: the Gaussians after removal. Returns (Gaussians: g1's,
-    refined, then the new ones; the new ones alone; nearest survivor of each new one [M]; the views;
-    the number of refined survivors)."""
+    """Steps 1-3 of the module docstring. g1, seg1: the Gaussians after removal. Returns (Gaussians:
+    g1's, refined, then the new ones; the number of new ones; nearest survivor of each new one [M];
+    the views; the number of refined survivors; the consistency before fitting), or None when the
+    ids show in no view."""
     from .fitting import fit_gaussians, merge_subset
-    from .inpainting import merge_seeds, seed_gaussians
+    from .inpainting import consistency, merge_seeds, seed_gaussians
     from .ops import concat
 
     ring = max(3, 2 * px)
@@ -218,18 +246,27 @@ def fill_hole(
     pts, cols, sizes = merge_seeds(*seeds(fills, ring, opts.stride), opts.max_seeds, opts.seed)
     new = seed_gaussians(pts, cols, sizes, g1, opts.seed_size)
     nearest = new.nearest
-    near = neighbours(g1, fills, opts.stride)
+    surface = np.unique(np.concatenate([surface_ids(f.ids0, f.hole) for f in fills]))
+    near = neighbours(g1, fills, opts.stride) & np.isin(seg1.label(g1)[0], surface)
+    g1 = relight(g1, near, fills)
     allg = concat(g1, new)
-    free = np.r_[near, np.ones(len(new), bool)]
-    if free.any() and opts.iterations > 0:
-        lrs = {
-            "means": opts.lr_means * extent,
-            "quats": opts.lr_quats,
-            "scales": opts.lr_scales,
-            "opacities": opts.lr_opacity,
-            "sh0": opts.lr_sh0,
-            "shN": opts.lr_sh0 / 20,
-        }
+    seeded = consistency(allg, fills, background)
+    full = {
+        "means": opts.lr_means * extent,
+        "quats": opts.lr_quats,
+        "scales": opts.lr_scales,
+        "opacities": opts.lr_opacity,
+        "sh0": opts.lr_sh0,
+    }
+    colour = {"sh0": 4 * opts.lr_sh0, "shN": opts.lr_sh0 / 5}
+    half = opts.iterations // 2
+    # the new Gaussians alone, all parameters; then new and neighbouring ones, colours only
+    for free, lrs, steps in (
+        (np.r_[np.zeros(len(g1), bool), np.ones(len(new), bool)], full, opts.iterations - half),
+        (np.r_[near, np.ones(len(new), bool)], colour, half),
+    ):
+        if not free.any() or steps <= 0:
+            continue
         mask_t = torch.from_numpy(free)
         fitted = fit_gaussians(
             allg.select(~mask_t),
@@ -238,14 +275,14 @@ def fill_hole(
             [f.target for f in fills],
             background,
             lrs,
-            opts.iterations,
+            steps,
             opts.seed,
             weights=[f.weight for f in fills],
             progress=progress,
             desc="fill",
         )
         allg = merge_subset(allg, free, fitted)
-    return allg, len(new), nearest, fills, int(near.sum())
+    return allg, len(new), nearest, fills, int(near.sum()), seeded
 
 
 def inpaint_scene(run, sel, opts, progress: bool = False):
@@ -262,11 +299,22 @@ def inpaint_scene(run, sel, opts, progress: bool = False):
     views = run.views("train")
     px = dilation_px(views[0].width, opts.dilate)
     done = fill_hole(
-        g0, seg0, g1, sel.ids, views, run.backdrop, opts, float(run.scene.extent), make_inpainter(opts), px, progress
+        g0,
+        seg0,
+        g1,
+        seg1,
+        sel.ids,
+        views,
+        run.backdrop,
+        opts,
+        float(run.scene.extent),
+        make_inpainter(opts),
+        px,
+        progress,
     )
     if done is None:
         raise InputError(f"{run.path}: ids {sel.ids} are not visible in any training view; use remove instead")
-    g, n_new, nearest, fills, n_near = done
+    g, n_new, nearest, fills, n_near, seeded = done
     seg = seg1.append(seg1.labels[nearest]) if seg1.classifier is None else seg1
     after = consistency(g, fills, run.backdrop)
     info = {
@@ -282,6 +330,7 @@ def inpaint_scene(run, sel, opts, progress: bool = False):
         "views": len(fills),
         "unseen_pixels": int(sum(f.unseen.sum() for f in fills)),
         "shadow_pixels": int(sum(f.shadow.sum() for f in fills)),
+        "consistency_seeded": {k: v for k, v in seeded.items() if k != "per_view"},
         "consistency": after,
     }
     edited = run.derive(g, seg, info)
@@ -291,3 +340,40 @@ def inpaint_scene(run, sel, opts, progress: bool = False):
         edited.images[f"inpaint/{f.view.name}_unseen.png"] = f.unseen.astype(np.uint8) * 255
         edited.images[f"inpaint/{f.view.name}_shadow.png"] = f.shadow.astype(np.uint8) * 255
     return edited
+
+
+def relight(g1: Gaussians, near: np.ndarray, fills: list[FillView]) -> Gaussians:
+    """Brighten the shadowed neighbours before fitting: each Gaussian of ``near`` [N] bool whose mean
+    projects onto shadow pixels gets its DC colour times the geometric mean, over those pixels and
+    views, of target / after-removal render (per channel, clipped to [1, 4]). Returns new Gaussians."""
+    from ..model.sh import rgb_to_sh, sh_to_rgb
+
+    idx = np.flatnonzero(near)
+    if not len(idx):
+        return g1
+    means = g1.means.detach().numpy()[idx].astype(np.float64)
+    ks, logs = [], []
+    for f in fills:
+        if not f.shadow.any():
+            continue
+        V, K = np.asarray(f.view.viewmat, np.float64), np.asarray(f.view.K, np.float64)
+        cam = means @ V[:3, :3].T + V[:3, 3]
+        z = np.maximum(cam[:, 2], 1e-6)
+        u = np.floor(K[0, 0] * cam[:, 0] / z + K[0, 2]).astype(np.int64)
+        v = np.floor(K[1, 1] * cam[:, 1] / z + K[1, 2]).astype(np.int64)
+        h, w = f.shadow.shape
+        hit = np.flatnonzero((cam[:, 2] > 1e-6) & (u >= 0) & (u < w) & (v >= 0) & (v < h))
+        hit = hit[f.shadow[v[hit], u[hit]]]
+        ks.append(hit)
+        logs.append(np.log(np.maximum(f.target[v[hit], u[hit]], 0.02) / np.maximum(f.rgb1[v[hit], u[hit]], 0.02)))
+    if not ks or not sum(len(k) for k in ks):
+        return g1
+    k, lg = np.concatenate(ks), np.concatenate(logs)
+    count = np.bincount(k, minlength=len(idx))
+    has = np.flatnonzero(count)
+    mean = np.stack([np.bincount(k, lg[:, c], minlength=len(idx)) for c in range(3)], 1)[has] / count[has, None]
+    gain = torch.from_numpy(np.clip(np.exp(mean), 1.0, 4.0)).float()
+    out = g1.detach()
+    sel = torch.from_numpy(idx[has])
+    out.sh0[sel, 0] = rgb_to_sh((sh_to_rgb(out.sh0[sel, 0]).clamp(0, 1) * gain).clamp(0, 1))
+    return out
