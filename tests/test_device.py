@@ -78,3 +78,15 @@ def test_train_on_cuda_and_load_on_cpu(tmp_path):
     from gsgroup.train.checkpoint import read_checkpoint
 
     assert read_checkpoint(tmp_path / "run" / Run.CHECKPOINT)["params"]["means"].device.type == "cpu"
+
+
+@pytest.mark.skipif(torch.cuda.is_available(), reason="this machine has a GPU")
+@pytest.mark.parametrize("command", ["train", "run"])
+def test_device_cuda_without_gpu_is_one_line_before_any_work(tmp_path, capsys, command):
+    from gsgroup.cli import main
+
+    out = tmp_path / "out"
+    assert main([command, str(tmp_path / "no_such_data"), "--out", str(out), "--device", "cuda"]) == 2
+    err = capsys.readouterr().err.strip().splitlines()
+    assert len(err) == 1 and "--device cuda" in err[0] and "--device cpu" in err[0]  # not the missing data
+    assert not out.exists()
