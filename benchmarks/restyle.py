@@ -12,7 +12,8 @@ inside the footprint (does the 3D edit generalise to views the fit never saw?).
 The iterative dataset update (targets re-made from the current renders every 200 steps) is measured on
 watercolor ("watercolor-refresh"); the filters run without it by default.
 
-Writes benchmarks/results/restyle.json and docs/restyle_<editor>.png (before | after, one test view).
+Writes benchmarks/results/restyle.json and docs/restyle_<editor>.png (before | after, the object in one test
+view, enlarged 3x).
 
     python benchmarks/restyle.py [--work /tmp/restyle_dev] [--run RUN --scene SCENE] [--iterations 600]
 """
@@ -42,6 +43,22 @@ def style_picture(path: Path) -> Path:
     img = t[..., None] * a + (1 - t[..., None]) * b
     cv2.imwrite(str(path), (img[..., ::-1] * 255).astype(np.uint8))
     return path
+
+
+def write_picture(path: Path, hole, after) -> None:
+    """before | after of one view, cropped around the object's footprint and enlarged 3x (small PNG)."""
+    import cv2
+    import numpy as np
+
+    ys, xs = np.nonzero(hole.hole)
+    h, w = hole.hole.shape
+    m = max(8, (ys.max() - ys.min()) // 2)
+    y0, y1, x0, x1 = max(0, ys.min() - m), min(h, ys.max() + m), max(0, xs.min() - m), min(w, xs.max() + m)
+    crops = [img[y0:y1, x0:x1] for img in (hole.rgb0, after)]
+    gap = np.ones((y1 - y0, 1, 3), np.float32)
+    pic = np.concatenate([crops[0], gap, crops[1]], axis=1)
+    pic = cv2.resize(pic, None, fx=3, fy=3, interpolation=cv2.INTER_NEAREST)
+    cv2.imwrite(str(path), (np.clip(pic, 0, 1)[..., ::-1] * 255 + 0.5).astype(np.uint8))
 
 
 def main() -> int:
@@ -106,10 +123,7 @@ def main() -> int:
         rows.append({"editor": name, **{k: v for k, v in r.items() if k != "options"}})
         print(rows[-1], flush=True)
         if not name.endswith("-refresh") and name != "style-flat":
-            h, img = test[0], got[0]
-            gap = np.ones((img.shape[0], 2, 3), np.float32)
-            pic = np.concatenate([h.rgb0, gap, img], axis=1)
-            cv2.imwrite(str(DOCS / f"restyle_{name}.png"), (np.clip(pic, 0, 1)[..., ::-1] * 255 + 0.5).astype(np.uint8))
+            write_picture(DOCS / f"restyle_{name}.png", test[0], got[0])
     results["test_view"] = test[0].view.name if test else None
     path = save("restyle", results)
     cols = ["editor", "fit_psnr", "consistency_psnr", "consistency_std", "outside_psnr", "outside_psnr_min"]
