@@ -111,6 +111,14 @@ def _import_gsplat():
     return rasterization
 
 
+def _require_cuda(device, means) -> None:
+    if device is None or device.type != "cuda":
+        where = device if device is not None else type(means).__name__
+        raise InputError(
+            f"rasterize(backend='gsplat'): tensors must be on a CUDA device, got {where}; use backend='cpu'"
+        )
+
+
 def rasterize_gsplat(
     means,
     quats,
@@ -133,11 +141,7 @@ def rasterize_gsplat(
 
     rasterization = _import_gsplat()
     device = means.device if isinstance(means, torch.Tensor) else None
-    if device is None or device.type != "cuda":
-        where = device if device is not None else type(means).__name__
-        raise InputError(
-            f"rasterize(backend='gsplat'): tensors must be on a CUDA device, got {where}; use backend='cpu'"
-        )
+    _require_cuda(device, means)
     _check("means", means, (None, 3), device)
     n = means.shape[0]
     for name, x, shape in (
