@@ -283,3 +283,23 @@ def test_exif_focal_length_starts_the_shared_camera(tmp_path):
     expected = pycolmap.infer_camera_from_image(photos / "v0.jpg").focal_length
     assert len(cams) == 1 and cams[0].has_prior_focal_length
     assert cams[0].focal_length == pytest.approx(expected) and abs(expected - 1.2 * 640) > 50
+
+
+FOX = Path(__file__).resolve().parents[2] / "shared" / "data" / "fox"
+
+
+@pytest.mark.slow
+@pytest.mark.skipif(not FOX.exists(), reason="shared fox data not present")
+def test_fox_images_alone(tmp_path):
+    """fox's 50 photos without their transforms.json: every one registers, and the poses agree with
+    the given ones (NeRF loader, OpenGL -> OpenCV) within 1 degree and 1% of the extent (medians)."""
+    from gsgroup.data.colmap_frames import colmap_frames
+    from gsgroup.data.nerf import nerf_frames
+
+    summary = compute_poses(FOX / "images", tmp_path / "data", SfmOptions(progress=False))
+    assert summary["registered"] == summary["given"] == 50 and summary["models"] == [50]
+    ref = {Path(f.key).name: f.viewmat for f in nerf_frames(FOX)}
+    est = {Path(f.key).name: f.viewmat for f in colmap_frames(tmp_path / "data")[0]}
+    names = sorted(est)
+    e = pose_errors(np.stack([est[n] for n in names]), np.stack([ref[n] for n in names]))
+    assert np.median(e["rotation_deg"]) < 1.0 and np.median(e["center"]) < 0.01 * e["extent"]
