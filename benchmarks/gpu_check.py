@@ -181,7 +181,7 @@ def main(argv=None) -> int:
         step("compile_gsplat", [py, "-c", COMPILE], 420, need=60)
         # 2. CUDA tests
         tests = ["tests/test_gsplat_adapter.py", "tests/test_device.py"]
-        step("cuda_tests", [py, "-m", "pytest", "-q", "-x", *tests], 180)
+        step("cuda_tests", [py, "-m", "pytest", "-q", "-s", "-x", *tests], 180)
     # 3. identity training on CPU and CUDA from one reconstruction
     scene, gsg = work / "scene", [py, "-m", "gsgroup"]
     if not (scene / "scene.json").exists():
