@@ -327,7 +327,11 @@ def cmd_demo(args) -> int:
 
 def _add_pipeline(sub) -> None:
     p = sub.add_parser("run", help="the whole pipeline: masks, reconstruction, association, identities, evaluation")
-    p.add_argument("data", help="COLMAP folder (images/ + sparse/0) or NeRF folder (transforms*.json)")
+    p.add_argument(
+        "data",
+        help="COLMAP folder (images/ + sparse/0) or NeRF folder (transforms*.json); photos without poses "
+        "or a video get poses first (gsgroup poses, into RUN/data)",
+    )
     p.add_argument("--out", required=True, help="run folder")
     add_options(p, DataConfig)
     add_options(p, PipelineConfig)
