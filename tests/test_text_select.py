@@ -12,6 +12,7 @@ import cv2
 import numpy as np
 import pytest
 
+from gsgroup import edit
 from gsgroup.data.synthetic import make_scene
 from gsgroup.edit.text_select import (
     ClipRanker,
@@ -19,6 +20,7 @@ from gsgroup.edit.text_select import (
     TextSelectOptions,
     box_mask,
     coverage_views,
+    rle_mask,
     select_by_text,
     text_ids,
     vote,
@@ -44,6 +46,10 @@ def gt_ids(tiny, view):
     return cv2.imread(str(tiny["scene"] / "gt_mask" / f"{view.name}.png"), cv2.IMREAD_UNCHANGED)
 
 
+def grown(mask):
+    return cv2.dilate(mask.astype(np.uint8), np.ones((3, 3), np.uint8)) > 0
+
+
 def true_box_detector(tiny, oid, views):
     """A stand-in detector returning the ground-truth box of object ``oid`` in each of ``views`` (called
     in order), and a perfect box-prompted segmenter (the object's ground-truth pixels in the box)."""
@@ -58,7 +64,7 @@ def true_box_detector(tiny, oid, views):
         return np.array([[xs.min(), ys.min(), xs.max() + 1, ys.max() + 1]], np.float64), np.array([0.9]), [prompt]
 
     def segment(image, box):  # the ground truth grown by 1 px, as the render's edges lie ~1 px outside it
-        return cv2.dilate((gts[state["i"]] == oid).astype(np.uint8), np.ones((3, 3), np.uint8)) > 0
+        return grown(gts[state["i"]] == oid)
 
     return detect, segment
 
@@ -76,6 +82,10 @@ def test_true_boxes_select_exactly_their_object(tiny, with_sam):
         detect, segment = true_box_detector(tiny, oid, chosen)
         ids, report = text_ids(data, opts, detector=detect, segmenter=segment if with_sam else None)
         assert ids == [oid], (oid, report["candidates"])
+        for v, rec in zip(chosen, report["views"]):  # the masks used are in the report, as run-length codes
+            for box, m in zip(rec["boxes"], rec["masks"]):
+                want = grown(gt_ids(tiny, v) == oid) if with_sam else box_mask(edit.id_map(data, v.name), box)
+                assert np.array_equal(rle_mask(m["rle"]), want) and m["pixels"] == int(want.sum())
         assert report["prompt"] == "thing" and [v["view"] for v in report["views"]] == [v.name for v in chosen]
 
 

@@ -146,6 +146,20 @@ def covered_ids(ids: np.ndarray, mask: np.ndarray, cover: float = 0.7) -> dict[i
     }
 
 
+def mask_rle(mask: np.ndarray) -> dict:
+    """Uncompressed run-length code of mask [H,W] bool, row-major, starting with a run of False (COCO style)."""
+    flat = np.asarray(mask, bool).ravel()
+    bounds = np.r_[0, np.flatnonzero(np.diff(flat.astype(np.int8))) + 1, flat.size]
+    counts = np.diff(bounds).tolist()
+    return {"size": list(mask.shape), "counts": ([0] + counts) if flat.size and flat[0] else counts}
+
+
+def rle_mask(rle: dict) -> np.ndarray:
+    """Inverse of ``mask_rle`` -> bool [H,W]."""
+    values = np.arange(len(rle["counts"])) % 2 == 1
+    return np.repeat(values, rle["counts"]).reshape(rle["size"])
+
+
 def vote(hits: dict[int, int], visible: dict[int, int], share: float) -> list[int]:
     """Ids hit in >= ``share`` of the views where they are visible (and hit at least once)."""
     return sorted(i for i, h in hits.items() if h > 0 and h >= share * visible.get(i, h))
@@ -314,7 +328,9 @@ def text_ids(run: Run, opts: TextSelectOptions, detector=None, segmenter=None, r
         for box in boxes:
             mask = segmenter(image, box) if segmenter is not None else box_mask(r.ids, box, opts.cover)
             union |= mask
-            per_box.append({"pixels": int(mask.sum()), "covers": covered_ids(r.ids, mask, opts.cover)})
+            per_box.append(
+                {"pixels": int(mask.sum()), "covers": covered_ids(r.ids, mask, opts.cover), "rle": mask_rle(mask)}
+            )
         counts = np.bincount(r.ids.ravel())
         for i in np.flatnonzero(counts >= MIN_PIXELS):
             if i:
