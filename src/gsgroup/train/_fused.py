@@ -4,8 +4,8 @@ identity cross-entropy through its 1x1 classifier.
 Each kernel does in one call what the PyTorch path does in dozens of small operators (each with
 its own pass over memory and its own allocation). Parallel loops run over image rows or over
 independent elements; every sum over rows is kept per row and added up in row order afterwards,
-so results do not depend on the thread count or the schedule. ``fastmath`` stays off: the float
-operations run in the written order whatever the SIMD width.
+so results do not depend on the thread count or the schedule. ``fastmath`` stays off but for the
+classifier's dot products (see there): float operations run in the written order.
 """
 
 from __future__ import annotations
@@ -154,7 +154,9 @@ adam = njit(parallel=True, cache=True)(_adam)
 adam_serial = njit(cache=True)(_adam)  # for small parameters: no thread start-up
 
 
-@njit(parallel=True, cache=True)
+# reassoc + contract: LLVM may vectorise the E-long dot products; the order is fixed when the
+# kernel compiles, the same for every pixel and thread, so results still do not depend on threads.
+@njit(parallel=True, cache=True, fastmath={"reassoc", "contract"})
 def classifier_cross_entropy(f, target, weight, bias, ignore_index):
     """Mean cross-entropy of softmax(weight f + bias) against ``target`` over the non-ignored
     pixels, and its gradients.
@@ -165,7 +167,6 @@ def classifier_cross_entropy(f, target, weight, bias, ignore_index):
     """
     h, w, e = f.shape
     k = weight.shape[0]
-    wt = np.ascontiguousarray(weight.T)  # [E, K]: logits accumulate over E with K-wide vector ops
     grad_f = np.zeros((h, w, e), np.float32)
     part_w = np.zeros((h, k, e), np.float32)
     part_b = np.zeros((h, k), np.float32)
@@ -184,13 +185,14 @@ def classifier_cross_entropy(f, target, weight, bias, ignore_index):
                 bad_rows[row] += 1
                 continue
             fv = f[row, col]
-            p[:] = bias
-            for d in range(e):
-                fd = fv[d]
-                wd = wt[d]
-                for j in range(k):
-                    p[j] += wd[j] * fd
-            top = p.max()
+            top = np.float32(-np.inf)
+            for j in range(k):
+                wj = weight[j]
+                z = bias[j]
+                for d in range(e):
+                    z += wj[d] * fv[d]
+                p[j] = z
+                top = max(top, z)
             zt = np.float64(p[t]) - top
             total = 0.0
             for j in range(k):
