@@ -83,6 +83,7 @@ def main() -> int:
         r = scores(edit.remove(data, s), data, scene, oid)
         results[f"remove_{name}"] = r
         rows.append({"edit": f"remove ({name})", "seeds": 1, **_fmt(r)})
+        print(f"remove ({name})", _fmt(r), results["selection"], flush=True)
 
     def fill(opts_list, label):
         runs = []
@@ -98,6 +99,7 @@ def main() -> int:
         med["consistency_psnr_std"] = float(np.median([r["consistency"]["psnr_std"] for r in runs]))
         results[label] = {"median": med, "runs": runs}
         rows.append({"edit": label, "seeds": len(runs), **_fmt(med)})
+        print(label, _fmt(med), flush=True)
 
     it = args.iterations
     if not args.skip_old:

@@ -148,8 +148,12 @@ def fill_views(
             unseen = _disc(hole & (alpha1 < 0.9), 1) & _disc(hole, 1)
             other = nearer_other(r0.ids, foot, hole)
             shadow = shadow_mask(rgb1, hole, other) if shadows else np.zeros_like(hole)
-            region = unseen | _disc(shadow, 2) & ~other
-            target = inpainter(rgb1, region) if region.any() else rgb1
+            shadow = _disc(shadow, 2) & ~other  # with its penumbra
+            region = unseen | shadow
+            objects = ~np.isin(r0.ids, surface_ids(r0.ids, hole)) & ~foot & ~region
+            # other objects are no source for the fill: inpaint them too, keep them as they were
+            source_free = region | (objects & _disc(region, 3 * px))
+            target = inpainter(rgb1, source_free) if region.any() else rgb1
             target = np.where(region[..., None], target, rgb1).astype(np.float32)
             weight = np.where(_disc(hole | shadow, 2 * ring_px), 1.0, 0.25).astype(np.float32)
             out.append(
