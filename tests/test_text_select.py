@@ -114,13 +114,15 @@ def test_vote_and_coverage_views(tiny):
 
 
 def test_missing_folders_and_extra_are_one_line_errors(tmp_path, monkeypatch):
-    with pytest.raises(InputError, match=r"detector_checkpoint .*: no config.json there"):
+    with pytest.raises(InputError, match=r"detector_checkpoint .*nope: not a folder"):
         Detector.from_checkpoint(tmp_path / "nope")
     with pytest.raises(InputError, match=r"clip_checkpoint .*: no config.json there"):
         ClipRanker.from_checkpoint(tmp_path)
     with pytest.raises(InputError, match="detector_checkpoint missing"):
         TextSelectOptions(text="red ball")
     (tmp_path / "config.json").write_text("{}")
+    with pytest.raises(InputError, match=r"detector_checkpoint .*: not a loadable Grounding DINO"):
+        Detector.from_checkpoint(tmp_path)
     monkeypatch.setitem(sys.modules, "transformers", None)
     with pytest.raises(InputError, match=r"pip install 'gsgroup\[text\]'"):
         Detector.from_checkpoint(tmp_path)

@@ -176,9 +176,17 @@ def _require_transformers():
 
 
 def _check_folder(folder, what: str, param: str, example: str) -> Path:
+    """The checkpoint folder, once it is a folder with transformers' model config in it (and the extra installed)."""
     path = Path(folder)
-    if not (path / "config.json").is_file():
-        raise InputError(f"{param} {folder}: no config.json there; give a local {what} folder (e.g. {example})", param)
+    if not path.is_dir():
+        raise InputError(f"{param} {folder}: not a folder; give a local {what} folder (e.g. {example})", param)
+    _require_transformers()
+    from transformers.utils import CONFIG_NAME
+
+    if not (path / CONFIG_NAME).is_file():
+        raise InputError(
+            f"{param} {folder}: no {CONFIG_NAME} there; give a local {what} folder (e.g. {example})", param
+        )
     return path
 
 
@@ -192,7 +200,6 @@ class Detector:
     @classmethod
     def from_checkpoint(cls, folder: str | os.PathLike) -> Detector:
         path = _check_folder(folder, "Grounding DINO", "detector_checkpoint", "IDEA-Research/grounding-dino-tiny")
-        _require_transformers()
         from transformers import AutoProcessor, GroundingDinoForObjectDetection
 
         try:
@@ -236,7 +243,6 @@ class ClipRanker:
     @classmethod
     def from_checkpoint(cls, folder: str | os.PathLike) -> ClipRanker:
         path = _check_folder(folder, "CLIP", "clip_checkpoint", "openai/clip-vit-base-patch32")
-        _require_transformers()
         from transformers import AutoProcessor, CLIPModel
 
         try:
