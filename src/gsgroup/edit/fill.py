@@ -12,10 +12,11 @@ the part no view saw needs new content (Gaussian Grouping's "unseen region"):
 2. 2D-inpaint only unseen + shadow (dilated by a pixel or two) of the after-removal render; the rest
    of the hole keeps what the surviving Gaussians show;
 3. seed new Gaussians in the unseen part (plane-fitted depth, see ``inpainting.prepare_views``) and
-   fit them to the targets under a loss restricted to the hole and shadow and a ring around them
-   (``fitting.fit_gaussians`` with per-pixel weights): first alone, all parameters, for half the
+   fit them to the targets under a loss weighted to the hole and shadow and a ring around them (weight
+   1 there, 0.25 elsewhere; ``fitting.fit_gaussians`` with per-pixel weights): first alone, all parameters, for half the
    steps; then **together with their neighbours** (surviving Gaussians of the surface the object
    stood on, within two seed spacings of the back-projected hole and shadow pixels), colours only,
+   after ``relight`` has multiplied their colours by the target/render ratio on their shadow pixels,
    so the shadowed floor is relit without moving any geometry.
 """
 
