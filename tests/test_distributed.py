@@ -95,10 +95,10 @@ def test_more_processes_than_views_is_one_line(monkeypatch):
 
 def test_launch_drops_the_gpus_flag(monkeypatch):
     """gsgroup train --gpus N runs torchrun with the same command minus --gpus."""
-    from gsgroup.train import distributed
+    from gsgroup import cli
 
     calls = []
-    monkeypatch.setattr(distributed, "launch", lambda argv, n: calls.append((argv, n)) or 0)
+    monkeypatch.setattr(cli, "_launch_processes", lambda argv, n: calls.append((argv, n)) or 0)
     monkeypatch.setattr(sys, "argv", ["gsgroup", "train", "D", "--out", "R", "--gpus", "2", "--iterations", "3"])
     assert main(["train", "D", "--out", "R", "--gpus", "2", "--iterations", "3"]) == 0
     assert calls == [(["train", "D", "--out", "R", "--iterations", "3"], 2)]

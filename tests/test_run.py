@@ -148,7 +148,7 @@ def test_no_argv_built_outside_the_cli():
     for p in SRC.rglob("*.py"):
         text = p.read_text()
         assert "parse_args([" not in text or p.name == "cli.py", p
-        assert "subprocess" not in text, p
+        assert "subprocess" not in text or p.name == "cli.py", p  # cli.py: `train --gpus N` starts torchrun
     for p in list((SRC / "viewer").rglob("*.py")) + [SRC / "pipeline.py", SRC / "workflow.py", SRC / "demo.py"]:
         assert not re.search(r"from \.+(edit\.commands|cli) import|gsgroup\.cli", p.read_text()), p
 

@@ -75,6 +75,15 @@ def run_config_from_args(args) -> RunConfig:
     return RunConfig(data, train)
 
 
+def _launch_processes(argv: list[str], processes: int) -> int:
+    """Run ``python -m torch.distributed.run --standalone --nproc_per_node processes -m gsgroup ARGV``
+    and return its exit code: what ``gsgroup train --gpus N`` does."""
+    import subprocess
+
+    cmd = [sys.executable, "-m", "torch.distributed.run", "--standalone", f"--nproc_per_node={processes}"]
+    return subprocess.call([*cmd, "-m", "gsgroup", *argv])
+
+
 def cmd_train(args) -> int:
     from .pipeline import resume_run, train_run
     from .train import distributed
@@ -82,7 +91,7 @@ def cmd_train(args) -> int:
     if args.gpus > 1 and not distributed.launched():  # relaunch this command on N processes
         argv = sys.argv[1:]
         keep = [a for i, a in enumerate(argv) if not a.startswith("--gpus") and (i == 0 or argv[i - 1] != "--gpus")]
-        return distributed.launch(keep, args.gpus)
+        return _launch_processes(keep, args.gpus)
     from .train.device import resolve_device
 
     device = args.device

@@ -24,8 +24,6 @@ every rank holds all Gaussians.
 from __future__ import annotations
 
 import os
-import subprocess
-import sys
 
 import torch
 import torch.distributed as dist
@@ -128,11 +126,3 @@ def data_parallel(trainer) -> None:
 
     trainer.next_view_index = next_view_index
     densifier.accumulate = accumulate_and_sync
-
-
-def launch(argv: list[str], processes: int) -> int:
-    """Run ``python -m torch.distributed.run --nproc_per_node processes -m gsgroup ARGV`` (standalone)
-    and return its exit code: what ``gsgroup train --gpus N`` does."""
-    cmd = [sys.executable, "-m", "torch.distributed.run", "--standalone", f"--nproc_per_node={processes}"]
-    cmd += ["-m", "gsgroup", *argv]
-    return subprocess.call(cmd)
