@@ -1,4 +1,4 @@
-"""The demo: the whole pipeline on the built-in scene, three edits of its sphere, an HTML report."""
+"""The demo: the whole pipeline on the built-in scene, four edits of its sphere, an HTML report."""
 
 from __future__ import annotations
 
@@ -82,8 +82,10 @@ def run_demo(out: str | Path, cfg: PipelineConfig | None = None) -> Path:
             {
                 "title": "Edits of the sphere, picked by one pixel (before | after)",
                 "images": edit_images,
-                "text": "gsgroup edit remove / recolor / inpaint RUN " + pick + "; each wrote a new run folder "
-                "under edits/.",
+                "text": "gsgroup edit remove / recolor / inpaint / restyle --effect watercolor RUN " + pick + "; "
+                "each wrote a new run folder under edits/. Selecting by text (gsgroup select RUN --text 'red ball') "
+                "needs a Grounding DINO checkpoint: pip install 'gsgroup[text]', download "
+                "IDEA-Research/grounding-dino-tiny once and pass --detector-checkpoint DIR.",
             },
             {
                 "title": "Removal and inpainting against the truth without the sphere (held-out test views)",
@@ -99,7 +101,7 @@ def run_demo(out: str | Path, cfg: PipelineConfig | None = None) -> Path:
 
 
 def _demo_edits(scene_dir: Path, run: Run, out: Path) -> tuple[str, list]:
-    """Remove, recolor and inpaint the red sphere (object 1 of the built-in scene), picked by one pixel
+    """Remove, recolor, inpaint and restyle (watercolor) the red sphere (object 1 of the built-in scene), picked by one pixel
     (the middle of its ground-truth mask in the first test view; the selection takes the parts the
     masks split off it too). Returns the selection text and the report's before/after images."""
     import cv2
@@ -112,6 +114,7 @@ def _demo_edits(scene_dir: Path, run: Run, out: Path) -> tuple[str, list]:
         "remove": lambda s: edit.remove(run, s),
         "recolor": lambda s: edit.recolor(run, s, "#2a6fdb"),
         "inpaint": lambda s: edit.inpaint(run, s),
+        "restyle": lambda s: edit.restyle(run, s, edit.RestyleOptions(effect="watercolor", iterations=300)),
     }
     for op, apply in edits.items():
         target = out / "edits" / op
