@@ -190,6 +190,19 @@ def _check_folder(folder, what: str, param: str, example: str) -> Path:
     return path
 
 
+def _load_pretrained(model_class_name: str, folder, what: str, param: str, example: str):
+    """(model in eval mode, processor) from a local transformers folder, or a one-line InputError."""
+    path = _check_folder(folder, what, param, example)
+    import transformers
+
+    try:
+        model = getattr(transformers, model_class_name).from_pretrained(str(path), local_files_only=True).eval()
+        processor = transformers.AutoProcessor.from_pretrained(str(path), local_files_only=True)
+    except (OSError, ValueError, KeyError, TypeError) as e:
+        raise InputError(f"{param} {folder}: not a loadable {what} model ({_first_line(e)})", param) from None
+    return model, processor
+
+
 class Detector:
     """Grounding DINO from a local folder: ``detector(image [H,W,3] uint8, prompt, box_threshold,
     text_threshold)`` -> (boxes [B,4] x0,y0,x1,y1 pixels, scores [B], labels list[str])."""
@@ -199,17 +212,15 @@ class Detector:
 
     @classmethod
     def from_checkpoint(cls, folder: str | os.PathLike) -> Detector:
-        path = _check_folder(folder, "Grounding DINO", "detector_checkpoint", "IDEA-Research/grounding-dino-tiny")
-        from transformers import AutoProcessor, GroundingDinoForObjectDetection
-
-        try:
-            model = GroundingDinoForObjectDetection.from_pretrained(str(path), local_files_only=True).eval()
-            processor = AutoProcessor.from_pretrained(str(path), local_files_only=True)
-        except (OSError, ValueError, KeyError, TypeError) as e:
-            raise InputError(
-                f"detector_checkpoint {folder}: not a loadable Grounding DINO ({_first_line(e)})", "detector_checkpoint"
-            ) from None
-        return cls(model, processor)
+        return cls(
+            *_load_pretrained(
+                "GroundingDinoForObjectDetection",
+                folder,
+                "Grounding DINO",
+                "detector_checkpoint",
+                "IDEA-Research/grounding-dino-tiny",
+            )
+        )
 
     @torch.no_grad()
     def __call__(self, image: np.ndarray, prompt: str, box_threshold: float, text_threshold: float):
@@ -242,17 +253,7 @@ class ClipRanker:
 
     @classmethod
     def from_checkpoint(cls, folder: str | os.PathLike) -> ClipRanker:
-        path = _check_folder(folder, "CLIP", "clip_checkpoint", "openai/clip-vit-base-patch32")
-        from transformers import AutoProcessor, CLIPModel
-
-        try:
-            model = CLIPModel.from_pretrained(str(path), local_files_only=True).eval()
-            processor = AutoProcessor.from_pretrained(str(path), local_files_only=True)
-        except (OSError, ValueError, KeyError, TypeError) as e:
-            raise InputError(
-                f"clip_checkpoint {folder}: not a loadable CLIP model ({_first_line(e)})", "clip_checkpoint"
-            ) from None
-        return cls(model, processor)
+        return cls(*_load_pretrained("CLIPModel", folder, "CLIP", "clip_checkpoint", "openai/clip-vit-base-patch32"))
 
     @torch.no_grad()
     def __call__(self, images: list[np.ndarray], prompt: str) -> np.ndarray:
