@@ -89,6 +89,22 @@ def test_true_boxes_select_exactly_their_object(tiny, with_sam):
         assert report["prompt"] == "thing" and [v["view"] for v in report["views"]] == [v.name for v in chosen]
 
 
+def test_viewer_selects_by_text(tiny, tmp_path):
+    """The viewer's "Select by text" selects the object the (stand-in) detector boxes in every view, with the
+    same Gaussians as selecting it by id; a missing checkpoint folder is the one-line error of the CLI."""
+    from gsgroup.viewer.state import ViewerState, open_run
+
+    st = ViewerState(open_run(tiny["run"]))
+    chosen = coverage_views(st.run.views("train"), TextSelectOptions.views)
+    detect, _ = true_box_detector(tiny, 3, chosen)
+    assert st.select_text("thing", "unused", detector=detect) == [3]
+    by_text = st.sel_mask.copy()
+    st.select(3)
+    assert st.selected == 3 and np.array_equal(by_text, st.sel_mask)
+    with pytest.raises(InputError, match="detector_checkpoint .*: not a folder"):
+        st.select_text("thing", str(tmp_path / "nope"))
+
+
 def test_box_mask_leaves_an_object_resting_inside_the_box():
     """Object 2 with object 3 lying inside its box: the box of 2 takes only 2; a box around a split object
     (ids 4 and 5 side by side) takes both halves."""

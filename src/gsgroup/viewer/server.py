@@ -98,7 +98,11 @@ class ViewerApp:
         gui.add_markdown(f"**{self.state.src.path.name}** — {len(self.state.src.gaussians)} Gaussians")
         self.mode = gui.add_dropdown("Display", MODES, initial_value="RGB")
         self.objects = gui.add_dropdown("Object", self._object_options(), initial_value=NONE)
-        self.info = gui.add_markdown("Click an object, or choose it in the list.")
+        self.info = gui.add_markdown("Click an object, choose it in the list, or name it.")
+        with gui.add_folder("Select by text", expand_by_default=False):
+            self.prompt = gui.add_text("Prompt", "")
+            self.detector = gui.add_text("Grounding DINO folder", "")
+            self.b_text = gui.add_button("Select by text")
         with gui.add_folder("Selection"):
             self.b_hide = gui.add_button("Hide")
             self.b_isolate = gui.add_button("Isolate")
@@ -129,6 +133,7 @@ class ViewerApp:
         self.b_translate.on_click(self._guarded(lambda _: self.state.translate(self.offset.value), "moved"))
         self.b_restyle.on_click(self._guarded(self._on_restyle, "restyled"))
         self.b_undo.on_click(self._guarded(self._on_undo))
+        self.b_text.on_click(self._guarded(self._on_text))
         self.b_save.on_click(self._guarded(self._on_save))
         self.b_export.on_click(self._guarded(self._on_export))
         self.server.scene.on_click()(self._guarded(self._on_scene_click))
@@ -161,6 +166,10 @@ class ViewerApp:
         v = self.objects.value
         self.state.select(None if v == NONE else int(v.split(":")[0].split(" ")[0]))
         return None
+
+    def _on_text(self, _):
+        ids = self.state.select_text(self.prompt.value, self.detector.value)
+        return f"{self.prompt.value!r}: objects {ids}, selected {ids[0]}"
 
     def _on_isolate(self, _):
         if self.state.selected is None:

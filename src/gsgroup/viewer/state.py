@@ -166,6 +166,18 @@ class ViewerState:
         mask = None if oid is None else self._mask_of(oid)
         self.selected, self.sel_mask = oid, mask
 
+    def select_text(self, text: str, detector_checkpoint: str, **models) -> list[int]:
+        """Select the object a text prompt names (Grounding DINO from a local folder, as ``gsgroup select``;
+        ``models`` as ``text_ids``). Returns every id found; the first is selected."""
+        from ..edit.text_select import TextSelectOptions, text_ids
+
+        opts = TextSelectOptions(text=text.strip() or None, detector_checkpoint=detector_checkpoint.strip() or None)
+        ids, report = text_ids(self.run, opts, **models)
+        if not ids:
+            raise InputError(f"text {text!r}: no object found in {len(report['views'])} views", "text")
+        self.select(ids[0])
+        return ids
+
     def selection_info(self) -> dict | None:
         """id, Gaussian count, bounding box (min/max of the means) and opacity-weighted mean color."""
         if self.selected is None:
