@@ -180,13 +180,9 @@ def _check_folder(folder, what: str, param: str, example: str) -> Path:
     path = Path(folder)
     if not path.is_dir():
         raise InputError(f"{param} {folder}: not a folder; give a local {what} folder (e.g. {example})", param)
+    if not (path / "config.json").is_file():  # transformers' CONFIG_NAME
+        raise InputError(f"{param} {folder}: no config.json there; give a local {what} folder (e.g. {example})", param)
     _require_transformers()
-    from transformers.utils import CONFIG_NAME
-
-    if not (path / CONFIG_NAME).is_file():
-        raise InputError(
-            f"{param} {folder}: no {CONFIG_NAME} there; give a local {what} folder (e.g. {example})", param
-        )
     return path
 
 
