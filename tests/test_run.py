@@ -141,6 +141,8 @@ def test_run_file_names_are_spelled_once_in_src():
     assert len(names) == 12
     for name in names:
         where = [p for p in SRC.rglob("*.py") if re.search(rf"[\"']{re.escape(name)}[\"']", p.read_text())]
+        if name == Run.CONFIG:  # edit/text_select.py checks for a transformers model folder's own config.json
+            where = [p for p in where if p.name != "text_select.py"]
         assert len(where) == 1, (name, where)  # run.py, or (objects.json) data/masks.py beside associated masks
 
 
