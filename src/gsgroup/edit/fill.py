@@ -33,6 +33,16 @@ from ..model import Gaussians
 from ..segment.idmaps import render_ids
 from ..segment.segmentation import Segmentation
 from ..train.trainer import render_view, view_tensors
+from .inpainting import (
+    backproject,
+    consistency,
+    dilate_mask,
+    dilation_px,
+    fill_depth,
+    make_inpainter,
+    merge_seeds,
+    seed_gaussians,
+)
 
 
 @dataclass
@@ -50,13 +60,6 @@ class FillView:
     weight: np.ndarray
     depth1: np.ndarray
     ids0: np.ndarray
-
-
-def _disc(mask: np.ndarray, px: int) -> np.ndarray:
-    if px <= 0:
-        return mask.copy()
-    k = cv2.getStructuringElement(cv2.MORPH_ELLIPSE, (2 * px + 1, 2 * px + 1))
-    return cv2.dilate(mask.astype(np.uint8), k) > 0
 
 
 def shadow_mask(
@@ -78,7 +81,7 @@ def shadow_mask(
     if not hole.any():
         return np.zeros_like(hole)
     r = max(3, int(round(reach * np.sqrt(hole.sum() / np.pi))))
-    zone = _disc(hole, r) & ~other
+    zone = dilate_mask(hole, r) & ~other
     ring = zone & ~hole
     if ring.sum() < 20:
         return np.zeros_like(hole)
@@ -101,7 +104,7 @@ def shadow_mask(
 def surface_ids(ids: np.ndarray, hole: np.ndarray, px: int = 3) -> np.ndarray:
     """The ids [K] of the surface an object stands on in one view: those covering >= 25% of a ring of
     ``px`` around its hole in the pre-edit id map ``ids`` [H,W] (0 always counts as surface)."""
-    ring = _disc(hole, px) & ~hole
+    ring = dilate_mask(hole, px) & ~hole
     vals, counts = np.unique(ids[ring], return_counts=True)
     keep = vals[counts >= 0.25 * max(counts.sum(), 1)] if len(vals) else vals
     return np.union1d(keep, [0])
@@ -142,21 +145,21 @@ def fill_views(
             foot = np.isin(r0.ids, ids)
             if not foot.any():
                 continue
-            hole = _disc(foot, px)
+            hole = dilate_mask(foot, px)
             r1 = render_view(g1, vt, g1.sh_degree, background=background)
             rgb1 = r1.image.clamp(0, 1).numpy().astype(np.float32)
             alpha1 = r1.alpha[..., 0].numpy()
-            unseen = _disc(hole & (alpha1 < 0.9), 1) & _disc(hole, 1)
+            unseen = dilate_mask(hole & (alpha1 < 0.9), 1) & dilate_mask(hole, 1)
             other = nearer_other(r0.ids, foot, hole)
             shadow = shadow_mask(rgb1, hole, other) if shadows else np.zeros_like(hole)
-            shadow = _disc(shadow, 2) & ~other  # with its penumbra
+            shadow = dilate_mask(shadow, 2) & ~other  # with its penumbra
             region = unseen | shadow
             objects = ~np.isin(r0.ids, surface_ids(r0.ids, hole)) & ~foot & ~region
             # other objects are no source for the fill: inpaint them too, keep them as they were
-            source_free = region | (objects & _disc(region, 3 * px))
+            source_free = region | (objects & dilate_mask(region, 3 * px))
             target = inpainter(rgb1, source_free) if region.any() else rgb1
             target = np.where(region[..., None], target, rgb1).astype(np.float32)
-            weight = np.where(_disc(hole | shadow, 2 * ring_px), 1.0, 0.25).astype(np.float32)
+            weight = np.where(dilate_mask(hole | shadow, 2 * ring_px), 1.0, 0.25).astype(np.float32)
             out.append(
                 FillView(
                     view,
@@ -177,7 +180,6 @@ def fill_views(
 def neighbours(g1: Gaussians, fills: list[FillView], stride: int, radius: float = 2.0) -> np.ndarray:
     """Surviving Gaussians [N] bool near the hole and shadow: within ``radius`` pixel footprints of the
     back-projected (after-removal depth) hole and shadow pixels of any view."""
-    from .inpainting import backproject
 
     if not len(g1):
         return np.zeros(0, bool)
@@ -201,7 +203,6 @@ def neighbours(g1: Gaussians, fills: list[FillView], stride: int, radius: float 
 def seeds(fills: list[FillView], ring_px: int, stride: int):
     """Seed points [M,3], colours [M,3] and sizes [M] at the unseen pixels of each view (depth from a
     plane fitted around the whole hole, ``inpainting.fill_depth``)."""
-    from .inpainting import backproject, fill_depth
 
     pts, cols, sizes = [], [], []
     for f in fills:
@@ -241,7 +242,6 @@ def fill_hole(
     the views; the number of refined survivors; the consistency before fitting), or None when the
     ids show in no view."""
     from .fitting import fit_gaussians, merge_subset
-    from .inpainting import consistency, merge_seeds, seed_gaussians
     from .ops import concat
 
     ring = max(3, 2 * px)
@@ -295,7 +295,6 @@ def inpaint_scene(run, sel, opts, progress: bool = False):
     trimmed), fill, and return the edited run with "consistency" in its edit info."""
     from ..errors import InputError
     from .api import trimmed
-    from .inpainting import consistency, dilation_px, make_inpainter
     from .ops import remove
     from .select import selection_info
 
