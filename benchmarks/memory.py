@@ -49,18 +49,12 @@ def peak_rss() -> int:
 
 def make_gaussians(n, width, height, seed=0):
     """n random Gaussians in the frustum of a camera at the origin whose 2D sigmas are log-uniform in
-    [0.5, 4] px at this resolution (a trained scene's small splats), opacities in [0.1, 0.99]."""
-    rng = np.random.default_rng(seed)
-    fx = 0.9 * width
-    z = rng.uniform(2.0, 6.0, n)
-    u = rng.uniform(-0.05, 1.05, n) * width
-    v = rng.uniform(-0.05, 1.05, n) * height
-    means = np.stack([(u - width / 2) / fx * z, (v - height / 2) / fx * z, z], 1)
-    sigma = np.exp(rng.uniform(np.log(0.5), np.log(4.0), n))
-    scales = (sigma * z / fx)[:, None] * np.exp(rng.uniform(-0.5, 0.5, (n, 3)))
-    K = np.array([[fx, 0, width / 2], [0, fx, height / 2], [0, 0, 1]])
-    t = lambda a: torch.tensor(a, dtype=torch.float32)  # noqa: E731
-    return t(means), t(rng.normal(size=(n, 4))), t(scales), t(rng.uniform(0.1, 0.99, n)), t(np.eye(4)), t(K)
+    [0.5, 4] px at this resolution (a trained scene's small splats), opacities in [0.1, 0.99]:
+    (means, quats, scales, opacities, viewmat, K), as benchmarks/rasterizer.py's scenes."""
+    from rasterizer import make_scene
+
+    s = make_scene(n, width, height, 1, seed, sigma_width=width)
+    return s["means"], s["quats"], s["scales"], s["opacities"], s["viewmat"], s["K"]
 
 
 def child_raster(n, width, height, d, reps):

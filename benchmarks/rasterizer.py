@@ -36,17 +36,17 @@ ROOT = Path(__file__).resolve().parent
 sys.path.insert(0, str(ROOT.parent / "tests"))
 
 
-def make_scene(n, width, height, d, seed=0):
+def make_scene(n, width, height, d, seed=0, sigma_width=512):
     """n random Gaussians in the frustum of a camera at the origin (fov ~ 59 deg); world scales
-    are drawn so that 2D sigmas are log-uniform in [0.5, 4] px at a 512-px-wide image."""
+    are drawn so that 2D sigmas are log-uniform in [0.5, 4] px at a ``sigma_width``-px-wide image."""
     rng = np.random.default_rng(seed)
     fx = 0.9 * width
     z = rng.uniform(2.0, 6.0, n)
     u = rng.uniform(-0.05, 1.05, n) * width
     v = rng.uniform(-0.05, 1.05, n) * height
     means = np.stack([(u - width / 2) / fx * z, (v - height / 2) / fx * z, z], 1)
-    sigma_px512 = np.exp(rng.uniform(np.log(0.5), np.log(4.0), n))
-    scales = (sigma_px512 * z / (0.9 * 512))[:, None] * np.exp(rng.uniform(-0.5, 0.5, (n, 3)))
+    sigma_px = np.exp(rng.uniform(np.log(0.5), np.log(4.0), n))
+    scales = (sigma_px * z / (0.9 * sigma_width))[:, None] * np.exp(rng.uniform(-0.5, 0.5, (n, 3)))
     K = np.array([[fx, 0, width / 2], [0, fx, height / 2], [0, 0, 1]])
     t = lambda a: torch.tensor(a, dtype=torch.float32)  # noqa: E731
     return dict(
