@@ -122,7 +122,8 @@ def score_views(
     out = {}
     for vt in views:
         img = render_view(gaussians, vt, sh_degree, background=background).image.clamp(0, 1)
-        out[vt.name] = {"psnr": psnr(img, vt.image), "ssim": ssim(img, vt.image).item()}
+        gt = vt.image  # converted from the held pixels on each access: once per view
+        out[vt.name] = {"psnr": psnr(img, gt), "ssim": ssim(img, gt).item()}
     return out
 
 
