@@ -197,6 +197,121 @@ def test_state_pick_select_edit_undo_save(run, tmp_path):
         st.save_run(run)
 
 
+# ----------------------------------------------------------------------------- splats sent once, edits as changes
+
+
+def _splat_bytes(messages) -> int:
+    """Bytes of the numpy arrays (splat records) inside viser messages."""
+    import dataclasses
+
+    def size(v):
+        if isinstance(v, np.ndarray):
+            return v.nbytes
+        if dataclasses.is_dataclass(v):
+            return sum(size(getattr(v, f.name)) for f in dataclasses.fields(v))
+        if isinstance(v, (tuple, list)):
+            return sum(size(x) for x in v)
+        if isinstance(v, dict):
+            return sum(size(x) for x in v.values())
+        return 0
+
+    return sum(size(m) for m in messages)
+
+
+def _same_records(got: np.ndarray, want: np.ndarray) -> None:
+    """got and want [M,8] uint32 hold the same splat records in any order (centres within 1e-5)."""
+    from scipy.spatial import cKDTree
+
+    assert got.shape == want.shape
+    c_got, c_want = got[:, :3].view(np.float32), want[:, :3].view(np.float32)
+    dist, j = cKDTree(c_want).query(c_got)
+    assert dist.max() < 1e-5 and len(np.unique(j)) == len(j)
+    assert np.array_equal(got[:, 3:], want[:, 3:][j])
+
+
+def test_scene_sends_each_edit_as_a_change(run):
+    """The splats go out once; each edit sends only the changed object's records (counted in the
+    messages viser queues), and the nodes together show exactly what viser's own packing of the
+    visible Gaussians (the earlier resend-everything path) shows."""
+    viser = pytest.importorskip("viser")
+    from gsgroup.viewer.scene import SplatScene
+
+    server, ref_server = viser.ViserServer(port=0, verbose=False), viser.ViserServer(port=0, verbose=False)
+    try:
+        st = ViewerState(open_run(run))
+        sc = SplatScene(server.scene, st.labels, st.act["means"], chunk=400)  # the 576-Gaussian floor: 4 cells
+        assert list(sc.grids) == [0]
+        queued = []
+        ws = server._websock_server
+        push = ws.queue_message
+        ws.queue_message = lambda m: (queued.append(m), push(m))[1]
+
+        def step(edit=None):
+            if edit is not None:
+                edit()
+            queued.clear()
+            sent = sc.update(st.display_rows(), st.labels, st.act["means"], st.visible())
+            assert sent["bytes"] - 24 * sent["moves"] == _splat_bytes(queued)  # our count is viser's
+            want = ref_server.scene.add_gaussian_splats("/ref", **st.splat_arrays()).buffer
+            _same_records(sc.composed(), want)
+            return sent
+
+        n = len(st.labels)
+        assert step()["splats"] == n and len(sc.nodes) == 3 + 4  # 3 objects, the floor in 4 cells
+        assert step()["bytes"] == 0  # nothing changed, nothing sent
+        sent = step(lambda: st.select(2))  # the selection tint: object 2's records only
+        assert sent["splats"] == 300
+        sent = step(st.hide)  # hiding: one visibility flag, no records
+        assert sent["bytes"] == 0 and sent["visibility"] == 1
+        sent = step(st.undo)  # shown again, untinted: object 2's records
+        assert sent["splats"] == 300 and sent["visibility"] == 1
+        st.select(1)
+        step()
+        sent = step(lambda: st.recolor((0, 0, 255)))
+        assert sent["splats"] == 300 and sent["added"] == 0
+        sent = step(lambda: st.translate((0.0, 0.0, 1.0)))  # a rigid move: the node's position, no records
+        assert sent["splats"] == 0 and sent["moves"] == 1
+        sent = step(lambda: st.translate((0.5, 0.0, 0.0)))
+        assert sent["splats"] == 0 and sent["moves"] == 1
+        sent = step(lambda: st.select(3))  # object 1 untinted, object 3 tinted
+        assert sent["splats"] == 600
+        sent = step(st.remove)
+        assert sent["bytes"] == 0 and sent["visibility"] == 1
+        step(st.undo)
+        st.mode = "isolate"
+        st.select(3)
+        sent = step()
+        assert sent["splats"] == 0 and sent["visibility"] == 6  # only object 3's node stays visible
+        st.mode = "ids"
+        assert step()["splats"] == n  # every colour changes
+        step(st.undo)  # the translate and recolour undone
+        step(st.undo)
+        st.mode = "RGB"
+        step(lambda: st.select(None))
+    finally:
+        server.stop()
+        ref_server.stop()
+
+
+def test_recolor_keeps_the_selection_and_undo_restores_it(run, monkeypatch):
+    """A recolour leaves the geometry and identities alone, so the selection is not recomputed; undo
+    brings back the earlier run's selections."""
+    import gsgroup.viewer.state as state_mod
+
+    st = ViewerState(open_run(run))
+    st.select(1)
+    calls = []
+    real = state_mod.make_selection
+    monkeypatch.setattr(state_mod, "make_selection", lambda *a, **k: (calls.append(a[2]), real(*a, **k))[1])
+    mask = st.sel_mask.copy()
+    st.recolor((0, 0, 255))
+    assert calls == [] and np.array_equal(st.sel_mask, mask)
+    st.translate((0.0, 0.0, 1.0))
+    assert calls == [[1]]  # moved: recomputed
+    st.undo()
+    assert calls == [[1]] and np.array_equal(st.sel_mask, mask)
+
+
 # ----------------------------------------------------------------------------- server errors
 
 

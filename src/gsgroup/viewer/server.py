@@ -1,11 +1,14 @@
 """``gsgroup view RUN``: a local web viewer of a segmented run, built on viser.
 
-Why the splats are drawn in the browser: viser's ``add_gaussian_splats`` ships the Gaussians once
-(32 bytes each: centre, half-precision covariance, RGBA) and the browser sorts and rasterises them
-with WebGL at interactive frame rates, also for 100k+ Gaussians. Server-side rendering with the
-project's CPU rasteriser would cost ~50-200 ms per frame per client on this machine and stream an
-image per camera move; with browser-side splats the CPU server only recomputes arrays when the
-scene changes (an edit, a mode switch, a selection) and answers clicks with a ray pick (numpy).
+Why the splats are drawn in the browser: viser's splat nodes ship the Gaussians once (32 bytes
+each: float32 centre, float16 covariance, RGBA8) and the browser sorts and rasterises them with
+WebGL at interactive frame rates. Server-side rendering with the project's CPU rasteriser would
+cost ~50-200 ms per frame per client and stream an image per camera move.
+
+Edits travel as changes (``scene.SplatScene``): the splats live in one node per object id (large
+ids split into spatial chunks), so hiding an object sends a visibility flag, moving it a node
+position, recolouring or selecting it that object's records only. ``full_resend=True`` is the
+earlier behaviour (all visible splats re-sent on every change), kept for the benchmark.
 
 The server is pure wiring: the model (selection, edits, undo, save) is ``ViewerState``.
 """
@@ -21,6 +24,7 @@ import numpy as np
 
 from ..edit.stylize import EFFECTS as RESTYLE_EFFECTS
 from ..errors import InputError
+from .scene import SplatScene
 from .state import MODES, ViewerState, open_run
 
 NONE = "(none)"
@@ -63,9 +67,12 @@ def _fmt(v) -> str:
 class ViewerApp:
     """A running viewer: ``state`` (ViewerState), ``server`` (viser.ViserServer), ``port``.
 
-    Every GUI callback takes ``lock``; ``redraw()`` re-sends the splats and the panel."""
+    Every GUI callback takes ``lock``; ``redraw()`` sends what changed in the splats and the panel;
+    ``last_sent`` / ``splats.sent`` count the splat records and bytes of the last redraw / all of them."""
 
-    def __init__(self, run: str | Path, host: str = HOST, port: int = PORT, verbose: bool = True):
+    def __init__(
+        self, run: str | Path, host: str = HOST, port: int = PORT, verbose: bool = True, full_resend: bool = False
+    ):
         self.state = ViewerState(open_run(run))  # errors before any socket is opened
         check_port(host, port)
         import viser
@@ -78,6 +85,9 @@ class ViewerApp:
             raise InputError(f"--port {port}: already in use on {host}; stop the other server or pick another --port")
         self.host = host
         self.redraws = 0
+        self.full_resend = full_resend
+        self.splats = SplatScene(self.server.scene, self.state.labels, self.state.act["means"])
+        self.last_sent: dict = {}
         self._build_gui()
         self._default_camera()
         self.redraw()
@@ -205,13 +215,13 @@ class ViewerApp:
         self.status.content = text
 
     def redraw(self, message: str | None = None) -> None:
-        """Re-send the splats (current mode, hidden, selection) and refresh the panel."""
+        """Send what changed in the splats (current mode, hidden, selection) and refresh the panel."""
         st = self.state
-        arrays = st.splat_arrays()
-        if len(arrays["centers"]):
-            self.server.scene.add_gaussian_splats("/splats", **arrays)
-        else:
-            self.server.scene.remove_by_name("/splats")
+        with self.server.atomic():
+            if self.full_resend:
+                self.last_sent = self._resend_all()
+            else:
+                self.last_sent = self.splats.update(st.display_rows(), st.labels, st.act["means"], st.visible())
         info = st.selection_info()  # highlighted by a yellow tint (RGB/ids) or isolation
         self._syncing = True
         try:
@@ -239,6 +249,16 @@ class ViewerApp:
         n_ops = len(st.ops)
         self._set_status((message or "") + (f"  \n{n_ops} op(s) so far; undo available" if st.history else ""))
         self.redraws += 1
+
+    def _resend_all(self) -> dict:
+        """The earlier path: every visible splat re-sent as one node."""
+        arrays = self.state.splat_arrays()
+        n = len(arrays["centers"])
+        if n:
+            self.server.scene.add_gaussian_splats("/splats_all", **arrays)
+        else:
+            self.server.scene.remove_by_name("/splats_all")
+        return {"splats": n, "bytes": 32 * n}
 
     # ------------------------------------------------------------------ control
     def set_camera(self, position, look_at, up=(0.0, 0.0, 1.0), fov_deg: float | None = None) -> None:

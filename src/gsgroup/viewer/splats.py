@@ -102,3 +102,42 @@ def project(points: np.ndarray, position, wxyz, fov_y: float, width: int, height
     cam = (np.asarray(points, np.float64) - np.asarray(position, np.float64)) @ R
     f = 0.5 * height / np.tan(0.5 * fov_y)
     return np.stack([f * cam[:, 0] / cam[:, 2] + 0.5 * width, f * cam[:, 1] / cam[:, 2] + 0.5 * height], axis=1)
+
+
+def pack_geometry(act: dict[str, np.ndarray]) -> np.ndarray:
+    """viser's splat buffer [N,8] uint32 without the colours (column 7 zero): centres as float32
+    (columns 0-2), column 3 zero (the renderer's), the covariance's upper triangle as float16
+    (columns 4-6). Rounded as viser's ``add_gaussian_splats`` rounds float32 centres and the float32
+    covariances of ``covariances``, so the bytes are the ones it would send."""
+    n = len(act["means"])
+    buf = np.zeros((n, 8), np.uint32)
+    buf[:, 0:3] = np.ascontiguousarray(act["means"], np.float32).view(np.uint32)
+    cov = covariances(act["R"], act["sigma"]).astype(np.float32).reshape(n, 9)[:, [0, 1, 2, 4, 5, 8]]
+    buf[:, 4:7] = np.ascontiguousarray(cov, np.float16).view(np.uint32)
+    return buf
+
+
+def pack_colors(rgb: np.ndarray, opacity: np.ndarray) -> np.ndarray:
+    """viser's RGBA word [N] uint32 from rgb [N,3] and opacity [N] in [0,1] (float32, truncated to
+    uint8 as viser's ``colors_to_uint8`` does)."""
+    rgba = np.empty((len(rgb), 4), np.uint8)
+    rgba[:, :3] = np.clip(np.asarray(rgb, np.float32) * 255.0, 0, 255).astype(np.uint8)
+    rgba[:, 3] = np.clip(np.asarray(opacity, np.float32) * 255.0, 0, 255).astype(np.uint8)
+    return rgba.view(np.uint32)[:, 0]
+
+
+def unpack(buffer: np.ndarray) -> dict[str, np.ndarray]:
+    """The arguments of viser's ``add_gaussian_splats`` that pack (losslessly) into ``buffer`` [M,8]
+    uint32: centers [M,3] float32, covariances [M,3,3] float16, rgbs [M,3] and opacities [M,1] uint8."""
+    buffer = np.ascontiguousarray(buffer, np.uint32)
+    triu = buffer[:, 4:7].copy().view(np.float16)
+    cov = np.empty((len(buffer), 3, 3), np.float16)
+    for k, (i, j) in enumerate(((0, 0), (0, 1), (0, 2), (1, 1), (1, 2), (2, 2))):
+        cov[:, i, j] = cov[:, j, i] = triu[:, k]
+    rgba = buffer[:, 7:8].copy().view(np.uint8)
+    return {
+        "centers": buffer[:, 0:3].copy().view(np.float32),
+        "covariances": cov,
+        "rgbs": rgba[:, :3].copy(),
+        "opacities": rgba[:, 3:4].copy(),
+    }

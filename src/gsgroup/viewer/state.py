@@ -54,6 +54,7 @@ class Snapshot:
     run: Run
     hidden: frozenset
     ops: list
+    selections: dict = field(default_factory=dict)
 
 
 @dataclass
@@ -84,9 +85,11 @@ class ViewerState:
     def seg(self):
         return self.run.segmentation
 
-    def _refresh(self) -> None:
+    def _refresh(self, selections: dict | None = None) -> None:
         self.act = splats.activated(self.g)
-        self._selections = {}  # oid -> Selection of the current Gaussians (the 3D clean-up is not free)
+        self._geometry = splats.pack_geometry(self.act)  # viser's records less the colours, once per edit
+        # oid -> Selection of the current Gaussians (the 3D clean-up takes seconds at 100k Gaussians)
+        self._selections = {} if selections is None else selections
         if self.selected is not None:
             self.sel_mask = self._mask_of(self.selected)
 
@@ -139,6 +142,13 @@ class ViewerState:
             "rgbs": self.colors()[vis].astype(np.float32),
             "opacities": a["opacity"][vis, None].astype(np.float32),
         }
+
+    def display_rows(self) -> np.ndarray:
+        """viser's splat records [N,8] uint32 of all Gaussians (``splats.pack_geometry``) in the display
+        colours (``colors``); ``splat_arrays`` packed by viser gives the visible ones' rows."""
+        rows = self._geometry.copy()
+        rows[:, 7] = splats.pack_colors(self.colors(), self.act["opacity"])
+        return rows
 
     # ------------------------------------------------------------------ selection
     def pick(self, origin, direction) -> int | None:
@@ -202,7 +212,7 @@ class ViewerState:
 
     # ------------------------------------------------------------------ edits
     def _push(self) -> None:
-        self.history.append(Snapshot(self.run, self.hidden, list(self.ops)))
+        self.history.append(Snapshot(self.run, self.hidden, list(self.ops), self._selections))
         del self.history[:-MAX_UNDO]
 
     def _sel(self):
@@ -248,9 +258,10 @@ class ViewerState:
         op["op"] = op.pop("edit")
         for key in ("source", "gaussians_before"):
             op.pop(key, None)
+        same = _same_selection_inputs(self.run, edited)  # a recolour: the selections stay valid
         self.run = self.src.derive(edited.gaussians, edited.segmentation)
         self.ops.append(op)
-        self._refresh()
+        self._refresh(dict(self._selections) if same else None)
 
     def undo(self) -> bool:
         """Revert the last op; False when there is nothing to undo."""
@@ -260,7 +271,7 @@ class ViewerState:
         self.run, self.hidden, self.ops = s.run, s.hidden, s.ops
         if self.selected is not None and self.selected not in self.object_ids():
             self.selected, self.sel_mask = None, None
-        self._refresh()
+        self._refresh(s.selections)
         return True
 
     # ------------------------------------------------------------------ outputs
@@ -281,3 +292,23 @@ class ViewerState:
         """Write the selected object's Gaussians (current state) as one PLY (``edit.export``)."""
         self._need_selection("export")
         return edit.export(self.run, self._sel(), out, force=force)
+
+
+def _same_selection_inputs(a: Run, b: Run) -> bool:
+    """True when ``make_selection`` gives the same masks on both runs: equal geometry, opacities and
+    identity encodings, and the same segmentation (colours may differ)."""
+    ga, gb = a.gaussians, b.gaussians
+    if len(ga) != len(gb):
+        return False
+    for name in ("means", "quats", "scales", "opacities", "ids"):
+        if not torch.equal(getattr(ga, name).detach(), getattr(gb, name).detach()):
+            return False
+    sa, sb = a.segmentation, b.segmentation
+    if sa is sb:
+        return True
+    if (sa.classifier is None) != (sb.classifier is None):
+        return False
+    if sa.classifier is not None:
+        da, db = sa.classifier.state_dict(), sb.classifier.state_dict()
+        return da.keys() == db.keys() and all(torch.equal(da[k], db[k]) for k in da)
+    return np.array_equal(sa.labels, sb.labels) and np.array_equal(sa.prob, sb.prob)
