@@ -168,10 +168,18 @@ def _add_train(sub) -> None:
 
 
 # ---- render / eval ---------------------------------------------------------------------------
+def check_device(args) -> None:
+    """``--device``: a missing GPU or gsplat is one line (InputError), before any data is read."""
+    from .train.device import resolve_device
+
+    resolve_device(args.device)
+
+
 def cmd_render(args) -> int:
     from .pipeline import render_split
 
-    paths = render_split(args.run, args.out, args.split, progress=not args.quiet)
+    check_device(args)
+    paths = render_split(args.run, args.out, args.split, progress=not args.quiet, device=args.device)
     print(f"wrote {len(paths)} images to {Path(args.out) / 'rgb'}")
     return 0
 
@@ -179,8 +187,9 @@ def cmd_render(args) -> int:
 def cmd_eval(args) -> int:
     from .pipeline import evaluate_run, evaluate_segmentation_run
 
+    check_device(args)
     if args.gt:
-        result = evaluate_segmentation_run(args.run, args.gt, progress=not args.quiet)
+        result = evaluate_segmentation_run(args.run, args.gt, progress=not args.quiet, device=args.device)
         print(f"{'gt id':>6} {'name':>12} {'pred id':>8} {'IoU':>7} {'bIoU':>7} {'views':>6}")
         for o in result["objects"]:
             print(
@@ -188,7 +197,7 @@ def cmd_eval(args) -> int:
             )
         print(json.dumps({k: result[k] for k in ("miou", "mbiou", "num_objects", "num_views", "split")}))
         return 0
-    metrics = evaluate_run(args.run, progress=not args.quiet)
+    metrics = evaluate_run(args.run, progress=not args.quiet, device=args.device)
     train = metrics["train"]
     print(f"{'split':<6} {'views':>5} {'PSNR':>7} {'SSIM':>7}")
     print(f"{'train':<6} {train['views']:>5} {train['psnr']:7.2f} {train['ssim']:7.4f}")
@@ -208,6 +217,7 @@ def _add_render_eval(sub) -> None:
         default="test",
         help="which views (default test: the views held out by --eval; train: the training views; all: both)",
     )
+    add_options(p, DeviceOptions)
     p.add_argument("--quiet", action="store_true", help=QUIET_HELP)
     p.set_defaults(func=cmd_render)
 
@@ -219,6 +229,7 @@ def _add_render_eval(sub) -> None:
         help="ground-truth masks: <stem>.png instance maps, or the LERF-Mask test_mask/<view>/<prompt>.png "
         "layout; scores the test-view id maps -> RUN/seg_metrics.json",
     )
+    add_options(p, DeviceOptions)
     p.add_argument("--quiet", action="store_true", help=QUIET_HELP)
     p.set_defaults(func=cmd_eval)
 
@@ -248,8 +259,9 @@ def cmd_associate(args) -> int:
     from .pipeline import associate_run
     from .segment.association_io import resolve_output_dir
 
+    check_device(args)
     out = resolve_output_dir(args.data, args.out, args.force)
-    stats = associate_run(args.data, args.masks, args.model, out, progress=not args.quiet)
+    stats = associate_run(args.data, args.masks, args.model, out, progress=not args.quiet, device=args.device)
     print(json.dumps(stats))
     print(f"wrote {stats['objects']} objects to {out}")
     return 0
@@ -258,7 +270,9 @@ def cmd_associate(args) -> int:
 def cmd_lift(args) -> int:
     from .pipeline import lift_run
 
-    print(json.dumps(lift_run(args.run, args.masks, args.out, args.background_bias, args.force, not args.quiet)))
+    check_device(args)
+    summary = lift_run(args.run, args.masks, args.out, args.background_bias, args.force, not args.quiet, args.device)
+    print(json.dumps(summary))
     return 0
 
 
@@ -292,6 +306,7 @@ def _add_segment(sub) -> None:
         help="output folder for the associated masks, outside DATA (train on them with --masks OUT)",
     )
     p.add_argument("--force", action="store_true", help="overwrite masks already in the output folder")
+    add_options(p, DeviceOptions)
     p.add_argument("--quiet", action="store_true", help=QUIET_HELP)
     p.set_defaults(func=cmd_associate)
 
@@ -307,6 +322,7 @@ def _add_segment(sub) -> None:
         f"(default {DEFAULT_BACKGROUND_BIAS})",
     )
     p.add_argument("--force", action="store_true", help="replace existing labels")
+    add_options(p, DeviceOptions)
     p.add_argument("--quiet", action="store_true", help=QUIET_HELP)
     p.set_defaults(func=cmd_lift)
 

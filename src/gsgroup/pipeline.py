@@ -24,9 +24,11 @@ import torch
 
 from .errors import InputError
 from .fileio import write_json
+from .on_device import backdrop_on, gaussians_on, resolve_device, segmentation_on
 from .run import Run, RunConfig
 from .train import distributed
-from .train.trainer import mean_scores, render_view, score_views, view_tensors
+from .train.render_views import iter_renders, score_renders
+from .train.trainer import mean_scores
 
 
 def _as_run(run: Run | str | os.PathLike, progress: bool | None = None) -> Run:
@@ -233,28 +235,33 @@ def _split(run: Run, split: str) -> list:
 
 
 def render_split(
-    run: Run | str | os.PathLike, out: str | os.PathLike, split: str = "test", progress: bool = True
+    run: Run | str | os.PathLike,
+    out: str | os.PathLike,
+    split: str = "test",
+    progress: bool = True,
+    device: str | None = "cpu",
 ) -> list[Path]:
     """Render a run's views of one split: out/rgb/<stem>.png, and for segmented runs also
     out/ids/<stem>.png (uint16 ids, 0 where alpha < 0.5), out/overlay/ and out/features/ (shared PCA of E_id).
-    Returns the written RGB paths."""
+    ``device``: cpu, cuda, cuda:N or auto (on CUDA the views render in batches). Returns the written RGB paths."""
     from tqdm import tqdm
 
     from .data.masks import write_mask
     from .fileio import write_image
-    from .segment.idmaps import overlay, render_ids, shared_pca
+    from .segment.idmaps import id_features, ids_from_render, overlay, shared_pca
 
+    dev = resolve_device(device)
     run, out = _as_run(run, progress), Path(out)
-    views, g, seg, bg = _split(run, split), run.gaussians, run.segmentation, run.backdrop
+    views, g, seg = _split(run, split), gaussians_on(run.gaussians, dev), segmentation_on(run.segmentation, dev)
+    renders = iter_renders(g, views, dev, backdrop_on(run.backdrop, dev), None if seg is None else id_features(g, seg))
     paths, features = [], {}
     with torch.no_grad():
-        for view in tqdm(views, desc=f"render {split}", disable=not progress):
-            vt = view_tensors(view)
+        for view, _, image, alpha in tqdm(renders, total=len(views), desc=f"render {split}", disable=not progress):
             path = out / "rgb" / f"{view.name}.png"
             if seg is None:
-                write_image(path, render_view(g, vt, g.sh_degree, background=bg).image.clamp(0, 1).numpy())
+                write_image(path, image.clamp(0, 1).cpu().numpy())
             else:
-                r = render_ids(g, vt, seg, background=bg)
+                r = ids_from_render(image, alpha, seg)
                 write_image(path, r.rgb)
                 write_mask(out / "ids" / f"{view.name}.png", r.ids.astype(np.uint16), force_uint16=True)
                 write_image(out / "overlay" / f"{view.name}.png", overlay(r.rgb, r.ids))
@@ -267,17 +274,18 @@ def render_split(
     return paths
 
 
-def evaluate_run(run: Run | str | os.PathLike, progress: bool = True) -> dict:
+def evaluate_run(run: Run | str | os.PathLike, progress: bool = True, device: str | None = "cpu") -> dict:
     """PSNR / SSIM of a run on its test split, and on its training views beside it to show the gap;
     writes RUN/metrics.json: {"psnr", "ssim", "views"} of the test split, "train" (the same on the
-    training views), "psnr_gap" (train - test), "gaussians", "per_view" (test views)."""
+    training views), "psnr_gap" (train - test), "gaussians", "per_view" (test views); ``device`` as render_split."""
+    dev = resolve_device(device)
     run = _as_run(run, progress)
     if not run.views("test"):
         raise InputError(f"{run.path}: no test views; train with eval to hold out every 8th image")
-    g, bg = run.gaussians, run.backdrop
-    per_view = score_views(g, [view_tensors(v) for v in run.views("test")], g.sh_degree, bg)
+    g, bg = gaussians_on(run.gaussians, dev), backdrop_on(run.backdrop, dev)
+    per_view = score_renders(g, run.views("test"), dev, bg)
     test = mean_scores(per_view)
-    train = mean_scores(score_views(g, [view_tensors(v) for v in run.views("train")], g.sh_degree, bg))
+    train = mean_scores(score_renders(g, run.views("train"), dev, bg))
     metrics = {
         **test,
         "train": train,
@@ -289,11 +297,14 @@ def evaluate_run(run: Run | str | os.PathLike, progress: bool = True) -> dict:
     return metrics
 
 
-def evaluate_segmentation_run(run: Run | str | os.PathLike, gt_dir: str | os.PathLike, progress: bool = True) -> dict:
-    """Score a segmented run's test-view id maps against ground-truth masks; writes RUN/seg_metrics.json."""
-    from .segment.idmaps import render_ids
+def evaluate_segmentation_run(
+    run: Run | str | os.PathLike, gt_dir: str | os.PathLike, progress: bool = True, device: str | None = "cpu"
+) -> dict:
+    """Score a segmented run's test-view id maps (rendered on ``device``) against ground truth -> RUN/seg_metrics.json."""
+    from .segment.idmaps import id_features, ids_from_render
     from .segment.metrics import GtMaps, evaluate_segmentation, load_gt_dir
 
+    dev = resolve_device(device)
     run = _as_run(run, progress)
     seg = run.require_segmentation()
     gt_all = load_gt_dir(Path(gt_dir))
@@ -302,7 +313,10 @@ def evaluate_segmentation_run(run: Run | str | os.PathLike, gt_dir: str | os.Pat
         raise InputError(
             f"{gt_dir}: no ground-truth mask matches a view name of {run.path} (e.g. {run.views('train')[0].name}.png)"
         )
-    preds = {v.name: render_ids(run.gaussians, view_tensors(v), seg, background=run.backdrop).ids for v in views}
+    g, seg = gaussians_on(run.gaussians, dev), segmentation_on(seg, dev)
+    renders = iter_renders(g, views, dev, backdrop_on(run.backdrop, dev), id_features(g, seg))
+    with torch.no_grad():
+        preds = {v.name: ids_from_render(image, alpha, seg).ids for v, _, image, alpha in renders}
     gt = GtMaps({v.name: gt_all[v.name] for v in views}, names=getattr(gt_all, "names", None))
     result = evaluate_segmentation(gt, preds)
     result["split"] = "test" if views[0] in run.views("test") else "train"
@@ -317,19 +331,22 @@ def associate_run(
     run: Run | str | os.PathLike,
     out: str | os.PathLike,
     progress: bool = True,
+    device: str | None = "cpu",
 ) -> dict:
-    """Associate per-view masks across views through the run's Gaussians; writes out/<stem>.png + objects.json."""
+    """Associate per-view masks across views through the run's Gaussians (their weights summed on ``device``);
+    writes out/<stem>.png + objects.json."""
     from .data.masks import load_masks
     from .fileio import check_outside
     from .segment.associate import associate_masks
     from .segment.association_io import write_association
 
+    dev = resolve_device(device)
     check_outside(out, data, "the associated masks")
     run = _as_run(run, progress)
     if Path(run.config.data.path).resolve() != Path(data).resolve():
         print(f"note: {run.path} was trained on {run.config.data.path}, not {data}; using its views and poses")
     views = run.views("all")
-    result = associate_masks(views, run.gaussians, load_masks(masks_dir, views), progress=progress)
+    result = associate_masks(views, run.gaussians, load_masks(masks_dir, views), progress=progress, device=dev)
     write_association(result, out)
     return result.stats
 
@@ -341,13 +358,15 @@ def lift_run(
     background_bias: float | None = None,
     force: bool = False,
     progress: bool = True,
+    device: str | None = "cpu",
 ) -> dict:
     """FlashSplat-style closed-form labels for a trained run, written into ``out`` (default: the run
-    itself; another folder gets a copy of the run with the labels)."""
+    itself; another folder gets a copy of the run with the labels); the weights are summed on ``device``."""
     from .data.masks import load_masks
     from .segment.lift import DEFAULT_BACKGROUND_BIAS, lift_labels
     from .segment.segmentation import Segmentation
 
+    dev = resolve_device(device)
     run = _as_run(run, progress)
     target = Path(out) if out is not None else run.path
     in_place = target.resolve() == run.path.resolve()
@@ -365,6 +384,7 @@ def lift_run(
         load_masks(masks_dir, run.views("train")),
         background_bias=bias,
         progress=progress,
+        device=dev,
     )
     seconds = time.perf_counter() - t0
     seg = Segmentation(None, labels, prob)

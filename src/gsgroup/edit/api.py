@@ -250,16 +250,20 @@ def preview_views(run: Run, count: int = 3) -> list:
 
 
 @torch.no_grad()
-def render_rgb(run: Run, view) -> np.ndarray:
-    """RGB render [H,W,3] in [0,1] of one view of a run."""
-    g = run.gaussians
-    return render_view(g, view_tensors(view), g.sh_degree, background=run.backdrop).image.clamp(0, 1).numpy()
+def render_rgb(run: Run, view, device: torch.device | str = "cpu") -> np.ndarray:
+    """RGB render [H,W,3] in [0,1] of one view of a run, rendered on ``device``."""
+    from ..on_device import backdrop_on, gaussians_on
+
+    g, vt = gaussians_on(run.gaussians, device), view_tensors(view, device)
+    return render_view(g, vt, g.sh_degree, background=backdrop_on(run.backdrop, device)).image.clamp(0, 1).cpu().numpy()
 
 
-def save(edited: Run, out: str | os.PathLike, force: bool = False, previews: int = 3, plain: bool = False) -> Run:
+def save(
+    edited: Run, out: str | os.PathLike, force: bool = False, previews: int = 3, plain: bool = False, device="cpu"
+) -> Run:
     """Write an edited run as a new run folder, with before/, after/ and before_after/ renders of
-    ``previews`` views; edit.json gets the Gaussian count and objects after the edit. ``out`` is
-    checked and the previews rendered before anything is written."""
+    ``previews`` views (rendered on ``device``); edit.json gets the Gaussian count and objects after the
+    edit. ``out`` is checked and the previews rendered before anything is written."""
     if edited.source is None or edited.edit is None:
         raise ValueError("save() writes runs returned by the edit functions; use Run.save for others")
     edited.check_target(out, force)
@@ -270,7 +274,7 @@ def save(edited: Run, out: str | os.PathLike, force: bool = False, previews: int
     )
     names = []
     for view in preview_views(edited.source, previews) if previews > 0 else []:
-        a, b = render_rgb(edited.source, view), render_rgb(edited, view)
+        a, b = render_rgb(edited.source, view, device), render_rgb(edited, view, device)
         gap = np.ones((a.shape[0], 2, 3), np.float32)
         edited.images[f"before/{view.name}.png"] = a
         edited.images[f"after/{view.name}.png"] = b

@@ -12,6 +12,7 @@ from .. import edit
 from ..errors import InputError
 from ..options import add_options, bounded, from_options
 from ..run import Run
+from ..train.device import DeviceOptions, resolve_device
 from .inpainting import InpaintOptions
 from .ops import SH_DAMP
 from .restyle import RestyleOptions
@@ -115,6 +116,7 @@ def _transform_args(args) -> dict:
 
 def cmd_edit(args) -> int:
     """Handler of every ``gsgroup edit <op>`` except export."""
+    device = resolve_device(args.device)  # a missing GPU or gsplat is one line, before any data is read
     run = Run.open(args.run)
     other = Run.open(args.from_run) if args.op == "compose" else None
     run.check_target(args.out, args.force)  # fail now, not after the work
@@ -148,7 +150,7 @@ def cmd_edit(args) -> int:
         )
     if "new_ids" in edited.edit:
         print(f"new ids: {edited.edit['new_ids']}")
-    saved = edit.save(edited, args.out, force=args.force)
+    saved = edit.save(edited, args.out, force=args.force, device=device)
     print(
         f"{args.op}: {edited.edit['gaussians_before']} -> {edited.edit['gaussians_after']} Gaussians; "
         f"wrote {saved.path}"
@@ -219,6 +221,7 @@ def add_edit_commands(subparsers) -> None:
         p.add_argument("--out", required=True, help="the new run folder to write (never RUN itself)")
         p.add_argument("--force", action="store_true", help="replace a non-empty --out")
         p.add_argument("--quiet", action="store_true", help="no progress bars")
+        add_options(p, DeviceOptions)
         _selection_options(p)
         p.set_defaults(func=cmd_edit, from_run=None)
         return p

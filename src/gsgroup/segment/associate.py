@@ -219,8 +219,8 @@ def _select(col_idx: np.ndarray, col_w: np.ndarray, W: np.ndarray, front_ok: np.
     return idx[top][srt].astype(np.int64), w[top][srt].astype(np.float32), total
 
 
-def _view_data(view, mask: np.ndarray, tensors, p: AssociateParams, masks_out: list, vi: int) -> _View:
-    from gsgroup.render import contributions
+def _view_data(view, mask: np.ndarray, tensors, p: AssociateParams, masks_out: list, vi: int, on=None) -> _View:
+    from gsgroup.render.weights import label_weights
 
     if mask.shape != (view.height, view.width):
         raise InputError(
@@ -240,7 +240,9 @@ def _view_data(view, mask: np.ndarray, tensors, p: AssociateParams, masks_out: l
         hi = cv2.dilate(lf, k, borderType=cv2.BORDER_REPLICATE)
         lo = cv2.erode(lf, k, borderType=cv2.BORDER_REPLICATE)
         lab2 = np.where((hi != lf) | (lo != lf), labels + L, labels).astype(np.int32)
-    C2 = contributions(*tensors, *camera(view), torch.from_numpy(lab2), num_labels=2 * L).numpy()
+    on = tensors if on is None else on  # the Gaussian tensors on the compute device
+    vm, K, width, height = (x.to(on[0].device) if torch.is_tensor(x) else x for x in camera(view))
+    C2 = label_weights(*on, vm, K, width, height, torch.from_numpy(lab2), 2 * L).numpy()
     Cint = sp.csc_matrix(C2[:, :L])
     C = C2[:, :L] + C2[:, L:]
     del C2
@@ -327,7 +329,7 @@ def _ranked_ids(gmaps: dict, owner_g: np.ndarray, vdata: list, mlist: list, p: A
 
 
 def associate_masks(
-    views, gaussians, masks: dict, params: AssociateParams | None = None, progress: bool = False
+    views, gaussians, masks: dict, params: AssociateParams | None = None, progress: bool = False, device="cpu"
 ) -> AssociationResult:
     """Associate per-view masks across views through the Gaussians (see the module docstring).
 
@@ -336,7 +338,7 @@ def associate_masks(
     linear scales [N,3], opacities [N]); masks: {view name: [H,W] int ids (0 = no mask) or None}.
     Views whose mask is None or missing get no output. Returns an AssociationResult whose masks are
     [H,W] int32 with ids 1..K shared across views (0 = no object / dropped). ``progress``: a bar
-    over the views while their masks' Gaussian contributions are computed.
+    over the views while their masks' Gaussian contributions are computed, on ``device`` (the rest on the CPU).
     """
     import time
 
@@ -346,13 +348,14 @@ def associate_masks(
     t0 = time.perf_counter()
     tensors = _gaussian_tensors(gaussians)
     n_gauss = int(tensors[0].shape[0])
+    on = None if torch.device(device).type == "cpu" else tuple(t.to(device) for t in tensors)
     todo = sorted((v for v in views if masks.get(v.name) is not None), key=lambda v: v.name)
     names = [v.name for v in todo]
     if len(set(names)) != len(names):
         raise InputError("associate: two views share a name; view names must be unique")
     vdata, mlist = [], []
     for vi, v in enumerate(tqdm(todo, desc="associate", unit="view", disable=not progress)):
-        vdata.append(_view_data(v, np.asarray(masks[v.name]), tensors, p, mlist, vi))
+        vdata.append(_view_data(v, np.asarray(masks[v.name]), tensors, p, mlist, vi, on))
     t_contrib = time.perf_counter() - t0
     prob = _Problem(vdata, mlist, n_gauss, p.gate)
     # view-order independent order: largest first, ties by view name then original id

@@ -36,18 +36,33 @@ def render_ids(
     With a classifier, the identity encodings are rendered and classified per pixel (argmax).
     Without, the lifted per-Gaussian labels are rendered as one-hot channels.
     """
-    classifier = seg.classifier
-    if classifier is not None:
-        extra = gaussians.ids
-    else:
-        extra = F.one_hot(torch.from_numpy(seg.labels.astype(np.int64)), seg.num_classes).float()
-    out = render_view(gaussians, vt, gaussians.sh_degree, background=background, extra_features=extra)
-    feats = out.image[..., 3:]
-    scores = classifier(feats) if classifier is not None else feats
+    out = render_view(
+        gaussians, vt, gaussians.sh_degree, background=background, extra_features=id_features(gaussians, seg)
+    )
+    return ids_from_render(out.image, out.alpha, seg)
+
+
+def id_features(gaussians: Gaussians, seg: Segmentation) -> torch.Tensor:
+    """What is rendered beside the colour: the identity encodings [N,E] with a classifier, else the
+    one-hot lifted labels [N,K] (on the Gaussians' device)."""
+    if seg.classifier is not None:
+        return gaussians.ids
+    labels = torch.from_numpy(seg.labels.astype(np.int64)).to(gaussians.means.device)
+    return F.one_hot(labels, seg.num_classes).float()
+
+
+@torch.no_grad()
+def ids_from_render(image: torch.Tensor, alpha: torch.Tensor, seg: Segmentation) -> IdRender:
+    """IdRender of a render of colour and ``id_features``: image [H,W,3+E], alpha [H,W,1] on any device
+    (the classifier on the same one); the arrays come back on the CPU."""
+    feats = image[..., 3:]
+    scores = seg.classifier(feats) if seg.classifier is not None else feats
     ids = scores.argmax(dim=-1)
-    alpha = out.alpha[..., 0]
+    alpha = alpha[..., 0]
     ids[alpha < ALPHA_MIN] = 0
-    return IdRender(out.image[..., :3].clamp(0, 1).numpy(), ids.numpy(), alpha.numpy(), feats.numpy())
+    return IdRender(
+        image[..., :3].clamp(0, 1).cpu().numpy(), ids.cpu().numpy(), alpha.cpu().numpy(), feats.cpu().numpy()
+    )
 
 
 def palette(n: int, seed: int = 7) -> np.ndarray:

@@ -27,7 +27,7 @@ import torch
 from tqdm import tqdm
 
 from gsgroup.errors import InputError
-from gsgroup.render import contributions
+from gsgroup.render.weights import label_weights
 
 DEFAULT_BACKGROUND_BIAS = 0.1
 
@@ -56,8 +56,10 @@ def accumulate_weights(
     masks: Mapping[str, np.ndarray | None],
     num_labels: int | None = None,
     progress: bool = True,
+    device: torch.device | str = "cpu",
 ) -> np.ndarray:
-    """A [N, L] float64: per Gaussian and label, alpha*T summed over all pixels of all masked views.
+    """A [N, L] float64: per Gaussian and label, alpha*T summed over all pixels of all masked views
+    (on ``device``: the Numba kernel on the CPU, gsplat on CUDA, ``render.weights.label_weights``).
 
     views: objects with name, K [3,3], viewmat [4,4], width, height (``gsgroup.data.scene.View``);
     masks: {view name: [H,W] int ids >= 0, negative = ignore pixel, or None = skip the view};
@@ -78,7 +80,7 @@ def accumulate_weights(
             f"lift_labels: num_labels={num_labels} but the masks hold id {top}; use num_labels >= {top + 1}"
         )
     L = int(num_labels)
-    means, quats, scales, opac = (t.detach().float().contiguous() for t in gaussians.activated())
+    means, quats, scales, opac = (t.detach().float().contiguous().to(device) for t in gaussians.activated())
     n = means.shape[0]
     acc = np.zeros((L, n), dtype=np.float64)  # label-major: per-label rows add contiguously
     it = tqdm(used, desc="lift masks", unit="view", disable=not progress)
@@ -89,13 +91,13 @@ def accumulate_weights(
         present = np.flatnonzero(np.bincount(shifted.ravel(), minlength=L + 1))
         lut = np.zeros(L + 1, dtype=np.int32)
         lut[present] = np.arange(len(present), dtype=np.int32)
-        w = contributions(
+        w = label_weights(
             means,
             quats,
             scales,
             opac,
-            torch.as_tensor(np.asarray(v.viewmat), dtype=torch.float32),
-            torch.as_tensor(np.asarray(v.K), dtype=torch.float32),
+            torch.as_tensor(np.asarray(v.viewmat), dtype=torch.float32, device=means.device),
+            torch.as_tensor(np.asarray(v.K), dtype=torch.float32, device=means.device),
             int(v.width),
             int(v.height),
             torch.from_numpy(lut[shifted]),
@@ -138,13 +140,14 @@ def lift_labels(
     num_labels: int | None = None,
     background_bias: float = DEFAULT_BACKGROUND_BIAS,
     progress: bool = True,
+    device: torch.device | str = "cpu",
 ) -> tuple[np.ndarray, np.ndarray]:
     """Assign each Gaussian a mask label by the weighted majority vote of all views (FlashSplat-style).
 
     views: list of ``View`` (name, K, viewmat, width, height); gaussians: ``Gaussians`` (raw params);
     masks: {view name: [H,W] int ids (0 = background / unassigned, < 0 = ignore) or None}.
     Returns (labels [N] int64, prob [N] float32), see ``assign_labels``. One ``contributions`` pass
-    per view; everything else is vectorised.
+    per view (on ``device``); everything else is vectorised.
     """
-    A = accumulate_weights(views, gaussians, masks, num_labels=num_labels, progress=progress)
+    A = accumulate_weights(views, gaussians, masks, num_labels=num_labels, progress=progress, device=device)
     return assign_labels(A, background_bias)
