@@ -124,7 +124,9 @@ def _run_stages(cfg, data: Path, out: Path, given, raw: Path, masks_done, recon_
         _record_stage(recon, recon_key)
 
     if given is None and _stage(3, "association", assoc_done, associated):
-        stats = associate_run(data, raw, Run.open(recon, cache_dir=cache), associated, progress=cfg.progress)
+        stats = associate_run(
+            data, raw, Run.open(recon, cache_dir=cache), associated, progress=cfg.progress, device=cfg.device
+        )
         _record_stage(associated, assoc_key)
         print(
             f"      {stats['objects']} objects from {stats['kept']} of {stats['masks']} masks in {stats['seconds']} s"
@@ -210,13 +212,15 @@ def run_pipeline(cfg: PipelineConfig) -> dict:
 
     print(f"[5/5] renders and evaluation -> {out / 'renders'}")
     run = Run.open(out)
-    render_split(run, out / "renders", "test" if cfg.eval else "train", progress=cfg.progress)
+    render_split(run, out / "renders", "test" if cfg.eval else "train", progress=cfg.progress, device=cfg.device)
     summary: dict = {}
     if cfg.eval:
-        summary["reconstruction"] = {k: v for k, v in evaluate_run(run, progress=False).items() if k != "per_view"}
+        summary["reconstruction"] = {
+            k: v for k, v in evaluate_run(run, progress=False, device=cfg.device).items() if k != "per_view"
+        }
     gt = Path(cfg.gt) if cfg.gt else (data / "gt_mask" if (data / "gt_mask").is_dir() else None)
     if gt is not None:
-        seg = evaluate_segmentation_run(run, gt, progress=False)
+        seg = evaluate_segmentation_run(run, gt, progress=False, device=cfg.device)
         summary["segmentation"] = {k: seg[k] for k in ("miou", "mbiou", "num_objects", "num_views", "split")}
         summary["objects"] = seg["objects"]
     return summary
