@@ -289,7 +289,7 @@ def _add_segment(sub) -> None:
         default="classical",
         help="classical: weight-free graph segmentation (default); sam: Segment Anything",
     )
-    add_options(p, DataConfig, skip=("eval",))
+    add_options(p, DataConfig, skip=("eval", "image_cache"))
     p.add_argument("--seed", type=int, default=0, help="seed of the per-view random id permutation")
     add_options(p, SamOptions)
     p.add_argument("--force", action="store_true", help="overwrite masks already in --out")
@@ -358,7 +358,7 @@ def _add_pipeline(sub) -> None:
         "or a video get poses first (gsgroup poses, into RUN/data)",
     )
     p.add_argument("--out", required=True, help="run folder")
-    add_options(p, DataConfig)
+    add_options(p, DataConfig, skip=("image_cache",))  # PipelineConfig has it
     add_options(p, PipelineConfig)
     p.add_argument("--quiet", action="store_true", help=QUIET_HELP)
     p.set_defaults(func=cmd_run)

@@ -1,6 +1,5 @@
 """The pipeline's stages as Python functions over runs: train, render, evaluate, associate, lift
-(``gsgroup.workflow.run_pipeline`` composes them). The CLI and the demo call these; nothing here
-parses argv.
+(``gsgroup.workflow.run_pipeline`` composes them). The CLI and the demo call these; nothing here parses argv.
 
     from gsgroup.pipeline import train_run
     from gsgroup.run import DataConfig, RunConfig
@@ -26,7 +25,9 @@ from .errors import InputError
 from .fileio import write_json
 from .on_device import backdrop_on, gaussians_on, resolve_device, segmentation_on
 from .run import Run, RunConfig
+from .segment.idmaps import id_features, ids_from_render
 from .train import distributed
+from .train.memory import check_config_before_loading as check_memory_first
 from .train.render_views import iter_renders, score_renders
 from .train.trainer import mean_scores
 
@@ -102,9 +103,9 @@ def _trainer(run: Run, scene, gaussians=None):
 
 
 def _ready(trainer, scene, cfg, device: str | None) -> None:
-    """Move a built trainer (checkpoint loaded) to ``device`` (train.device: cpu, cuda, auto), then print
-    the planned memory there (images, Gaussians at the cap); InputError when it would not fit."""
-    from .train.device import move_trainer, resolve_device
+    """Move a built trainer (checkpoint loaded) to ``device`` (train.device: cpu, cuda, auto); InputError when
+    the exact plan (images, Gaussians at the cap) would not fit (printed before loading: check_memory_first)."""
+    from .train.device import move_trainer
     from .train.memory import check_memory, memory_plan
 
     dev = resolve_device(device)
@@ -112,9 +113,8 @@ def _ready(trainer, scene, cfg, device: str | None) -> None:
         move_trainer(trainer, dev)
     n = trainer.params["means"].shape[0]
     cap = cfg.densify.max_gaussians if cfg.densify.densify_until > 0 else n  # without densification: fixed
-    device = trainer.params["means"].device
-    plan = memory_plan(scene.train + scene.test, n, cap, cfg.sh_degree, cfg.identity.id_dim, device)
-    check_memory(plan, cfg.sh_degree, cfg.identity.id_dim)
+    plan = memory_plan(scene.train + scene.test, n, cap, cfg.sh_degree, cfg.identity.id_dim, dev)
+    check_memory(plan, cfg.sh_degree, cfg.identity.id_dim, quiet=True)
 
 
 def _fit(run: Run, trainer, progress: bool, checkpoint_every: int, plain: bool) -> tuple[Run, dict]:
@@ -175,6 +175,7 @@ def train_run(
     existed = Path(out).exists()
     with _no_debris(out, cache):  # validate the data, masks and initial state before writing anything
         probe = Run(out, config, cache_dir=cache)
+        check_memory_first(config.data, cfg, 0 if g is None else len(g), device)  # before any image is decoded
         scene = probe.load_scene(progress, allow_empty_points=cfg.init != "points")
         trainer = _trainer(probe, scene, g)
         if init_ckpt is not None:
@@ -213,6 +214,7 @@ def resume_run(
     run = _as_run(run)
     if iterations:
         run.config.train.iterations = iterations
+    check_memory_first(run.config.data, run.config.train, 0, device)  # before any image is decoded
     trainer = _trainer(run, run.load_scene(progress, allow_empty_points=run.config.train.init != "points"))
     trainer.load_checkpoint(ckpt)
     _ready(trainer, trainer.scene, run.config.train, device)
@@ -235,11 +237,7 @@ def _split(run: Run, split: str) -> list:
 
 
 def render_split(
-    run: Run | str | os.PathLike,
-    out: str | os.PathLike,
-    split: str = "test",
-    progress: bool = True,
-    device: str | None = "cpu",
+    run: Run | str | os.PathLike, out: str | os.PathLike, split: str = "test", progress: bool = True, device="cpu"
 ) -> list[Path]:
     """Render a run's views of one split: out/rgb/<stem>.png, and for segmented runs also
     out/ids/<stem>.png (uint16 ids, 0 where alpha < 0.5), out/overlay/ and out/features/ (shared PCA of E_id).
@@ -248,7 +246,7 @@ def render_split(
 
     from .data.masks import write_mask
     from .fileio import write_image
-    from .segment.idmaps import id_features, ids_from_render, overlay, shared_pca
+    from .segment.idmaps import overlay, shared_pca
 
     dev = resolve_device(device)
     run, out = _as_run(run, progress), Path(out)
@@ -301,7 +299,6 @@ def evaluate_segmentation_run(
     run: Run | str | os.PathLike, gt_dir: str | os.PathLike, progress: bool = True, device: str | None = "cpu"
 ) -> dict:
     """Score a segmented run's test-view id maps (rendered on ``device``) against ground truth -> RUN/seg_metrics.json."""
-    from .segment.idmaps import id_features, ids_from_render
     from .segment.metrics import GtMaps, evaluate_segmentation, load_gt_dir
 
     dev = resolve_device(device)

@@ -76,8 +76,16 @@ class DataConfig:
     )
     eval: bool = option(False, "hold out every 8th image (by name) as the test split")
     masks: str | None = None  # associated object masks the identities were trained on
+    image_cache: int = option(
+        0,
+        "0: hold every image in memory (uint8); N > 0: stream the images from disk, keeping the N most "
+        "recently used decoded (for captures whose images do not fit; training is bit-identical)",
+        min=0,
+    )
 
     def __post_init__(self):
+        if not isinstance(self.image_cache, int) or self.image_cache < 0:
+            raise InputError(f"image_cache {self.image_cache!r}: must be an integer >= 0", "image_cache")
         if self.resolution is not None:
             try:
                 parse_resolution(str(self.resolution))
@@ -223,6 +231,7 @@ class Run:
                     cache_dir=self.cache_dir or self.file(self.CACHE),
                     allow_empty_points=allow_empty_points,
                     progress=progress,
+                    image_cache=d.image_cache,
                 )
             self.preload(scene=scene)
         return self.__dict__["scene"]

@@ -46,6 +46,7 @@ class PipelineConfig:
     force: bool = option(False, "redo every stage")
     progress: bool = True
     device: str = device_option()  # not part of any stage's settings: results do not depend on it
+    image_cache: int = option(0, "stream the images from disk, N decoded in memory (0: hold all; see train)", min=0)
 
     def __post_init__(self):
         check_bounds(self)
@@ -111,7 +112,7 @@ def _run_stages(cfg, data: Path, out: Path, given, raw: Path, masks_done, recon_
         print(f"[1/5] 2D masks: using associated masks in {given}")
 
     recon, associated = out / "recon", given or out / OBJECT_MASK_DIR
-    data_cfg = DataConfig(str(data.resolve()), cfg.resolution, cfg.eval)
+    data_cfg = DataConfig(str(data.resolve()), cfg.resolution, cfg.eval, image_cache=cfg.image_cache)
     if _stage(2, f"reconstruction, {cfg.recon_iterations} iterations", recon_done, recon):
         train_run(
             RunConfig(data_cfg, TrainConfig.for_length(cfg.recon_iterations, seed=cfg.seed)),

@@ -174,15 +174,22 @@ def _load_view(frame: Frame, name: str, resolution, background, cache_dir: Path)
 
 
 def load_views(
-    frames: list[Frame], names: list[str], resolution, background, cache_dir: Path, progress: bool
+    frames: list[Frame], names: list[str], resolution, background, cache_dir: Path, progress: bool, image_cache: int = 0
 ) -> list[View]:
-    """Load all frames with at most 2 threads and a tqdm bar; returns views in input order."""
+    """Load all frames with at most 2 threads and a tqdm bar; returns views in input order. With
+    ``image_cache`` N > 0 they are ``streaming.StreamedView``s: read from disk per access, N kept decoded."""
     from tqdm import tqdm
 
     if not frames:
         return []
+    load = lambda a: _load_view(a[0], a[1], resolution, background, cache_dir)  # noqa: E731
+    if image_cache > 0:
+        from gsgroup.data.streaming import PixelCache, StreamedView
+
+        cache, plain = PixelCache(image_cache), load
+        load = lambda a: StreamedView(plain(a), lambda: plain(a).pixels, cache)  # noqa: E731
     with ThreadPoolExecutor(max_workers=min(MAX_THREADS, len(frames))) as pool:
-        it = pool.map(lambda a: _load_view(a[0], a[1], resolution, background, cache_dir), zip(frames, names))
+        it = pool.map(load, zip(frames, names))
         return list(tqdm(it, total=len(frames), desc="loading images", unit="img", disable=not progress))
 
 
@@ -242,12 +249,14 @@ def load_scene(
     allow_empty_points=False,
     images_dir="images",
     progress=True,
+    image_cache=0,
 ) -> Scene:
     """Load a COLMAP or NeRF dataset folder into a Scene (views sorted by name).
 
     ``resolution``: see ``images.target_size`` (None/-1 auto, 1/2/4/8 divisor, else width).
     ``background``: (r,g,b) in [0,1] for compositing RGBA images. ``cache_dir``: where undistorted copies
-    go (default: a folder under the system temp dir). Raises InputError on bad input.
+    go (default: a folder under the system temp dir). ``image_cache`` N > 0: stream the images from disk,
+    N decoded in an LRU cache (``streaming``). Raises InputError on bad input.
     """
     root = Path(path)
     if not root.is_dir():
@@ -297,7 +306,9 @@ def load_scene(
         )
 
     order = sorted(range(len(frames)), key=lambda i: names[i])
-    views = load_views([frames[i] for i in order], [names[i] for i in order], resolution, bg, cache, progress)
+    views = load_views(
+        [frames[i] for i in order], [names[i] for i in order], resolution, bg, cache, progress, image_cache
+    )
     by_index = dict(zip(order, views))
     train = [by_index[i] for i in order if i not in test_idx]
     test = [by_index[i] for i in order if i in test_idx]

@@ -46,7 +46,8 @@ def views_to(views: list, device: torch.device) -> list:
     out = []
     for vt in views:
         bg = vt.background.to(device) if vt.background is not None else None
-        moved = replace(vt, pixels=vt.pixels.to(device), viewmat=vt.viewmat.to(device), K=vt.K.to(device))
+        pixels = None if vt.pixels is None else vt.pixels.to(device)  # None: streamed from disk per access
+        moved = replace(vt, pixels=pixels, viewmat=vt.viewmat.to(device), K=vt.K.to(device))
         out.append(replace(moved, campos=vt.campos.to(device), background=bg, env_dirs=None))
     return out
 
