@@ -13,7 +13,7 @@ import pytest
 import torch
 
 from gsgroup.errors import InputError
-from gsgroup.segment.identity import IdentityClassifier, classifier_loss_2d, loss_2d
+from gsgroup.segment.identity import IdentityClassifier, classifier_loss_2d, logits_loss_2d, loss_2d
 from gsgroup.train import _fused
 from gsgroup.train.adam import FusedAdam
 from gsgroup.train.densify import append_gaussians, keep_gaussians
@@ -213,3 +213,24 @@ def test_fused_classifier_loss_edge_cases():
         classifier_loss_2d(torch.randn(5, 6, 3), clf, torch.zeros(5, 6, dtype=torch.int64))
     plain = classifier_loss_2d(feats.double(), clf.double(), torch.zeros(5, 6, dtype=torch.int64))
     assert plain.dtype == torch.float64  # other dtypes: the PyTorch path
+
+
+@pytest.mark.parametrize("k,ignored", [(5, 0.2), (1, 0.0)])
+def test_fused_logits_loss_matches_autograd(k, ignored):
+    """logits_loss_2d (bias added inside the kernel) against loss_2d(logits + bias) by autograd."""
+    torch.manual_seed(k)
+    clf_a, clf_b = IdentityClassifier(k, 16), IdentityClassifier(k, 16)
+    clf_b.load_state_dict(clf_a.state_dict())
+    z = torch.randn(30, 40, k) * 3
+    target = torch.randint(0, k, (30, 40))
+    target[torch.rand(30, 40) < ignored] = -1
+    za, zb = z.clone().requires_grad_(True), z.clone().requires_grad_(True)
+    fused = logits_loss_2d(za, clf_a, target.to(torch.uint8) if not ignored else target)
+    plain = loss_2d(zb + clf_b.linear.bias, target)
+    (3.0 * fused).backward()
+    (3.0 * plain).backward()
+    assert fused.item() == pytest.approx(plain.item(), abs=1e-5)
+    assert torch.allclose(za.grad, zb.grad, rtol=0, atol=1e-6)
+    assert torch.allclose(clf_a.linear.bias.grad, clf_b.linear.bias.grad, rtol=0, atol=1e-6)
+    with pytest.raises(InputError, match=rf"outside \[0, {k}\)"):
+        logits_loss_2d(za, clf_a, torch.full((30, 40), k))

@@ -17,7 +17,10 @@ from gsgroup.render import rasterize
 from gsgroup.segment.identity import (
     IdentityClassifier,
     NeighbourIndex,
+    classifier_logits,
+    classifier_loss_2d,
     knn_indices,
+    logits_loss_2d,
     loss_2d,
     loss_3d,
     num_classes_for,
@@ -127,6 +130,34 @@ def test_identity_gradients_through_rasterizer():
     with torch.no_grad():
         fd = (float(loss_fn(ids + eps * d)) - float(loss_fn(ids - eps * d))) / (2 * eps)
     assert abs(fd - float((g * d).sum())) < 2e-3 * max(1.0, abs(fd))
+
+
+def test_rendered_logits_equal_the_classifier_on_rendered_encodings():
+    """What GroupingTrainer renders when K < id_dim: per-Gaussian logits W e blended, plus the bias,
+    give the same loss and the same gradients for the encodings, the classifier and the geometry
+    as the classifier applied to the blended encodings (the original formulation)."""
+    torch.manual_seed(1)
+    n, w, h = 12, 32, 24
+    means = torch.cat([torch.rand(n, 2) * 1.6 - 0.8, torch.rand(n, 1) * 0.5], 1)
+    quats = torch.nn.functional.normalize(torch.randn(n, 4), dim=1)
+    scales = torch.rand(n, 3) * 0.2 + 0.1
+    opac = torch.rand(n) * 0.8 + 0.1
+    ids0 = torch.randn(n, 16)
+    target = torch.randint(0, 4, (h, w))
+    V, K = _cam(w, h)
+    results = []
+    for logits_first in (False, True):
+        torch.manual_seed(2)
+        clf = IdentityClassifier(num_classes=4, id_dim=16)
+        ids = ids0.clone().requires_grad_(True)
+        mu = means.clone().requires_grad_(True)
+        feats = classifier_logits(ids, clf) if logits_first else ids
+        img = rasterize(mu, quats, scales, opac, feats, V, K, w, h).image
+        loss = logits_loss_2d(img, clf, target) if logits_first else classifier_loss_2d(img, clf, target)
+        loss.backward()
+        results.append((loss.detach(), ids.grad, mu.grad, clf.linear.weight.grad, clf.linear.bias.grad))
+    for a, b in zip(*results):
+        assert torch.allclose(a, b, rtol=1e-4, atol=1e-6 * max(1.0, float(b.abs().max())))
 
 
 # ----------------------------------------------------------------------------- loss_3d

@@ -17,7 +17,15 @@ from ..model import Gaussians
 from ..train.adam import FusedAdam
 from ..train.config import TrainConfig
 from ..train.trainer import Trainer
-from .identity import IdentityClassifier, NeighbourIndex, classifier_loss_2d, loss_3d, num_classes_for
+from .identity import (
+    IdentityClassifier,
+    NeighbourIndex,
+    classifier_logits,
+    classifier_loss_2d,
+    logits_loss_2d,
+    loss_3d,
+    num_classes_for,
+)
 
 
 def compact_mask(labels) -> torch.Tensor:
@@ -54,6 +62,7 @@ class GroupingTrainer(Trainer):
             raise InputError("no training view has a mask; check the --masks folder and the image names")
         self.num_classes = num_classes or num_classes_for(masks.values())
         self.classifier = IdentityClassifier(self.num_classes, id_dim)
+        self.render_logits = self.num_classes < id_dim
         self.cls_optimizer = FusedAdam(self.classifier.parameters(), lr=cfg.identity.lr_classifier)
         self.neighbours = NeighbourIndex()
         self.generator = torch.Generator().manual_seed(cfg.seed)
@@ -81,6 +90,10 @@ class GroupingTrainer(Trainer):
             self.neighbours.get(points.numpy())
 
     def extra_features(self) -> torch.Tensor:
+        """The encodings [N,id_dim], or with fewer classes than encoding channels their logits
+        [N,K] (the same loss and gradients, as blending is linear, with fewer channels to blend)."""
+        if self.render_logits:
+            return classifier_logits(self.params["ids"], self.classifier)
         return self.params["ids"]
 
     def extra_loss(self, step: int, index: int, features: torch.Tensor) -> torch.Tensor | None:
@@ -88,7 +101,8 @@ class GroupingTrainer(Trainer):
         loss = None
         mask = self.masks[index]
         if mask is not None and cfg.lambda_2d > 0:
-            loss = cfg.lambda_2d * classifier_loss_2d(features, self.classifier, mask)
+            loss_fn = logits_loss_2d if self.render_logits else classifier_loss_2d
+            loss = cfg.lambda_2d * loss_fn(features, self.classifier, mask)
         if cfg.lambda_3d > 0 and step % cfg.l3d_every == 0:
             if step % 100 == 0:
                 self.neighbours.invalidate()  # means drift: refresh the KD-tree now and then

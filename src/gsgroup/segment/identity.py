@@ -33,6 +33,8 @@ __all__ = [
     "num_classes_for",
     "loss_2d",
     "classifier_loss_2d",
+    "classifier_logits",
+    "logits_loss_2d",
     "loss_3d",
     "NeighbourIndex",
     "knn_indices",
@@ -105,21 +107,27 @@ def loss_2d(logits: torch.Tensor, target: torch.Tensor, ignore_index: int = -1) 
     return ce / math.log(k) if k > 1 else ce
 
 
-class _FusedClassifierLoss2d(torch.autograd.Function):
-    """Cross-entropy through the 1x1 classifier, loss and gradients from one Numba kernel."""
+class _FusedLoss2d(torch.autograd.Function):
+    """Cross-entropy of per-pixel logits, loss and gradients from one Numba kernel: through the 1x1
+    classifier (weight [K,E]), or with weight None of features that already are logits less the bias."""
 
     @staticmethod
     def forward(ctx, features, weight, bias, target, ignore_index):
-        f = features.detach().contiguous().numpy()
-        w, b = weight.detach().contiguous().numpy(), bias.detach().contiguous().numpy()
-        loss, count, bad, gf, gw, gb = _fused.classifier_cross_entropy(f, target.numpy(), w, b, ignore_index)
+        f, b, t = features.detach().contiguous().numpy(), bias.detach().contiguous().numpy(), target.numpy()
+        if weight is None:
+            loss, count, bad, gf, gb = _fused.logits_cross_entropy(f, t, b, ignore_index)
+            grads = [gf, None, gb]
+        else:
+            w = weight.detach().contiguous().numpy()
+            loss, count, bad, gf, gw, gb = _fused.classifier_cross_entropy(f, t, w, b, ignore_index)
+            grads = [gf, gw, gb]
         if bad:
             top = int(target[(target.long() != ignore_index)].max())
             raise InputError(
-                f"loss_2d: target has ids outside [0, {w.shape[0]}) (max {top}); "
+                f"loss_2d: target has ids outside [0, {b.shape[0]}) (max {top}); "
                 "build the classifier with num_classes = largest mask id + 1"
             )
-        ctx.grads = [torch.from_numpy(a) for a in (gf, gw, gb)]
+        ctx.grads = [None if a is None else torch.from_numpy(a) for a in grads]
         return features.new_tensor(loss)
 
     @staticmethod
@@ -127,9 +135,21 @@ class _FusedClassifierLoss2d(torch.autograd.Function):
         grads = ctx.grads
         del ctx.grads
         if not bool(grad_loss == 1):
-            grads = [g * grad_loss for g in grads]
+            grads = [None if g is None else g * grad_loss for g in grads]
         need = ctx.needs_input_grad
         return tuple(g if n else None for g, n in zip(grads, need)) + (None, None)
+
+
+def _fusable(features: torch.Tensor, bias: torch.Tensor, target: torch.Tensor) -> bool:
+    """Whether the Numba kernels take these: float32 CPU tensors, [H,W,C] features, [H,W] integer ids
+    (uint8/uint16 masks are read as they are, without widening)."""
+    ok = features.device.type == "cpu" and features.dtype == bias.dtype == torch.float32
+    ok &= target.dtype in (torch.int64, torch.int32, torch.int16, torch.uint8, torch.uint16)
+    return ok and features.dim() == 3 and tuple(target.shape) == features.shape[:2]
+
+
+def _divided(ce: torch.Tensor, k: int) -> torch.Tensor:
+    return ce / math.log(k) if k > 1 else ce
 
 
 def classifier_loss_2d(
@@ -138,20 +158,38 @@ def classifier_loss_2d(
     """``loss_2d(classifier(features), target)`` fused: logits, softmax, cross-entropy and the
     gradients for features [H,W,id_dim], the classifier's weight and bias in one Numba kernel
     (``_fused.classifier_cross_entropy``), for float32 CPU tensors; otherwise (other devices or
-    dtypes) the plain PyTorch path. target [H,W] integer ids (uint8/uint16 masks are read as they
-    are, without widening). Returns a scalar tensor."""
+    dtypes) the plain PyTorch path. target [H,W] integer ids. Returns a scalar tensor."""
     lin = classifier.linear
-    plain = not (features.device.type == "cpu" and features.dtype == lin.weight.dtype == torch.float32)
-    plain |= target.dtype not in (torch.int64, torch.int32, torch.int16, torch.uint8, torch.uint16)
-    if plain or features.dim() != 3 or tuple(target.shape) != features.shape[:2]:
+    if not (_fusable(features, lin.bias, target) and lin.weight.dtype == torch.float32):
         return loss_2d(classifier(features), target.long(), ignore_index)
     if features.shape[-1] != classifier.id_dim:
         raise InputError(
             f"IdentityClassifier: input has {features.shape[-1]} channels, expected id_dim={classifier.id_dim}"
         )
-    ce = _FusedClassifierLoss2d.apply(features, lin.weight, lin.bias, target.contiguous(), int(ignore_index))
-    k = classifier.num_classes
-    return ce / math.log(k) if k > 1 else ce
+    ce = _FusedLoss2d.apply(features, lin.weight, lin.bias, target.contiguous(), int(ignore_index))
+    return _divided(ce, classifier.num_classes)
+
+
+def logits_loss_2d(
+    logits: torch.Tensor, classifier: IdentityClassifier, target: torch.Tensor, ignore_index: int = -1
+) -> torch.Tensor:
+    """``loss_2d(logits + classifier bias, target)`` for logits [H,W,K] rendered from per-Gaussian
+    ``classifier_logits`` (the classifier's weight applied before blending; blending is linear, so
+    these equal the classifier applied to the rendered encodings). Fused in one Numba kernel for
+    float32 CPU tensors, the plain PyTorch path otherwise. Returns a scalar tensor."""
+    bias = classifier.linear.bias
+    if not _fusable(logits, bias, target):
+        return loss_2d(logits + bias, target.long(), ignore_index)
+    if logits.shape[-1] != classifier.num_classes:
+        raise InputError(f"logits_loss_2d: {logits.shape[-1]} channels, expected {classifier.num_classes}")
+    ce = _FusedLoss2d.apply(logits, None, bias, target.contiguous(), int(ignore_index))
+    return _divided(ce, classifier.num_classes)
+
+
+def classifier_logits(ids: torch.Tensor, classifier: IdentityClassifier) -> torch.Tensor:
+    """Per-Gaussian logits less the bias, ids [N,id_dim] -> [N,K]: rendered in place of the
+    encodings when K < id_dim (fewer channels to blend; ``logits_loss_2d`` adds the bias)."""
+    return ids @ classifier.linear.weight.T
 
 
 # ----------------------------------------------------------------------------- neighbours

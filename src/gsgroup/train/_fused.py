@@ -237,3 +237,68 @@ def classifier_cross_entropy(f, target, weight, bias, ignore_index):
             for d in range(e):
                 gc[d] *= scale
     return loss / count, count, bad, grad_f, grad_w, grad_b
+
+
+@njit(parallel=True, cache=True)
+def logits_cross_entropy(z, target, bias, ignore_index):
+    """``classifier_cross_entropy`` for logits rendered directly: softmax(z + bias) per pixel.
+
+    z [H, W, K] float32 (the classifier's weight already applied per Gaussian), target [H, W]
+    int ids (or ``ignore_index``), bias [K] float32. Returns (loss, count, bad, grad_z [H, W, K],
+    grad_bias [K]); gradients of the mean over the non-ignored pixels.
+    """
+    h, w, k = z.shape
+    grad_z = np.zeros((h, w, k), np.float32)
+    part_b = np.zeros((h, k), np.float32)
+    loss_rows = np.zeros(h)
+    count_rows = np.zeros(h, np.int64)
+    bad_rows = np.zeros(h, np.int64)
+    for row in prange(h):
+        pb = part_b[row]
+        for col in range(w):
+            t = target[row, col]
+            if t == ignore_index:
+                continue
+            if t < 0 or t >= k:
+                bad_rows[row] += 1
+                continue
+            p = grad_z[row, col]
+            zr = z[row, col]
+            top = np.float32(-np.inf)
+            for j in range(k):
+                p[j] = zr[j] + bias[j]
+                top = max(top, p[j])
+            zt = np.float64(p[t]) - top
+            total = 0.0
+            for j in range(k):
+                p[j] = np.exp(p[j] - top)
+                total += p[j]
+            loss_rows[row] += math.log(total) - zt
+            count_rows[row] += 1
+            inv = np.float32(1.0 / total)
+            for j in range(k):
+                p[j] *= inv
+            p[t] -= 1.0
+            for j in range(k):
+                pb[j] += p[j]
+    count = 0
+    bad = 0
+    loss = 0.0
+    for row in range(h):
+        count += count_rows[row]
+        bad += bad_rows[row]
+        loss += loss_rows[row]
+    grad_b = np.zeros(k, np.float32)
+    if count == 0:
+        return 0.0, count, bad, grad_z, grad_b
+    scale = np.float32(1.0 / count)
+    for row in range(h):
+        grad_b += part_b[row]
+    grad_b *= scale
+    for row in prange(h):
+        gr = grad_z[row]
+        for col in range(w):
+            gc = gr[col]
+            for j in range(k):
+                gc[j] *= scale
+    return loss / count, count, bad, grad_z, grad_b
