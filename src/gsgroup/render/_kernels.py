@@ -823,7 +823,7 @@ def raster_bwd(
         vC = np.zeros((npx, Dp), np.float32)
         vG = np.zeros((npx, Dp), np.float32)  # vC restricted to the geometry channels
         lst = np.empty(npx, np.int32)
-        vf = np.empty(Dp, np.float64)
+        vf = np.empty(Dp, np.float32)
         maxlast = 0
         for py in range(y0, y1):
             for px in range(x0, x1):
@@ -887,8 +887,9 @@ def raster_bwd(
                     w = al * Ti
                     vr = vC[k]
                     gdot = z * vDs[k] + _dot(fgr, vG[k])
+                    w32 = np.float32(w)
                     for c in range(Dp):
-                        vf[c] += w * vr[c]
+                        vf[c] += w32 * vr[c]
                     vz += w * vDs[k]
                     v_al = Ti * gdot - S[k] * ra
                     S[k] += w * gdot
