@@ -9,8 +9,12 @@
 3. the built-in scene; a 1000-iteration reconstruction on CUDA; 200 identity iterations from it
    (``--no-densify``, ground-truth masks as the associated masks) on the CPU and on CUDA; mIoU of
    both with ``gsgroup eval --gt`` (they should agree within 0.02);
-4. training time per iteration at 100k and 1M Gaussians at 1920x1080 on CUDA (median of 20 steps);
-5. the whole ``gsgroup run`` on the built-in scene with ``--device cuda`` (wall time, scores).
+4. ``--device`` on lift, render, eval and associate: each command on the reconstruction with
+   ``--device cpu`` and ``--device cuda`` (seconds of each; lifted labels, rendered ids, PSNR and the
+   associated objects compared); batched cameras: ``rasterize_batch`` with 8 cameras at 1920x1080
+   (100k Gaussians) against 8 per-camera calls (largest difference, time of each, median of 5);
+5. training time per iteration at 100k and 1M Gaussians at 1920x1080 on CUDA (median of 20 steps);
+6. the whole ``gsgroup run`` on the built-in scene with ``--device cuda`` (wall time, scores).
 
 Each step runs in a subprocess with its own time limit; a failing step is recorded and the next one
 runs; steps that no longer fit the budget (``--budget``, default 450 s) are skipped and said so.
@@ -124,6 +128,68 @@ print(json.dumps(rows))
 """
 
 
+DEVICE_COMMANDS = r"""
+import json, sys, time
+import numpy as np
+from gsgroup.cli import main
+from gsgroup.data.masks import read_mask
+scene, recon, work, dev = sys.argv[1:5]
+res = {}
+for d in ("cpu", dev):
+    t = {}
+    for name, argv in (
+        ("lift", ["lift", recon, "--masks", f"{scene}/gt_mask", "--out", f"{work}/lift_{d}", "--force"]),
+        ("render", ["render", f"{work}/lift_{d}", "--out", f"{work}/render_{d}", "--split", "all"]),
+        ("eval", ["eval", f"{work}/lift_{d}"]),
+        ("associate", ["associate", scene, "--masks", f"{scene}/gt_mask", "--model", recon, "--out", f"{work}/assoc_{d}", "--force"]),
+    ):
+        t0 = time.perf_counter()
+        rc = main([*argv, "--device", d, "--quiet"])
+        t[name] = {"rc": rc, "seconds": round(time.perf_counter() - t0, 2)}
+    res[d] = t
+a, b = (np.load(f"{work}/lift_{d}/labels.npy") for d in ("cpu", dev))
+res["labels_agree"] = float(np.mean(a["id"] == b["id"]))
+import pathlib
+ids = sorted(pathlib.Path(f"{work}/render_cpu/ids").iterdir())
+res["ids_agree"] = float(np.mean([np.mean(read_mask(p) == read_mask(pathlib.Path(f"{work}/render_{dev}/ids") / p.name)) for p in ids]))
+m = [json.loads(pathlib.Path(f"{work}/lift_{d}/metrics.json").read_text()) for d in ("cpu", dev)]
+res["test_psnr"] = [m[0]["psnr"], m[1]["psnr"]]
+o = [json.loads(pathlib.Path(f"{work}/assoc_{d}/objects.json").read_text())["stats"]["objects"] for d in ("cpu", dev)]
+res["associated_objects"] = o
+print(json.dumps(res))
+"""
+
+BATCHED = r"""
+import json, sys, time, torch, numpy as np
+sys.path.insert(0, "benchmarks")
+from memory import make_gaussians
+from gsgroup.render import rasterize
+from gsgroup.render.batched import rasterize_batch
+w, h, c = 1920, 1080, 8
+means, quats, scales, opac, V, K = (t.cuda() for t in make_gaussians(100_000, w, h))
+feats = torch.rand(c, len(means), 3, device="cuda")
+ang = torch.linspace(-0.05, 0.05, c)
+viewmats = V.expand(c, 4, 4).clone()
+viewmats[:, 0, 3] = ang.cuda()
+Ks = K.expand(c, 3, 3).contiguous()
+def batched():
+    return rasterize_batch(means, quats, scales, opac, feats, viewmats, Ks, w, h)
+def loop():
+    return [rasterize(means, quats, scales, opac, feats[i], viewmats[i], Ks[i], w, h) for i in range(c)]
+with torch.no_grad():
+    b, per = batched(), loop()
+    diff = max(float((b.image[i] - per[i].image).abs().max()) for i in range(c))
+    times = {}
+    for name, fn in (("batched", batched), ("per_camera", loop)):
+        ts = []
+        for _ in range(6):
+            torch.cuda.synchronize(); t0 = time.perf_counter(); fn(); torch.cuda.synchronize()
+            ts.append(time.perf_counter() - t0)
+        times[name + "_ms"] = 1e3 * float(np.median(ts[1:]))
+print(json.dumps({"cameras": c, "size": f"{w}x{h}", "gaussians": 100_000, "max_abs_difference": diff, **times}))
+"""
+
+
 def last_json(text: str):
     for line in reversed(text.strip().splitlines()):
         try:
@@ -180,7 +246,7 @@ def main(argv=None) -> int:
     if gpu:
         step("compile_gsplat", [py, "-c", COMPILE], 420, need=60)
         # 2. CUDA tests
-        tests = ["tests/test_gsplat_adapter.py", "tests/test_device.py"]
+        tests = ["tests/test_gsplat_adapter.py", "tests/test_device.py", "tests/test_device_commands.py"]
         step("cuda_tests", [py, "-m", "pytest", "-q", "-s", "-x", *tests], 180)
     # 3. identity training on CPU and CUDA from one reconstruction
     scene, gsg = work / "scene", [py, "-m", "gsgroup"]
@@ -224,11 +290,17 @@ def main(argv=None) -> int:
     if gpu and miou.get("cpu") is not None and miou.get("cuda") is not None:
         res["identity_miou"]["abs_difference"] = abs(miou["cpu"] - miou["cuda"])
         res["identity_miou"]["within_0.02"] = abs(miou["cpu"] - miou["cuda"]) <= 0.02
-    # 4. per-iteration time at 100k and 1M Gaussians, 1080p
+    # 4. --device on lift/render/eval/associate, and batched cameras against per-camera calls
+    if gpu:
+        r = step("device_commands", [py, "-c", DEVICE_COMMANDS, str(scene), str(recon), str(work), args.device], 120)
+        res["device_commands"] = last_json(r["tail"]) if r else None
+        r = step("batched_render", [py, "-c", BATCHED], 60)
+        res["batched_render"] = last_json(r["tail"]) if r else None
+    # 5. per-iteration time at 100k and 1M Gaussians, 1080p
     if gpu:
         r = step("timing_1080p", [py, "-c", TIMING], 150)
         res["timing"] = last_json(r["tail"]) if r else None
-    # 5. the whole pipeline
+    # 6. the whole pipeline
     run = work / "run"
     cmd = gsg + ["run", str(scene), "--out", str(run), "--eval", "--force", "--quiet", "--device", args.device]
     r = step(f"gsgroup_run_{args.device}", cmd, 300)
