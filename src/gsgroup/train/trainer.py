@@ -304,9 +304,11 @@ class Trainer:
             extra_moves_geometry=cfg.identity.ids_move_geometry,
         )
         gt = vt.image
-        image = out.image[..., :3]
+        # split, not two slices: autograd then joins the two gradients with one cat instead of
+        # filling and adding two zero images of all channels
+        image, features = out.image.split([3, out.image.shape[-1] - 3], dim=-1)
         loss = rgb_loss(image, gt, cfg.ssim_weight)
-        extra = self.extra_loss(step, index, out.image[..., 3:])
+        extra = self.extra_loss(step, index, features) if features.shape[-1] else None
         if extra is not None:
             loss = loss + extra
         loss.backward()
