@@ -487,3 +487,57 @@ def test_view_command_wiring(run, tmp_path):
     pytest.importorskip("viser")
     with pytest.raises(InputError, match="nope: not found"):
         cmd_view(args)
+
+
+@pytest.mark.slow
+def test_browser_100k_load_and_hide(tmp_path):
+    """About 100k Gaussians load into a real (software-rendered) browser, and hiding an object by its
+    button reaches the picture (tinted green -> the grey floor) while sending no splat records."""
+    pytest.importorskip("viser")
+    sync_api = pytest.importorskip("playwright.sync_api")
+    if CHROMIUM is None:
+        pytest.skip("chromium not installed (apt-get install -y chromium)")
+    from gsgroup.viewer.server import ViewerApp
+
+    big = make_run(tmp_path / "BIG", per_object=33_000)
+    app = ViewerApp(big, "127.0.0.1", 0, verbose=False)
+    n = len(app.state.labels)
+    assert n > 99_000 and app.last_sent["splats"] == n and len(app.splats.nodes) > 4  # large ids in chunks
+    try:
+        with sync_api.sync_playwright() as pw:
+            browser = pw.chromium.launch(executable_path=str(CHROMIUM), headless=True, args=FLAGS)
+            page = browser.new_page(viewport={"width": 640, "height": 400}, device_scale_factor=1)
+            page.set_default_timeout(300_000)
+            frames = []
+            page.on("websocket", lambda ws: ws.on("framereceived", lambda p: frames.append(len(p))))
+            page.goto(f"http://127.0.0.1:{app.port}")
+            _wait(lambda: sum(frames) >= 32 * n, 300, "every splat record in the browser")
+            client = _wait(lambda: next(iter(app.server.get_clients().values()), None), what="the client")
+            _wait(lambda: client.camera.image_width > 0, what="the client camera")
+            pos, target = np.array([0.5 + 0.8, -2.6, 1.2]), np.array([0.5 + 0.8, 0.0, 0.4])  # object 2 left of centre
+            app.set_camera(pos, target, up=(0, 0, 1), fov_deg=50)
+            _wait(lambda: np.allclose(client.camera.look_at, target, atol=1e-3), what="the camera pose")
+            cam, box = client.camera, page.locator("canvas").first.bounding_box()
+            x, y = splats.project(
+                np.array([CENTRES[2]]), cam.position, cam.wxyz, cam.fov, cam.image_width, cam.image_height
+            )[0]
+            sx, sy = box["x"] + x * box["width"] / cam.image_width, box["y"] + y * box["height"] / cam.image_height
+            assert 20 < sx < 280 and 20 < sy < 380, (sx, sy)
+
+            def colour():
+                return _pixel(page.screenshot(timeout=300_000), sx, sy)
+
+            def green(c):
+                return bool(c[1] > 120 and c[1] > c[0] + 50 and c[1] > c[2] + 50)
+
+            _wait(lambda: green(colour()), 600, "object 2's splats drawn")
+            with app.lock:
+                app.state.select(2)
+                app.redraw()
+            page.get_by_role("button", name="Hide", exact=True).click()
+            _wait(lambda: [o["op"] for o in app.state.ops] == ["hide"], 300, "the hide op")
+            assert app.last_sent["splats"] == 0 and app.last_sent["visibility"] == 1
+            _wait(lambda: np.ptp(colour()) < 40, 600, "object 2 hidden in the picture (the grey floor shows)")
+            browser.close()
+    finally:
+        app.stop()

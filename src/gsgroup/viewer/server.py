@@ -217,6 +217,7 @@ class ViewerApp:
     def redraw(self, message: str | None = None) -> None:
         """Send what changed in the splats (current mode, hidden, selection) and refresh the panel."""
         st = self.state
+        self.redraw_started_at = time.perf_counter()
         with self.server.atomic():
             if self.full_resend:
                 self.last_sent = self._resend_all()
@@ -249,6 +250,7 @@ class ViewerApp:
         n_ops = len(st.ops)
         self._set_status((message or "") + (f"  \n{n_ops} op(s) so far; undo available" if st.history else ""))
         self.redraws += 1
+        self.redrawn_at = time.perf_counter()
 
     def _resend_all(self) -> dict:
         """The earlier path: every visible splat re-sent as one node."""
