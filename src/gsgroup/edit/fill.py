@@ -30,7 +30,7 @@ import torch
 from scipy.spatial import cKDTree
 
 from ..model import Gaussians
-from ..segment.idmaps import render_ids
+from ..segment.idmaps import id_features, ids_from_render, render_ids
 from ..segment.segmentation import Segmentation
 from ..train.trainer import render_view, view_tensors
 from .inpainting import (
@@ -41,6 +41,7 @@ from .inpainting import (
     fill_depth,
     make_inpainter,
     merge_seeds,
+    plane_fit,
     seed_gaussians,
 )
 
@@ -101,20 +102,32 @@ def shadow_mask(
     return cand & np.isin(comp, touching[touching > 0])
 
 
-def surface_ids(ids: np.ndarray, hole: np.ndarray, px: int = 3) -> np.ndarray:
+def surface_ids(ids: np.ndarray, hole: np.ndarray, px: int = 3, depth: np.ndarray | None = None) -> np.ndarray:
     """The ids [K] of the surface an object stands on in one view: those covering >= 25% of a ring of
-    ``px`` around its hole in the pre-edit id map ``ids`` [H,W] (0 always counts as surface)."""
+    ``px`` around its hole in the pre-edit id map ``ids`` [H,W] (0 always counts as surface). With
+    ``depth`` [H,W] (after removal), only ring pixels on the plane fitted to the ring count, so a
+    neighbour touching the object (its side stands off the plane) is no surface."""
     ring = dilate_mask(hole, px) & ~hole
+    if depth is not None and (ring & (depth > 0)).sum() >= 8:
+        ring &= depth > 0
+        on = np.zeros_like(ring)
+        on[ring] = plane_fit(depth, ring)[1]
+        ring = on
     vals, counts = np.unique(ids[ring], return_counts=True)
     keep = vals[counts >= 0.25 * max(counts.sum(), 1)] if len(vals) else vals
     return np.union1d(keep, [0])
 
 
-def nearer_other(ids: np.ndarray, foot: np.ndarray, hole: np.ndarray) -> np.ndarray:
+def nearer_other(
+    ids: np.ndarray, foot: np.ndarray, surface: np.ndarray, revealed: np.ndarray | None = None
+) -> np.ndarray:
     """Pixels [H,W] bool that are not the removed object's to repaint: other objects' pixels (ids that are
-    neither the surface nor removed) and every pixel nearer to one of them than to the footprint (their
-    own shadows)."""
-    objects = ~np.isin(ids, surface_ids(ids, hole)) & ~foot
+    neither in ``surface`` [K] nor removed, and ``revealed`` [H,W] bool: parts of other objects that the
+    removal uncovered) and every pixel nearer to one of them than to the footprint (their own shadows)."""
+    objects = ~np.isin(ids, surface) & ~foot
+    if revealed is not None:
+        objects |= revealed
+        foot = foot & ~revealed
     if not objects.any():
         return objects
     d_obj = cv2.distanceTransform((~foot).astype(np.uint8), cv2.DIST_L2, 3)
@@ -122,10 +135,26 @@ def nearer_other(ids: np.ndarray, foot: np.ndarray, hole: np.ndarray) -> np.ndar
     return objects | (d_other < d_obj)
 
 
+def touching(mask: np.ndarray, zone: np.ndarray) -> np.ndarray:
+    """The connected parts [H,W] bool of mask [H,W] bool that overlap zone [H,W] bool, whole: an object
+    near the hole is no source for the 2D fill anywhere, so the fill's border holds surface only."""
+    n, comp = cv2.connectedComponents(mask.astype(np.uint8), connectivity=8)
+    hit = np.unique(comp[mask & zone])
+    return np.isin(comp, hit[hit > 0])
+
+
+def closed(mask: np.ndarray) -> np.ndarray:
+    """mask [H,W] bool with its enclosed islands filled (unmasked parts that touch no image border)."""
+    n, comp = cv2.connectedComponents((~mask).astype(np.uint8), connectivity=4)
+    edge = np.unique(np.r_[comp[0], comp[-1], comp[:, 0], comp[:, -1]])
+    return mask | ((comp > 0) & ~np.isin(comp, edge))
+
+
 def fill_views(
     g0: Gaussians,
     seg0: Segmentation,
     g1: Gaussians,
+    seg1: Segmentation,
     ids: list[int],
     views: list,
     background,
@@ -146,17 +175,26 @@ def fill_views(
             if not foot.any():
                 continue
             hole = dilate_mask(foot, px)
-            r1 = render_view(g1, vt, g1.sh_degree, background=background)
-            rgb1 = r1.image.clamp(0, 1).numpy().astype(np.float32)
-            alpha1 = r1.alpha[..., 0].numpy()
-            unseen = dilate_mask(hole & (alpha1 < 0.9), 1) & dilate_mask(hole, 1)
-            other = nearer_other(r0.ids, foot, hole)
+            r1 = render_view(g1, vt, g1.sh_degree, background=background, extra_features=id_features(g1, seg1))
+            after = ids_from_render(r1.image, r1.alpha, seg1)
+            rgb1, alpha1 = after.rgb.astype(np.float32), after.alpha
+            # parts of other objects the removal uncovered (a neighbour's hidden base): neither a hole to
+            # fill nor a source for the fill, and the shadow next to them is theirs
+            depth1 = r1.depth[..., 0].numpy()
+            surface = surface_ids(r0.ids, hole, depth=depth1)
+            revealed = hole & ~np.isin(after.ids, surface) & ~np.isin(after.ids, ids)
+            plane = fill_depth(depth1, depth1 > 0, hole, max(3, 2 * px))
+            if plane is not None:  # or in front of the surface's plane: something stands there
+                revealed |= hole & (alpha1 >= 0.5) & (depth1 > 0) & (depth1 < 0.97 * plane)
+            revealed = dilate_mask(revealed, 1) & hole
+            other = nearer_other(r0.ids, foot, surface, revealed)
+            unseen = dilate_mask(hole & (alpha1 < 0.9), 1) & dilate_mask(hole, 1) & ~other
             shadow = shadow_mask(rgb1, hole, other) if shadows else np.zeros_like(hole)
             shadow = dilate_mask(shadow, 2) & ~other  # with its penumbra
             region = unseen | shadow
-            objects = ~np.isin(r0.ids, surface_ids(r0.ids, hole)) & ~foot & ~region
+            objects = ((~np.isin(r0.ids, surface) & ~foot) | revealed) & ~region
             # other objects are no source for the fill: inpaint them too, keep them as they were
-            source_free = region | (objects & dilate_mask(region, 3 * px))
+            source_free = closed(region | touching(dilate_mask(objects, 2), dilate_mask(region, 3 * px)))
             target = inpainter(rgb1, source_free) if region.any() else rgb1
             target = np.where(region[..., None], target, rgb1).astype(np.float32)
             weight = np.where(dilate_mask(hole | shadow, 2 * ring_px), 1.0, 0.25).astype(np.float32)
@@ -170,7 +208,7 @@ def fill_views(
                     shadow,
                     target,
                     weight,
-                    r1.depth[..., 0].numpy(),
+                    depth1,
                     r0.ids,
                 )
             )
@@ -245,13 +283,13 @@ def fill_hole(
     from .ops import concat
 
     ring = max(3, 2 * px)
-    fills = fill_views(g0, seg0, g1, ids, views, background, inpainter, px, shadows=opts.shadows)
+    fills = fill_views(g0, seg0, g1, seg1, ids, views, background, inpainter, px, shadows=opts.shadows)
     if not fills:
         return None
     pts, cols, sizes = merge_seeds(*seeds(fills, ring, opts.stride), opts.max_seeds, opts.seed)
     new = seed_gaussians(pts, cols, sizes, g1, opts.seed_size)
     nearest = new.nearest
-    surface = np.unique(np.concatenate([surface_ids(f.ids0, f.hole) for f in fills]))
+    surface = np.unique(np.concatenate([surface_ids(f.ids0, f.hole, depth=f.depth1) for f in fills]))
     near = neighbours(g1, fills, opts.stride) & np.isin(seg1.label(g1)[0], surface)
     g1 = relight(g1, near, fills)
     allg = concat(g1, new)
