@@ -11,11 +11,16 @@ object and the held-out test views, with the footprint = the scene's ground-trut
   consistency   PSNR of the filled render against each training view's 2D target inside its hole
 
 "before": the classifier-only selection (--no-votes) and the old fill (--no-scene-fill: Telea on the
-pre-edit render, new Gaussians fitted alone); "after": the defaults. Inpainting runs --seeds times
-(the fit's seed; one reconstruction), and the table shows medians. Also compares 2D inpainters
-(Telea, Navier-Stokes), --seeds runs each, inside the scene fill. Writes benchmarks/results/edit_truth.json.
+pre-edit render, new Gaussians fitted alone); "after": the defaults. `remove --raw` only deletes the
+selected Gaussians; `remove` (default) also clears the shadow and the never-seen surface with the scene
+fill, the same computation as `inpaint` with its defaults, so one set of runs scores both. Inpainting
+runs --seeds times (the fit's seed; one reconstruction), and the table shows medians. Also compares 2D
+inpainters (Telea, Navier-Stokes; --skip-ns), --seeds runs each, inside the scene fill.
+Writes benchmarks/results/<--name>.json (default edit_truth).
 
     python benchmarks/edit_truth.py [--work /tmp/edit_dev] [--object 5] [--seeds 3] [--iterations 300]
+    python benchmarks/edit_truth.py --run TEX/run --scene TEX/scene --object 1 --pick-gt --skip-old --skip-ns \
+        --name edit_truth_textured     # a run of data/synthetic_textured.py's scene, classical masks
 """
 
 from __future__ import annotations
@@ -56,6 +61,9 @@ def main() -> int:
     ap.add_argument("--seeds", type=int, default=3)
     ap.add_argument("--iterations", type=int, default=300)
     ap.add_argument("--skip-old", action="store_true", help="skip the old fill (before)")
+    ap.add_argument("--skip-ns", action="store_true", help="skip the Navier-Stokes comparison")
+    ap.add_argument("--pick-gt", action="store_true", help="select by one pixel: the middle of --object's gt mask")
+    ap.add_argument("--name", default="edit_truth", help="results file name")
     ap.add_argument("--score-edits", default=None, help="only score DIR/remove and DIR/inpaint (e.g. DEMO/edits)")
     args = ap.parse_args()
     if args.score_edits:
@@ -75,19 +83,22 @@ def main() -> int:
         scene, run = build(Path(args.work))
     data = Run.open(run)
     oid = args.object
-    ids = [int(i) for i in args.ids.split(",")] if args.ids else [oid]
-    results = {"machine": machine(), "run": str(run), "object": oid, "ids": ids, "iterations": args.iterations}
+    how = {"objects": [int(i) for i in args.ids.split(",")] if args.ids else [oid]}
+    if args.pick_gt:
+        how = {"pick": gt_pick(Path(scene), oid, data.views("test")[0].name)}
+    results = {"machine": machine(), "run": str(run), "object": oid, "select": how, "iterations": args.iterations}
     rows = []
-    plain = edit.select(data, objects=ids, options=edit.SelectOptions(votes=False))
+    plain = edit.select(data, **how, options=edit.SelectOptions(votes=False))
     t0 = time.perf_counter()
-    sel = edit.select(data, objects=ids)
+    sel = edit.select(data, **how)
+    results["ids"] = sel.ids
     results["select_seconds"] = round(time.perf_counter() - t0, 1)
     results["selection"] = {"plain": int(plain.mask.sum()), "refined": int(sel.mask.sum()), **sel.counts}
     for name, s in (("before", plain), ("after", sel)):
         r = scores(edit.remove(data, s), data, scene, oid)
         results[f"remove_{name}"] = r
-        rows.append({"edit": f"remove ({name})", "seeds": 1, **_fmt(r)})
-        print(f"remove ({name})", _fmt(r), results["selection"], flush=True)
+        rows.append({"edit": f"remove --raw ({name})", "seeds": 1, **_fmt(r)})
+        print(f"remove --raw ({name})", _fmt(r), results["selection"], flush=True)
 
     def fill(opts_list, label):
         runs = []
@@ -108,9 +119,11 @@ def main() -> int:
     it = args.iterations
     if not args.skip_old:
         fill([InpaintOptions(iterations=it, scene_fill=False)], "inpaint (before: old fill)")
-    fill([InpaintOptions(iterations=it, seed=s) for s in range(args.seeds)], "inpaint (after: scene fill, Telea)")
-    fill([InpaintOptions(iterations=it, inpainter="ns", seed=s) for s in range(args.seeds)], "inpaint (scene fill, NS)")
-    path = save("edit_truth", results)
+    fill([InpaintOptions(iterations=it, seed=s) for s in range(args.seeds)], "remove (default) = inpaint (scene fill)")
+    if not args.skip_ns:
+        opts = [InpaintOptions(iterations=it, inpainter="ns", seed=s) for s in range(args.seeds)]
+        fill(opts, "inpaint (scene fill, NS)")
+    path = save(args.name, results)
     print(table(rows, ["edit", "seeds", "residue %", "outside dB (min)", "hole dB", "consistency dB"]))
     print(f"wrote {path}")
     return 0
@@ -137,6 +150,18 @@ def score_edits(args) -> int:
     print(table(rows, ["edit", "seeds", "residue %", "outside dB (min)", "hole dB", "consistency dB"]))
     print(f"wrote {path}")
     return 0
+
+
+def gt_pick(scene: Path, oid: int, view: str) -> tuple[str, int, int]:
+    """(view, x, y): the pixel of view's ground-truth mask of ``oid`` farthest from its border (as the demo picks)."""
+    import cv2
+    import numpy as np
+
+    from gsgroup.data.masks import read_mask
+
+    inside = cv2.distanceTransform((read_mask(scene / "gt_mask" / f"{view}.png") == oid).astype(np.uint8), 2, 3)
+    y, x = np.unravel_index(int(np.argmax(inside)), inside.shape)
+    return view, int(x), int(y)
 
 
 def _fmt(r: dict) -> dict:

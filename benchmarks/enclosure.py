@@ -10,7 +10,8 @@ Two measurements on the held-out test views against the exact ground truth (mIoU
               association's effect with the identity training left out
 
     python benchmarks/enclosure.py --run demo_out/run --gt demo_out/scene/gt_mask
-Writes benchmarks/results/enclosure.json.
+    python benchmarks/enclosure.py --run TEX/run --gt TEX/scene/gt_mask --name enclosure_textured
+Writes benchmarks/results/<--name>.json.
 """
 
 from __future__ import annotations
@@ -27,6 +28,7 @@ def main() -> int:
     ap = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     ap.add_argument("--run", required=True, help="a run made by `gsgroup run` / the demo (with masks/)")
     ap.add_argument("--gt", required=True, help="ground-truth masks of the scene")
+    ap.add_argument("--name", default="enclosure", help="results file name (enclosure_textured for the textured scene)")
     args = ap.parse_args()
 
     import numpy as np
@@ -83,7 +85,14 @@ def main() -> int:
             "merged": res.stats["enclosed_parts_merged"],
         }
         rows.append({"how": f"lifted, enclose {enc}", **{m: round(v, 4) for m, v in s.items()}})
-    path = save("enclosure", out)
+    seg_file = Path(args.run) / "seg_metrics.json"  # the trained run's own score (the pipeline's, merge on)
+    if seg_file.exists():
+        import json
+
+        trained = json.loads(seg_file.read_text())
+        out["trained"] = {"miou": trained["miou"], "mbiou": trained["mbiou"]}
+        rows.insert(0, {"how": "trained run (enclose 0.6)", **{m: round(v, 4) for m, v in out["trained"].items()}})
+    path = save(args.name, out)
     print(table(rows, ["how", "miou", "mbiou"]))
     print(f"wrote {path}")
     return 0

@@ -204,7 +204,20 @@ def test_selection_by_id_pick_and_mask(tiny):
     with pytest.raises(InputError, match="exactly one"):
         edit.select(data, objects=[1], pick=(view.name, 1, 1))
     with pytest.raises(InputError, match="exactly one of --objects 3,5, --pick"):  # the CLI names its flags
-        cli(["edit", "remove", str(tiny["run"]), "--out", str(tiny["root"] / "x"), "--objects", "1", "--pick", "a:1,1"])
+        cli(
+            [
+                "edit",
+                "remove",
+                str(tiny["run"]),
+                "--out",
+                str(tiny["root"] / "x"),
+                "--objects",
+                "1",
+                "--pick",
+                "a:1,1",
+                "--raw",
+            ]
+        )
 
 
 def test_threshold_and_cleanup_do_not_swallow_neighbours():
@@ -269,7 +282,7 @@ def test_edits_keep_the_environment(tiny, tmp_path):
     shutil.copytree(tiny["run"], run)
     Environment.constant([0.2, 0.9, 0.4]).save(run / Run.ENVIRONMENT)
     out = tmp_path / "removed"
-    assert cli(["edit", "remove", str(run), "--out", str(out), "--objects", "4"]) == 0
+    assert cli(["edit", "remove", str(run), "--out", str(out), "--objects", "4", "--raw"]) == 0
     assert torch.equal(Environment.load(out / Run.ENVIRONMENT).coeffs, Environment.load(run / Run.ENVIRONMENT).coeffs)
     view = tiny["data"].views("test")[0]
     edited = Run.open(out)
@@ -282,9 +295,10 @@ def test_edits_keep_the_environment(tiny, tmp_path):
 
 def test_remove_cli(tiny):
     out = tiny["root"] / "removed"
-    assert cli(["edit", "remove", str(tiny["run"]), "--out", str(out), "--objects", "4"]) == 0
+    assert cli(["edit", "remove", str(tiny["run"]), "--out", str(out), "--objects", "4", "--raw"]) == 0
     info = json.loads((out / Run.EDIT).read_text())
     assert info["edit"] == "remove" and info["selection"]["ids"] == [4] and info["removed"] > 0
+    assert info["clean"] is False
     for name in (Run.CONFIG, Run.GAUSSIANS, Run.CLASSIFIER, Run.LABELS, Run.OBJECTS):
         assert (out / name).exists()
     assert list((out / "before_after").glob("*.png")) and list((out / "before").glob("*.png"))
@@ -305,10 +319,10 @@ def test_remove_cli(tiny):
     # input untouched, refusals
     assert len(load_ply(tiny["run"] / Run.GAUSSIANS)) == len(data.gaussians)
     with pytest.raises(ValueError, match="not empty"):
-        cli(["edit", "remove", str(tiny["run"]), "--out", str(out), "--objects", "4"])
+        cli(["edit", "remove", str(tiny["run"]), "--out", str(out), "--objects", "4", "--raw"])
     with pytest.raises(ValueError, match="input run"):
-        cli(["edit", "remove", str(tiny["run"]), "--out", str(tiny["run"]), "--objects", "4"])
-    assert cli(["edit", "remove", str(tiny["run"]), "--out", str(out), "--objects", "4", "--force"]) == 0
+        cli(["edit", "remove", str(tiny["run"]), "--out", str(tiny["run"]), "--objects", "4", "--raw"])
+    assert cli(["edit", "remove", str(tiny["run"]), "--out", str(out), "--objects", "4", "--force", "--raw"]) == 0
 
 
 def _hue_deg(rgb):
@@ -550,6 +564,41 @@ def test_inpaint_beats_removal(tiny):
         before = render_rgb(data.gaussians, view, data.backdrop)
         assert psnr(render_rgb(g, view, data.backdrop), before, ~dilate_mask(hole, 2)) >= 35
     assert gains and min(gains) > 1.0
+
+
+def test_remove_cli_cleans_unless_raw(tiny):
+    """`gsgroup edit remove` cleans by default; --raw only deletes."""
+    parser = argparse.ArgumentParser()
+    add_edit_commands(parser.add_subparsers(dest="command"))
+    base = ["edit", "remove", "RUN", "--out", "X", "--objects", "4"]
+    assert parser.parse_args(base).raw is False and parser.parse_args(base + ["--raw"]).raw is True
+
+
+@pytest.mark.slow
+def test_remove_clean_is_nearer_the_truth_than_raw(tiny):
+    """remove(clean=True) (the scene fill: shadow and never-seen floor) against the scene's truth without
+    the object: fewer footprint pixels that still look like the object and a higher PSNR there than the
+    raw deletion, nothing changed far from it (edit/quality.py on the test views)."""
+    from gsgroup.edit.inpainting import InpaintOptions, dilation_px
+    from gsgroup.edit.quality import combine, truth_images, view_scores
+
+    data = tiny["data"]
+    sel = edit.select(data, objects=[5])
+    raw = edit.remove(data, sel)
+    clean = edit.remove(data, sel, clean=True, options=InpaintOptions(iterations=60))
+    assert clean.edit["edit"] == "remove" and clean.edit["clean"] is True and raw.edit["clean"] is False
+    per = {"raw": [], "clean": []}
+    for v in data.views("test"):
+        truth, foot, changed = truth_images(tiny["scene"], 5, v.name)
+        if foot.sum() < 20:
+            continue
+        before = render_rgb(data.gaussians, v, data.backdrop)
+        for name, r in (("raw", raw), ("clean", clean)):
+            after = render_rgb(r.gaussians, v, data.backdrop)
+            per[name].append(view_scores(before, after, truth, foot, changed, dilation_px(v.width, None)))
+    a, b = combine(per["raw"]), combine(per["clean"])
+    assert b["residue_pct"] <= a["residue_pct"] and b["hole_db"] > a["hole_db"]
+    assert b["outside_db_min"] > 30
 
 
 def test_fill_depth_plane_exact():

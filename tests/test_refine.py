@@ -10,8 +10,8 @@ import torch
 
 from gsgroup import edit
 from gsgroup.data.synthetic import make_scene
-from gsgroup.edit.fill import shadow_mask
-from gsgroup.edit.refine import mask_votes, trim_gaussians, votes_from_weights
+from gsgroup.edit.fill import closed, shadow_mask, surface_ids, touching
+from gsgroup.edit.refine import mask_votes, split_parts, trim_gaussians, votes_from_weights
 from gsgroup.geometry import quat_to_rotmat
 from gsgroup.model import Gaussians
 from gsgroup.run import DataConfig, Run, RunConfig
@@ -54,6 +54,55 @@ def test_trim_keeps_the_outer_half_analytically():
         np.testing.assert_allclose(got_S, want_S, atol=1e-6)
         np.testing.assert_allclose(out.means[i].double().numpy(), want_mu, atol=1e-6)
     assert torch.equal(out.means[1], g.means[1]) and torch.equal(out.scales[1], g.scales[1])
+
+
+def test_split_matches_the_truncated_gaussian_by_sampling():
+    """A straddler split at its vote share: the part kept has the mean, covariance and mass of the samples
+    of the original Gaussian beyond the plane that leaves ``share`` of them on the object side."""
+    rng = np.random.default_rng(1)
+    q = rng.normal(size=(1, 4))
+    q /= np.linalg.norm(q)
+    s = np.array([[0.3, 0.1, 0.2]])
+    g = _gaussians(np.zeros((1, 3)), s, q)
+    g.opacities[:] = torch.logit(torch.tensor(0.5))
+    d = rng.normal(size=(1, 3))
+    d /= np.linalg.norm(d)
+    R = quat_to_rotmat(q[0])
+    S = R @ np.diag(s[0] ** 2) @ R.T
+    x = rng.multivariate_normal(np.zeros(3), S, size=400_000)
+    for share in (0.2, 0.35, 0.5):
+        cut, keep_var, gain = split_parts(np.array([share]))
+        out = trim_gaussians(g, np.array([0]), d, cut, keep_var, gain)
+        proj = x @ d[0]
+        kept = x[proj > np.quantile(proj, share)]  # the object holds the `share` of the mass nearest to it
+        R2 = quat_to_rotmat(out.quats[0].double().numpy())
+        got_S = R2 @ np.diag(np.exp(2 * out.scales[0].double().numpy())) @ R2.T
+        np.testing.assert_allclose(out.means[0].double().numpy(), kept.mean(0), atol=3e-3)
+        np.testing.assert_allclose(got_S, np.cov(kept.T), atol=2e-3)
+        # mass along d: opacity x sigma_d is proportional to the kept share of the integral
+        sd0, sd1 = np.sqrt(d[0] @ S @ d[0]), np.sqrt(d[0] @ got_S @ d[0])
+        mass = float(torch.sigmoid(out.opacities[0])) * sd1 / (0.5 * sd0)
+        assert mass == pytest.approx(1 - share, rel=1e-3)
+
+
+def test_fill_helpers_closed_touching_and_surface():
+    """closed() fills enclosed islands only; touching() keeps whole components that meet the zone;
+    surface_ids with depth drops an id that covers the ring but stands off the ring's plane."""
+    m = np.zeros((20, 20), bool)
+    m[2:10, 2:10] = True
+    m[4:6, 4:6] = False  # an island inside
+    m[:, 15] = True  # a wall from border to border: what lies right of it still touches the border
+    c = closed(m)
+    assert c[4:6, 4:6].all() and not c[12, 12] and not c[0, 0] and not c[5, 18]
+    t = touching(m, np.pad(np.ones((1, 1), bool), ((3, 16), (3, 16))))
+    assert t[9, 9] and not t[:, 15].any()
+    yy, xx = np.mgrid[0:60, 0:80]
+    depth = 1.0 / (0.1 + 0.002 * yy + 0.001 * xx)  # a plane in inverse depth
+    ids = np.ones((60, 80), int)
+    hole = (yy - 30) ** 2 + (xx - 40) ** 2 < 10**2
+    side = (xx >= 38) & (yy < 30) & ~hole  # a neighbour touching the hole from above, nearer than the plane
+    ids[side], depth[side] = 7, 2.0
+    assert 7 in surface_ids(ids, hole, px=3) and list(surface_ids(ids, hole, px=3, depth=depth)) == [0, 1]
 
 
 def test_votes_from_weights_shares():

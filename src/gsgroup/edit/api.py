@@ -98,14 +98,14 @@ def refined(run: Run, sel: Selection) -> Selection:
         return sel
     r = refine.refine_selection(run.gaussians, run.require_segmentation(), sel.ids, sel.mask, votes)
     counts = {**sel.counts, **r.counts}
-    return replace(sel, mask=r.mask, counts=counts, trim=r.trim, trim_dirs=r.trim_dirs)
+    return replace(sel, mask=r.mask, counts=counts, trim=r.trim, trim_dirs=r.trim_dirs, trim_share=r.trim_share)
 
 
 def trimmed(run: Run, sel: Selection):
     """The run's Gaussians with the selection's straddlers cut to their outside halves (see refine)."""
     if sel.trim is None or not len(sel.trim):
         return run.gaussians
-    return refine.trim_gaussians(run.gaussians, sel.trim, sel.trim_dirs)
+    return refine.cut_straddlers(run.gaussians, sel.trim, sel.trim_dirs, sel.trim_share)
 
 
 # ---- edits -----------------------------------------------------------------------------------
@@ -113,10 +113,19 @@ def _edited(run: Run, sel: Selection, op: str, g, seg, **info) -> Run:
     return run.derive(g, seg, {"edit": op, **selection_info(run, sel), **info})
 
 
-def remove(run: Run, sel: Selection) -> Run:
-    """Delete the selected Gaussians."""
+def remove(run: Run, sel: Selection, clean: bool = False, options=None, progress: bool = False) -> Run:
+    """Delete the selected Gaussians. ``clean`` also clears what the object leaves on the scene: its
+    shadow baked into the surface and the surface under it that no view saw, with the scene fill
+    (``fill.inpaint_scene``, ``options``: an InpaintOptions); ``gsgroup edit remove`` cleans by default."""
+    if clean:
+        from .fill import inpaint_scene
+        from .inpainting import InpaintOptions
+
+        edited = inpaint_scene(run, sel, options or InpaintOptions(), progress)
+        edited.edit.update(edit="remove", clean=True)
+        return edited
     g, seg = ops.remove(trimmed(run, sel), run.require_segmentation(), sel.mask)
-    return _edited(run, sel, "remove", g, seg, removed=int(sel.mask.sum()))
+    return _edited(run, sel, "remove", g, seg, removed=int(sel.mask.sum()), clean=False)
 
 
 def recolor(run: Run, sel: Selection, color: str, sh_damp: float = ops.SH_DAMP) -> Run:

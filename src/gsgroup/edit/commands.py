@@ -122,7 +122,7 @@ def cmd_edit(args) -> int:
     run.check_target(args.out, args.force)  # fail now, not after the work
     sel = select_from_args(other or run, args)
     if args.op == "remove":
-        edited = edit.remove(run, sel)
+        edited = edit.remove(run, sel, clean=not args.raw, progress=not args.quiet)
     elif args.op == "recolor":
         edited = edit.recolor(run, sel, args.color, args.sh_damp)
     elif args.op == "transform":
@@ -226,7 +226,12 @@ def add_edit_commands(subparsers) -> None:
         p.set_defaults(func=cmd_edit, from_run=None)
         return p
 
-    common("remove", "delete the selected objects")
+    p = common("remove", "delete the selected objects and clear their shadow and the never-seen surface under them")
+    p.add_argument(
+        "--raw",
+        action="store_true",
+        help="only delete the Gaussians (fast): the shadow and the surface no view saw stay as they render",
+    )
     p = common("recolor", "give the selection a new hue, keeping its shading")
     p.add_argument("--color", required=True, help='target color "#RRGGBB"')
     p.add_argument(

@@ -102,6 +102,7 @@ class Refined:
     trim: np.ndarray
     trim_dirs: np.ndarray
     counts: dict
+    trim_share: np.ndarray | None = None  # [M] share of each straddler's weight on the object
 
 
 def refine_selection(
@@ -165,7 +166,7 @@ def refine_selection(
         "added_by_colour": int(grown.sum()),
         "trimmed": len(strad),
     }
-    return Refined(sel, strad, dirs, counts)
+    return Refined(sel, strad, dirs, counts, s[strad])
 
 
 def chroma(g: Gaussians) -> np.ndarray:
@@ -201,16 +202,20 @@ def grow_by_colour(g: Gaussians, sel: np.ndarray, cand: np.ndarray, nn: np.ndarr
     return cur & ~np.asarray(sel, bool)
 
 
-def trim_gaussians(g: Gaussians, idx: np.ndarray, dirs: np.ndarray, cut: float = 0.8, keep_var: float = 0.36):
+def trim_gaussians(g: Gaussians, idx: np.ndarray, dirs: np.ndarray, cut=0.8, keep_var=0.36, opacity_gain=None):
     """Replace Gaussians ``idx`` [M] by their halves away from the object (along unit ``dirs`` [M,3]).
 
     With covariance S and unit direction d, the kept half is approximated by the Gaussian with mean
     mu + cut * S d / sqrt(d'Sd) and covariance S - (1 - keep_var) (S d)(S d)' / (d'Sd): the variance
-    along d shrinks to keep_var of it, nothing changes across it. Returns new Gaussians (g untouched)."""
+    along d shrinks to keep_var of it, nothing changes across it (cut, keep_var: floats or [M]; the
+    defaults are the moment-matched half beyond the mean). ``opacity_gain`` [M] multiplies the opacities
+    (clipped below 0.99). Returns new Gaussians (g untouched)."""
     out = g.detach()
     if not len(idx):
         return out
     idx_t = torch.from_numpy(np.asarray(idx, np.int64))
+    cut = torch.as_tensor(np.broadcast_to(np.asarray(cut, np.float64), (len(idx),)).copy())[:, None]
+    keep_var = torch.as_tensor(np.broadcast_to(np.asarray(keep_var, np.float64), (len(idx),)).copy())[:, None, None]
     R = quat_to_rotmat(out.quats[idx_t].double())  # [M,3,3]
     s2 = torch.exp(2 * out.scales[idx_t].double())
     S = R @ torch.diag_embed(s2) @ R.transpose(1, 2)
@@ -218,6 +223,9 @@ def trim_gaussians(g: Gaussians, idx: np.ndarray, dirs: np.ndarray, cut: float =
     Sd = (S @ d[:, :, None])[:, :, 0]
     dSd = (Sd * d).sum(1).clamp_min(1e-20)
     out.means[idx_t] = (out.means[idx_t].double() + cut * Sd / dSd.sqrt()[:, None]).to(out.means.dtype)
+    if opacity_gain is not None:
+        o = torch.sigmoid(out.opacities[idx_t].double()) * torch.as_tensor(np.asarray(opacity_gain, np.float64))
+        out.opacities[idx_t] = torch.logit(o.clamp(1e-4, 0.99)).to(out.opacities.dtype)
     S_new = S - (1 - keep_var) * Sd[:, :, None] * Sd[:, None, :] / dSd[:, None, None]
     evals, evecs = torch.linalg.eigh(0.5 * (S_new + S_new.transpose(1, 2)))
     det = torch.linalg.det(evecs)
@@ -225,3 +233,31 @@ def trim_gaussians(g: Gaussians, idx: np.ndarray, dirs: np.ndarray, cut: float =
     out.scales[idx_t] = (0.5 * torch.log(evals.clamp_min(1e-20))).to(out.scales.dtype)
     out.quats[idx_t] = torch.from_numpy(rotmat_to_quat(evecs.numpy())).to(out.quats.dtype).reshape(-1, 4)
     return out
+
+
+def split_parts(share: np.ndarray) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
+    """How a straddler splits, with ``share`` [M] of its weight on the object: the plane across the
+    direction away from the object at t = Phi^-1(share) standard deviations leaves that share of its mass
+    on the object side. The part beyond it, moment-matched (truncated normal): its mean offset
+    phi(t) / m and variance 1 + t phi(t) / m - offset^2 (in units of the standard deviation along the
+    direction, m = 1 - Phi(t) its mass), and the opacity gain m / sqrt(variance) that keeps its mass.
+    Returns (cut [M], keep_var [M], opacity_gain [M]) for ``trim_gaussians``."""
+    from scipy.stats import norm
+
+    t = norm.ppf(np.clip(np.asarray(share, np.float64), 1e-3, 1 - 1e-3))
+    m = norm.sf(t)
+    mu = norm.pdf(t) / m
+    var = np.maximum(1 + t * norm.pdf(t) / m - mu**2, 1e-6)
+    return mu, var, m / np.sqrt(var)
+
+
+SPLIT = False  # straddlers halved (trim_gaussians defaults); True: split at their vote share (split_parts), measured no better
+
+
+def cut_straddlers(g: Gaussians, idx: np.ndarray, dirs: np.ndarray, share: np.ndarray | None) -> Gaussians:
+    """Gaussians ``idx`` [M] replaced by their parts away from the object (unit ``dirs`` [M,3]): split at
+    their vote ``share`` [M] (``split_parts``) when known and ``SPLIT``, else halved."""
+    if SPLIT and share is not None and len(share) == len(idx):
+        cut, keep_var, gain = split_parts(share)
+        return trim_gaussians(g, idx, dirs, cut, keep_var, gain)
+    return trim_gaussians(g, idx, dirs)

@@ -196,6 +196,7 @@ class Selection:
     counts: dict = field(default_factory=dict)
     trim: np.ndarray | None = None  # kept Gaussians [M] cut to their halves away from the object on removal
     trim_dirs: np.ndarray | None = None  # [M,3] unit directions away from the object (edit/refine.py)
+    trim_share: np.ndarray | None = None  # [M] share of each one's mask votes on the object
 
     def describe(self, g: Gaussians) -> dict:
         """ids, Gaussian counts (by threshold, added by the clean-up, total) and the 3D bounding box."""
