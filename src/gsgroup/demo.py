@@ -82,8 +82,9 @@ def run_demo(out: str | Path, cfg: PipelineConfig | None = None) -> Path:
             {
                 "title": "Edits of the sphere, picked by one pixel (before | after)",
                 "images": edit_images,
-                "text": "gsgroup edit remove / recolor / inpaint / restyle --effect watercolor RUN " + pick + "; "
-                "each wrote a new run folder under edits/. Selecting by text (gsgroup select RUN --text 'red ball') "
+                "text": "gsgroup edit remove --raw / recolor / inpaint / restyle --effect watercolor RUN " + pick + "; "
+                "each wrote a new run folder under edits/ (remove without --raw also clears the shadow and the "
+                "never-seen floor: the same scene fill as inpaint). Selecting by text (gsgroup select RUN --text 'red ball') "
                 "needs a Grounding DINO checkpoint: pip install 'gsgroup[text]', download "
                 "IDEA-Research/grounding-dino-tiny once and pass --detector-checkpoint DIR.",
             },
@@ -150,8 +151,8 @@ def _truth_comparison(scene_dir: Path, run: Run, out: Path, oid: int = 1, count:
         path = out / "report_files" / f"truth_{v.name}.png"
         write_image(path, (np.clip(strip, 0, 1) * 255 + 0.5).astype(np.uint8))
         caption = (
-            f"{v.name}: before | remove (residue {s['remove']['residue_pct']:.1f}%, "
-            f"hole {s['remove']['hole_db']:.1f} dB) | inpaint (residue {s['inpaint']['residue_pct']:.1f}%, "
+            f"{v.name}: before | remove --raw (residue {s['remove']['residue_pct']:.1f}%, "
+            f"hole {s['remove']['hole_db']:.1f} dB) | inpaint = remove (residue {s['inpaint']['residue_pct']:.1f}%, "
             f"hole {s['inpaint']['hole_db']:.1f} dB) | truth without the sphere"
         )
         images.append((caption, path))
