@@ -124,7 +124,7 @@ def _edited(trained):
 def test_failed_edit_save_leaves_nothing(trained, tmp_path, monkeypatch):
     calls = []
 
-    def render_then_fail(run, view):
+    def render_then_fail(run, view, *device):
         calls.append(view.name)
         if len(calls) > 1:
             raise InputError("render failed")
