@@ -69,7 +69,7 @@ def test_split_matches_the_truncated_gaussian_by_sampling():
     d /= np.linalg.norm(d)
     R = quat_to_rotmat(q[0])
     S = R @ np.diag(s[0] ** 2) @ R.T
-    x = rng.multivariate_normal(np.zeros(3), S, size=400_000)
+    x = rng.multivariate_normal(np.zeros(3), S, size=150_000)
     for share in (0.2, 0.35, 0.5):
         cut, keep_var, gain = split_parts(np.array([share]))
         out = trim_gaussians(g, np.array([0]), d, cut, keep_var, gain)
