@@ -64,6 +64,7 @@ def main() -> int:
     ap.add_argument("--skip-ns", action="store_true", help="skip the Navier-Stokes comparison")
     ap.add_argument("--pick-gt", action="store_true", help="select by one pixel: the middle of --object's gt mask")
     ap.add_argument("--name", default="edit_truth", help="results file name")
+    ap.add_argument("--remove-only", action="store_true", help="only the raw removals (trimmed and split straddlers)")
     ap.add_argument("--score-edits", default=None, help="only score DIR/remove and DIR/inpaint (e.g. DEMO/edits)")
     args = ap.parse_args()
     if args.score_edits:
@@ -99,6 +100,19 @@ def main() -> int:
         results[f"remove_{name}"] = r
         rows.append({"edit": f"remove --raw ({name})", "seeds": 1, **_fmt(r)})
         print(f"remove --raw ({name})", _fmt(r), results["selection"], flush=True)
+    from gsgroup.edit import refine
+
+    refine.SPLIT = True  # straddlers split at their vote share instead of halved (edit/refine.py)
+    r = scores(edit.remove(data, sel), data, scene, oid)
+    refine.SPLIT = False
+    results["remove_after_split"] = r
+    rows.append({"edit": "remove --raw (after, straddlers split)", "seeds": 1, **_fmt(r)})
+    print("remove --raw (after, split)", _fmt(r), flush=True)
+    if args.remove_only:
+        path = save(args.name, results)
+        print(table(rows, ["edit", "seeds", "residue %", "outside dB (min)", "hole dB", "consistency dB"]))
+        print(f"wrote {path}")
+        return 0
 
     def fill(opts_list, label):
         runs = []
