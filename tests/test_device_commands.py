@@ -250,3 +250,24 @@ def test_cuda_commands_agree_with_cpu(trained, tmp_path):
         assert np.mean(read_mask(p) == read_mask(tmp_path / "r_cuda" / "ids" / p.name)) >= 0.99
     ma, mb = (json.loads((tmp_path / f"lift_{d}" / Run.METRICS).read_text()) for d in ("cpu", "cuda"))
     assert abs(ma["psnr"] - mb["psnr"]) <= 0.05 and abs(ma["train"]["psnr"] - mb["train"]["psnr"]) <= 0.05
+
+
+def test_batched_render_path_on_the_cpu_is_the_per_view_path(trained):
+    """What render/eval do on CUDA (iter_renders / score_renders in batches of views, rasterize_batch),
+    run on the CPU, gives the per-view renders and scores bit for bit (environment and identities too)."""
+    from gsgroup.segment.idmaps import id_features
+    from gsgroup.segment.segmentation import Segmentation
+    from gsgroup.train.render_views import iter_renders, score_renders
+
+    _, path = trained
+    run = Run.open(path)
+    g, views, bg = run.gaussians, run.views("all"), run.backdrop
+    extra = g.ids
+    per_view = list(iter_renders(g, views, "cpu", bg, extra))
+    batched = list(iter_renders(g, views, "cpu", bg, extra, chunk=3, batched=True))
+    assert [v.name for v, *_ in batched] == [v.name for v, *_ in per_view] and len(views) == 10
+    for (_, _, a, aa), (_, _, b, ba) in zip(per_view, batched):
+        assert torch.equal(a, b) and torch.equal(aa, ba)
+    assert score_renders(g, views, "cpu", bg, chunk=4, batched=True) == score_renders(g, views, "cpu", bg)
+    lifted = Segmentation(None, np.arange(len(g)) % 3)
+    assert torch.equal(id_features(g, lifted).argmax(1), torch.arange(len(g)) % 3)  # one-hot labels

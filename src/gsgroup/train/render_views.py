@@ -86,17 +86,18 @@ def iter_renders(
     background: torch.Tensor | Environment | None = None,
     extra_features: torch.Tensor | None = None,
     chunk: int = 8,
+    batched: bool | None = None,
 ):
     """Yield (view, ViewTensors, image [H,W,3+E], alpha [H,W,1]) for each of ``views`` (``View``s), in
     order, rendered on ``device`` (``gaussians``, ``background`` and ``extra_features`` already there).
-    On the CPU one ``render_view`` per view, as before; elsewhere ``render_views`` over runs of up to
-    ``chunk`` views of one size (one gsplat call each)."""
+    On the CPU one ``render_view`` per view, as before; elsewhere (or with ``batched``) ``render_views``
+    over runs of up to ``chunk`` views of one size (one gsplat call each)."""
     from .trainer import render_view
     from .views import view_tensors
 
     device = torch.device(device)
     sh = gaussians.sh_degree
-    if device.type == "cpu":
+    if not (device.type != "cpu" if batched is None else batched):
         for v in views:
             vt = view_tensors(v)
             out = render_view(gaussians, vt, sh, background=background, extra_features=extra_features)
@@ -111,18 +112,19 @@ def iter_renders(
 
 @torch.no_grad()
 def score_renders(
-    gaussians: Gaussians, views: list, device: torch.device | str = "cpu", background=None, chunk: int = 8
+    gaussians: Gaussians, views: list, device="cpu", background=None, chunk: int = 8, batched: bool | None = None
 ) -> dict:
     """PSNR and SSIM of each of ``views`` (``View``s) rendered on ``device``: {view name: {"psnr", "ssim"}}.
-    On the CPU exactly ``score_views``; elsewhere the renders come in batches (``iter_renders``)."""
+    On the CPU exactly ``score_views``; elsewhere (or with ``batched``) the renders come in batches
+    (``iter_renders``)."""
     from .losses import psnr, ssim
     from .trainer import score_views
     from .views import view_tensors
 
-    if torch.device(device).type == "cpu":
+    if not (torch.device(device).type != "cpu" if batched is None else batched):
         return score_views(gaussians, [view_tensors(v) for v in views], gaussians.sh_degree, background)
     out = {}
-    for v, vt, image, _ in iter_renders(gaussians, views, device, background, chunk=chunk):
+    for v, vt, image, _ in iter_renders(gaussians, views, device, background, chunk=chunk, batched=True):
         img, gt = image.clamp(0, 1), vt.image
         out[v.name] = {"psnr": psnr(img, gt), "ssim": ssim(img, gt).item()}
     return out
