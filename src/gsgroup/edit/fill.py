@@ -183,9 +183,6 @@ def fill_views(
             depth1 = r1.depth[..., 0].numpy()
             surface = surface_ids(r0.ids, hole, depth=depth1)
             revealed = hole & ~np.isin(after.ids, surface) & ~np.isin(after.ids, ids)
-            plane = fill_depth(depth1, depth1 > 0, hole, max(3, 2 * px))
-            if plane is not None:  # or in front of the surface's plane: something stands there
-                revealed |= hole & (alpha1 >= 0.5) & (depth1 > 0) & (depth1 < 0.97 * plane)
             revealed = dilate_mask(revealed, 1) & hole
             other = nearer_other(r0.ids, foot, surface, revealed)
             unseen = dilate_mask(hole & (alpha1 < 0.9), 1) & dilate_mask(hole, 1) & ~other

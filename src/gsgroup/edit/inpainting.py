@@ -120,7 +120,7 @@ def fill_depth(depth: np.ndarray, valid: np.ndarray, hole: np.ndarray, ring_px: 
     ring = dilate_mask(hole, ring_px) & ~hole & valid & (depth > 0)
     if ring.sum() < 8:
         return None
-    coef, keep = plane_fit(depth, ring)
+    coef, keep = plane_fit(depth, ring, robust=False)
     hv, hu = np.nonzero(hole)
     inv_h = np.stack([hu + 0.5, hv + 0.5, np.ones_like(hu, dtype=np.float64)], 1) @ coef
     zr = depth[ring][keep]
@@ -131,18 +131,18 @@ def fill_depth(depth: np.ndarray, valid: np.ndarray, hole: np.ndarray, ring_px: 
     return out
 
 
-def plane_fit(depth: np.ndarray, ring: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
+def plane_fit(depth: np.ndarray, ring: np.ndarray, robust: bool = True) -> tuple[np.ndarray, np.ndarray]:
     """Plane 1/z = a u + b v + c [3] fitted to depth [H,W] at the pixels of ``ring`` [H,W] bool (at least
-    8): the plane through 3 ring pixels (64 seeded draws) that holds the most pixels within 3% of the
-    median inverse depth, then least squares trimming points off it (other objects on the ring) three
-    times; returns it and the inliers [ring.sum()] bool, in the order of np.nonzero(ring)."""
+    8): (``robust``) the plane through 3 ring pixels (64 seeded draws) that holds the most pixels within
+    3% of the median inverse depth, then least squares trimming points off it (other objects on the ring)
+    three times; returns it and the inliers [ring.sum()] bool, in the order of np.nonzero(ring)."""
     v, u = np.nonzero(ring)
     A = np.stack([u + 0.5, v + 0.5, np.ones_like(u, dtype=np.float64)], 1)
     inv = 1.0 / depth[ring].astype(np.float64)
     tol = 0.03 * float(np.median(inv))
     rng = np.random.default_rng(0)
     keep, best = np.ones(len(inv), bool), -1
-    for tri in rng.integers(0, len(inv), (64, 3)):
+    for tri in rng.integers(0, len(inv), (64 if robust else 0, 3)):
         if abs(np.linalg.det(A[tri])) < 1e-9:
             continue
         near = np.abs(A @ np.linalg.solve(A[tri], inv[tri]) - inv) <= tol
