@@ -65,10 +65,14 @@ def main() -> int:
     ap.add_argument("--pick-gt", action="store_true", help="select by one pixel: the middle of --object's gt mask")
     ap.add_argument("--name", default="edit_truth", help="results file name")
     ap.add_argument("--remove-only", action="store_true", help="only the raw removals (trimmed and split straddlers)")
+    ap.add_argument("--seed", type=int, default=None, help="only this fit seed (run seeds in parallel, then --combine)")
+    ap.add_argument("--combine", default=None, help="medians over files NAME_seed*.json written with --seed")
     ap.add_argument("--score-edits", default=None, help="only score DIR/remove and DIR/inpaint (e.g. DEMO/edits)")
     args = ap.parse_args()
     if args.score_edits:
         return score_edits(args)
+    if args.combine:
+        return combine_seeds(args)
 
     import numpy as np
 
@@ -133,7 +137,10 @@ def main() -> int:
     it = args.iterations
     if not args.skip_old:
         fill([InpaintOptions(iterations=it, scene_fill=False)], "inpaint (before: old fill)")
-    fill([InpaintOptions(iterations=it, seed=s) for s in range(args.seeds)], "remove (default) = inpaint (scene fill)")
+    seeds = [args.seed] if args.seed is not None else range(args.seeds)
+    if args.seed is not None:
+        args.name, args.skip_ns = f"{args.name}_seed{args.seed}", True
+    fill([InpaintOptions(iterations=it, seed=s) for s in seeds], "remove (default) = inpaint (scene fill)")
     if not args.skip_ns:
         opts = [InpaintOptions(iterations=it, inpainter="ns", seed=s) for s in range(args.seeds)]
         fill(opts, "inpaint (scene fill, NS)")
@@ -161,6 +168,30 @@ def score_edits(args) -> int:
         results[op] = r
         rows.append({"edit": op, "seeds": 1, **_fmt(r)})
     path = save("edit_truth_demo", results)
+    print(table(rows, ["edit", "seeds", "residue %", "outside dB (min)", "hole dB", "consistency dB"]))
+    print(f"wrote {path}")
+    return 0
+
+
+def combine_seeds(args) -> int:
+    """Medians over results/<combine>_seed*.json (one fit seed each, same selection and raw removals)."""
+    import numpy as np
+
+    from _common import RESULTS
+
+    files = sorted(Path(RESULTS).glob(f"{args.combine}_seed*.json"))
+    parts = [json.loads(f.read_text()) for f in files]
+    label = "remove (default) = inpaint (scene fill)"
+    runs = [r for p in parts for r in p[label]["runs"]]
+    med = {k: float(np.median([r[k] for r in runs])) for k in ("residue_pct", "outside_db_min", "hole_db")}
+    for k in ("psnr_mean", "psnr_std"):
+        med[f"consistency_{k}"] = float(np.median([r["consistency"][k] for r in runs]))
+    out = {k: v for k, v in parts[0].items() if k != label}
+    out[label] = {"median": med, "runs": runs, "from": [f.name for f in files]}
+    rows = [{"edit": f"remove --raw ({n})", "seeds": 1, **_fmt(out[f"remove_{n}"])} for n in ("before", "after")]
+    rows.append({"edit": "remove --raw (after, straddlers split)", "seeds": 1, **_fmt(out["remove_after_split"])})
+    rows.append({"edit": label, "seeds": len(runs), **_fmt(med)})
+    path = save(args.combine, out)
     print(table(rows, ["edit", "seeds", "residue %", "outside dB (min)", "hole dB", "consistency dB"]))
     print(f"wrote {path}")
     return 0
