@@ -1,25 +1,29 @@
 """`gsgroup view` at real scale: load time and edit round-trip in a real (headless) browser.
 
 Builds synthetic segmented runs of N Gaussians (a grey floor, id 0, holding all but 8 objects of
-5000 Gaussians each; object 1, red, sits at the camera's look-at point), starts the viewer, opens
-Debian's chromium headless through Playwright and measures, for the earlier path (every visible
-splat re-sent on each change, ``ViewerApp(full_resend=True)``) and the current one (splats sent
-once, edits as changes):
+5000 Gaussians each; object 1, red, left of the GUI panel in view), starts the viewer, opens
+Debian's chromium headless (640x400) through Playwright and measures, for the earlier path (every
+visible splat re-sent on each change, ``ViewerApp(full_resend=True)``) and the current one (splats
+sent once, edits as changes):
 
-  load      viewer constructor start -> the browser's websocket has received every splat record
-            (Playwright's frame events, polled every 10 ms) -> the object's pixel shows red
-            (a screenshot of the canvas centre; its resolution is one software-rendered frame)
-  edits     a click on Hide / Undo / Recolor / Translate in the page -> the server's callback
-            starts -> its redraw has queued the change -> the frame carrying it is received ->
-            the pixel at the canvas centre has changed (mean |RGB difference| > 40)
+  load      viewer constructor start -> server ready -> the browser's websocket has received every
+            splat record (Playwright's frame events, polled every 10 ms) -> (N <= --drawn-max)
+            object 1's pixel shows red in a screenshot
+  edits     hide, undo, recolour, translate of object 1, run on the server as its panel button runs
+            them (the op under the lock, then the redraw): op start -> redraw done (server) -> the
+            frame carrying the change is received; with --edits-drawn also -> the object's pixel
+            has changed (mean |RGB difference| > 40). Triggered on the server, not clicked: the
+            page's main thread is busy for whole software-rendered frames, which would delay a click
   sent      bytes of splat records the server sent for the load and for each edit
   memory    the server process's resident memory growth (VmRSS) from before the viewer to after
-            its first redraw, and its peak (VmHWM)
+            its first redraw, and the process's peak (VmHWM, includes the loaded run)
 
 Each (N, path) runs in a fresh process; medians over --repeats runs. Chromium renders with
-SwiftShader (software WebGL on the CPU): draw times are far above a GPU's.
+SwiftShader (software WebGL on the CPU): a frame of 100k splats takes seconds, of 1M about 30 s
+on the 2-core test machine, so the "drawn" times measure SwiftShader, not the viewer.
 
     python benchmarks/viewer_scale.py [--sizes 100000,1000000] [--repeats 3] [--work /tmp/viewer_scale]
+    python benchmarks/viewer_scale.py --sizes 100000 --repeats 1 --paths changes --edits-drawn --out viewer_scale_drawn
 """
 
 from __future__ import annotations
@@ -35,7 +39,7 @@ from pathlib import Path
 import numpy as np
 
 sys.path.insert(0, str(Path(__file__).resolve().parent))
-from _common import machine, median, save, table
+from _common import RESULTS, machine, median, save, table
 
 OBJECTS, PER_OBJECT, ID_DIM = 8, 5000, 16
 TARGET = (0.0, 0.0, 0.25)  # object 1's centre; the camera looks right of it, so it shows left of the panel
@@ -228,6 +232,53 @@ def measure_once(run: Path, full: bool, timeout: float, drawn_load: bool, drawn_
     return res
 
 
+def _row(group: dict) -> dict:
+    """Medians over the successful runs of one (N, path) group."""
+    runs = group["runs"]
+    ok = [r for r in runs if "error" not in r]
+    path = "full resend" if group["full_resend"] else "changes"
+    row = {"gaussians": group["gaussians"], "path": path, "runs_ok": f"{len(ok)}/{len(runs)}"}
+    for k in sorted({k for r in ok for k in r if k.endswith(("_s", "_bytes", "_mib"))}):
+        vals = [r[k] for r in ok if r.get(k) is not None]
+        row[k] = median(vals) if len(vals) == len(ok) and vals else None
+    return row
+
+
+def _write(raw: list, args) -> Path:
+    """Write the results so far (every group's runs and their medians) and print the table."""
+    rows = [_row(g) for g in raw]
+    payload = {
+        "machine": {**machine(), "browser": "Debian chromium, headless, SwiftShader (software WebGL on the CPU)"},
+        "setup": {"objects": OBJECTS, "per_object": PER_OBJECT, "camera": CAMERA, "viewport": VIEWPORT},
+        "rows": rows,
+        "raw": raw,
+    }
+    path = save(args.out, payload)
+    cols = ["gaussians", "path", "runs_ok", "load_bytes", "server_ready_s", "load_received_s", "load_drawn_s"]
+    cols += [f"{e}_{x}" for e in EDITS for x in ("bytes", "server_s", "received_s", "drawn_s")]
+    cols += ["server_rss_mib"]
+    print(table(rows, [c for c in cols if any(c in r for r in rows)]))
+    print(f"wrote {path}")
+    return path
+
+
+def _measure_group(run: Path, n: int, full: bool, args) -> list:
+    runs = []
+    load = "1" if n <= args.drawn_max else "0"
+    edits = "1" if args.edits_drawn and load == "1" else "0"
+    for _ in range(args.repeats):
+        cmd = [sys.executable, __file__, "--one", str(run), "1" if full else "0", str(args.timeout), load, edits]
+        p = subprocess.run(cmd, capture_output=True, text=True, timeout=20 * args.timeout)
+        line = next((x for x in p.stdout.splitlines() if x.startswith("RESULT ")), None)
+        if line is None:
+            runs.append({"error": (p.stderr or p.stdout).strip().splitlines()[-1:] or ["no output"]})
+            print(f"N={n} full={full}: failed: {runs[-1]['error']}", flush=True)
+            continue
+        runs.append(json.loads(line[7:]))
+        print(f"N={n} full={full}: {runs[-1]}", flush=True)
+    return runs
+
+
 def main() -> None:
     ap = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     ap.add_argument("--sizes", default="100000,1000000", help="numbers of Gaussians, comma-separated")
@@ -238,65 +289,25 @@ def main() -> None:
     ap.add_argument("--drawn-max", type=int, default=100000, help="wait for the loaded picture up to this N")
     ap.add_argument("--edits-drawn", action="store_true", help="also wait for each edit's pixel change")
     ap.add_argument("--paths", default="full,changes", help="which paths: full (resend everything), changes")
+    ap.add_argument("--resume", action="store_true", help="keep the groups already in the results file")
     ap.add_argument("--one", nargs=5, metavar=("RUN", "FULL", "TIMEOUT", "LOAD", "EDITS"), help=argparse.SUPPRESS)
     args = ap.parse_args()
     if args.one:
-        print(
-            "RESULT "
-            + json.dumps(
-                measure_once(
-                    Path(args.one[0]), args.one[1] == "1", float(args.one[2]), args.one[3] == "1", args.one[4] == "1"
-                )
-            )
-        )
+        run, full, timeout, load, edits = args.one
+        print("RESULT " + json.dumps(measure_once(Path(run), full == "1", float(timeout), load == "1", edits == "1")))
         return
-    rows, raw = [], []
+    old = RESULTS / f"{args.out}.json"
+    raw = json.loads(old.read_text())["raw"] if args.resume and old.exists() else []
     for n in [int(s) for s in args.sizes.split(",")]:
         run = args.work / f"run_{n}"
         if not (run / "point_cloud.ply").exists():
             build_run(run, n)
         for full in [p == "full" for p in args.paths.split(",")]:
-            runs = []
-            for _ in range(args.repeats):
-                load = "1" if n <= args.drawn_max else "0"
-                edits = "1" if args.edits_drawn and load == "1" else "0"
-                cmd = [
-                    sys.executable,
-                    __file__,
-                    "--one",
-                    str(run),
-                    "1" if full else "0",
-                    str(args.timeout),
-                    load,
-                    edits,
-                ]
-                p = subprocess.run(cmd, capture_output=True, text=True, timeout=20 * args.timeout)
-                line = next((x for x in p.stdout.splitlines() if x.startswith("RESULT ")), None)
-                if line is None:
-                    runs.append({"error": (p.stderr or p.stdout).strip().splitlines()[-1:] or ["no output"]})
-                    print(f"N={n} full={full}: failed: {runs[-1]['error']}", flush=True)
-                    continue
-                runs.append(json.loads(line[7:]))
-                print(f"N={n} full={full}: {runs[-1]}", flush=True)
-            raw.append({"gaussians": n, "full_resend": full, "runs": runs})
-            ok = [r for r in runs if "error" not in r]
-            row = {"gaussians": n, "path": "full resend" if full else "changes", "runs_ok": f"{len(ok)}/{len(runs)}"}
-            for k in sorted({k for r in ok for k in r if k.endswith(("_s", "_bytes", "_mib"))}):
-                vals = [r[k] for r in ok if r.get(k) is not None]
-                row[k] = median(vals) if len(vals) == len(ok) and vals else None
-            rows.append(row)
-    payload = {
-        "machine": {**machine(), "browser": "Debian chromium, headless, SwiftShader (software WebGL on the CPU)"},
-        "setup": {"objects": OBJECTS, "per_object": PER_OBJECT, "camera": CAMERA, "repeats": args.repeats},
-        "rows": rows,
-        "raw": raw,
-    }
-    path = save(args.out, payload)
-    cols = ["gaussians", "path", "runs_ok", "load_bytes", "server_ready_s", "load_received_s", "load_drawn_s"]
-    cols += [f"{e}_{x}" for e in EDITS for x in ("bytes", "server_s", "received_s", "drawn_s")]
-    cols += ["server_rss_mib"]
-    print(table(rows, cols))
-    print(f"wrote {path}")
+            if any(g["gaussians"] == n and g["full_resend"] == full for g in raw):
+                continue
+            raw.append({"gaussians": n, "full_resend": full, "runs": _measure_group(run, n, full, args)})
+            _write(raw, args)  # after each group: an interrupted benchmark keeps what it measured
+    _write(raw, args)
 
 
 if __name__ == "__main__":

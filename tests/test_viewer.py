@@ -511,7 +511,8 @@ def test_browser_100k_load_and_hide(tmp_path):
             frames = []
             page.on("websocket", lambda ws: ws.on("framereceived", lambda p: frames.append(len(p))))
             page.goto(f"http://127.0.0.1:{app.port}")
-            _wait(lambda: sum(frames) >= 32 * n, 300, "every splat record in the browser")
+            # Playwright delivers its events while one of its calls runs: wait inside the page
+            _wait(lambda: page.wait_for_timeout(50) or sum(frames) >= 32 * n, 300, "every splat record in the browser")
             client = _wait(lambda: next(iter(app.server.get_clients().values()), None), what="the client")
             _wait(lambda: client.camera.image_width > 0, what="the client camera")
             pos, target = np.array([0.5 + 0.8, -2.6, 1.2]), np.array([0.5 + 0.8, 0.0, 0.4])  # object 2 left of centre
