@@ -8,7 +8,8 @@
 Scenes: ``builtin`` (the built-in scene, black background), ``sky``, ``white`` and ``dusk`` (the
 built-in generator's other backgrounds: a sky gradient, a white studio, and a dusk sky with a sun
 disc that was added only after the method was fixed), ``fox`` (the real capture in shared/), and
-``speed`` (a fixed 5000 Gaussians, to time the iteration). Run r of a synthetic scene uses scene
+``speed`` (a fixed 5000 Gaussians, to time the iteration) and ``foxspeed`` (fox with a fixed
+60000 Gaussians from the random initialisation, densification off: the iteration at scale). Run r of a synthetic scene uses scene
 seed r and training seed r. Each configuration runs in a fresh process (so peak memory is its
 own); ``--jobs 2`` runs two at once with one thread each (its times are then not comparable with
 a quiet machine's). Medians over runs are written to benchmarks/results/<--name>.json and printed
@@ -49,7 +50,9 @@ TIMING = (  # speed columns; id_* (identities) only in the speed row
 )
 
 
-def run_one(kind: str, iterations: int, seed: int, environment: bool = True) -> dict:
+def run_one(
+    kind: str, iterations: int, seed: int, environment: bool = True, alpha_entropy: float | None = None
+) -> dict:
     """Train one configuration in this process and return its numbers."""
     import torch
 
@@ -62,7 +65,7 @@ def run_one(kind: str, iterations: int, seed: int, environment: bool = True) -> 
     torch.set_num_threads(int(os.environ.get("BENCH_TORCH_THREADS", "1")))  # as `gsgroup train` does
     with tempfile.TemporaryDirectory() as tmp:
         tmp = Path(tmp)
-        if kind == "fox":
+        if kind in ("fox", "foxspeed"):
             scene = load_scene(
                 FOX, resolution=270, eval=True, cache_dir=tmp / "cache", allow_empty_points=True, progress=False
             )
@@ -72,11 +75,15 @@ def run_one(kind: str, iterations: int, seed: int, environment: bool = True) -> 
         densify = DensifyConfig(max_gaussians=60_000 if kind == "fox" else None).scaled(iterations)
         if kind == "speed":  # a fixed count of 5000 Gaussians (a subset of the SfM points): time the iteration
             densify = DensifyConfig(densify_until=0, max_gaussians=5000)
+        if kind == "foxspeed":
+            densify = DensifyConfig(densify_until=0, max_gaussians=60_000)
         cfg = TrainConfig(
             iterations=iterations,
             seed=seed,
             densify=densify,
             env_sh_degree=TrainConfig.env_sh_degree if environment else -1,
+            init_points=60_000 if kind == "foxspeed" else TrainConfig.init_points,
+            alpha_entropy=TrainConfig.alpha_entropy if alpha_entropy is None else alpha_entropy,
         )
         trainer = Trainer(scene, cfg)
         trainers = {"rgb": trainer}
@@ -85,7 +92,7 @@ def run_one(kind: str, iterations: int, seed: int, environment: bool = True) -> 
             from gsgroup.segment.grouping import GroupingTrainer
 
             trainers["id"] = GroupingTrainer(scene, cfg, load_masks(tmp / "scene" / "gt_mask", scene.train))
-        rec = train_timed(trainers, iterations, probe_every=2 if kind == "speed" else 10)
+        rec = train_timed(trainers, iterations, probe_every=2 if kind in ("speed", "foxspeed") else 10)
         times = rec["rgb"]["wall"]
         wall = sum(times)
         metrics = trainer.evaluate()
@@ -142,17 +149,20 @@ def main() -> None:
         metavar="JSON",
         help="JSON lists of per-run results of an earlier invocation to merge into the table",
     )
+    parser.add_argument(
+        "--alpha-entropy", type=float, default=None, help="TrainConfig.alpha_entropy (default: its default)"
+    )
     args = parser.parse_args()
     env_on = not args.no_environment
     iters = {k: args.iterations or args.builtin_iterations for k in SYNTHETIC}
-    iters.update(fox=args.iterations or args.fox_iterations, speed=500)
+    iters.update(fox=args.iterations or args.fox_iterations, speed=500, foxspeed=120)
     if args.quick:
-        iters = {k: 300 for k in SYNTHETIC} | {"fox": 200, "speed": 200}
+        iters = {k: 300 for k in SYNTHETIC} | {"fox": 200, "speed": 200, "foxspeed": 60}
     kinds, runs = [], {}
     first = {}
     for item in filter(None, args.scenes.split(",")):  # KIND[:RUNS[:ITERATIONS[:FIRST_SEED]]]
         kind, *rest = item.split(":")
-        if kind == "fox" and not FOX.exists():
+        if kind in ("fox", "foxspeed") and not FOX.exists():
             print(f"skipping fox: {FOX} not found")
             continue
         kinds.append(kind)
@@ -173,7 +183,9 @@ def main() -> None:
     spawn = multiprocessing.get_context("spawn")
     threads = 1 if args.jobs > 1 else None
     with ProcessPoolExecutor(args.jobs, spawn, _worker_init, (threads,), max_tasks_per_child=1) as pool:
-        futures = {pool.submit(run_one, kind, iters[kind], r, env_on): (kind, r) for kind, r in jobs}
+        futures = {
+            pool.submit(run_one, kind, iters[kind], r, env_on, args.alpha_entropy): (kind, r) for kind, r in jobs
+        }
         for future in as_completed(futures):
             kind, r = futures[future]
             results[kind].append(future.result())
@@ -200,6 +212,7 @@ def main() -> None:
             "iterations": res[0]["iterations"],
             "runs": len(res),
             "environment": env_on,
+            "alpha_entropy": args.alpha_entropy,
         }
         row.update({key: median([x[key] for x in res if key in x]) for key in keys})
         rows.append(row)

@@ -9,7 +9,7 @@ import numpy as np
 import pytest
 import torch
 
-from gsgroup.train.losses import psnr, rgb_loss, ssim
+from gsgroup.train.losses import alpha_entropy, psnr, rgb_loss, ssim
 from reference_ssim import RADIUS, skimage_ssim_map, ssim_map_zero_pad
 
 H, W = 44, 58
@@ -97,3 +97,19 @@ def test_psnr_and_rgb_loss_against_definitions():
     w = 0.2
     expect = (1 - w) * np.abs(a - b).mean() + w * (1 - ssim_map_zero_pad(a, b).mean())
     assert rgb_loss(_t(a), _t(b), w).item() == pytest.approx(expect, abs=TOL)
+
+
+def test_alpha_entropy_analytic_values_and_push():
+    """Binary entropy by hand: 0 for empty or covered pixels, ln 2 at 1/2; its gradient moves alpha
+    away from 1/2 (down below it, up above it)."""
+    a = torch.tensor([[0.0, 1.0], [0.5, 0.25]], requires_grad=True)
+    h = lambda p: -(p * math.log(p) + (1 - p) * math.log(1 - p))  # noqa: E731
+    expected = (0.0 + 0.0 + math.log(2) + h(0.25)) / 4
+    value = alpha_entropy(a)
+    assert value.item() == pytest.approx(expected, abs=1e-4)
+    value.backward()
+    assert a.grad[1, 0].abs() < 1e-6  # a stationary point at 1/2
+    assert a.grad[1, 1].item() == pytest.approx(math.log(3) / 4, rel=1e-4)  # d/da = ln((1-a)/a), mean of 4
+    b = torch.tensor([0.3, 0.7], requires_grad=True)
+    alpha_entropy(b).backward()
+    assert b.grad[0] > 0 and b.grad[1] < 0  # gradient descent lowers 0.3 and raises 0.7

@@ -61,6 +61,12 @@ class TrainConfig:
     # held by it, not painted by floaters. SH degree of its color per direction; -1 = off.
     env_sh_degree: int = field(default=3, metadata=bounds(min=-1))
     lr_env: float = 0.01
+    # Alpha entropy: mean over pixels of -(a ln a + (1-a) ln(1-a)) of the rendered alpha a, times this
+    # weight, added to the loss. Pixels become fully covered or empty, so a background the environment
+    # can show is not painted half-transparently by Gaussians that veil other views.
+    alpha_entropy: float = option(
+        0.0, "weight of a loss pushing each pixel's alpha to 0 or 1 (0.01 against floaters on plain backgrounds)", min=0
+    )
     init: str = option(
         "auto",
         "initialise from SfM points, or randomly in the camera frustums (auto: points if any)",

@@ -82,6 +82,13 @@ def rgb_loss(img: torch.Tensor, ref: torch.Tensor, ssim_weight: float = 0.2) -> 
     return rgb_loss_torch(img, ref, ssim_weight)
 
 
+def alpha_entropy(alpha: torch.Tensor, eps: float = 1e-5) -> torch.Tensor:
+    """Mean binary entropy -(a ln a + (1-a) ln(1-a)) of alpha [H,W] or [H,W,1] (clamped to
+    [eps, 1-eps]); 0 where every pixel is empty or fully covered, ln 2 at a = 1/2. A scalar."""
+    a = alpha.clamp(eps, 1.0 - eps)
+    return -(a * a.log() + (1.0 - a) * torch.log1p(-a)).mean()
+
+
 def psnr(img: torch.Tensor, ref: torch.Tensor) -> float:
     """PSNR in dB of images in [0,1], any equal shapes."""
     mse = torch.mean((img.clamp(0, 1) - ref) ** 2).item()

@@ -24,7 +24,7 @@ from .checkpoint import StopRequest, read_checkpoint, stop_on_signals
 from .config import TrainConfig
 from .densify import Densifier, keep_gaussians
 from .environment import Environment, grid_directions
-from .losses import psnr, rgb_loss
+from .losses import alpha_entropy, psnr, rgb_loss
 from .views import ViewTensors, view_tensors  # noqa: F401 (callers import them from here)
 
 
@@ -308,6 +308,8 @@ class Trainer:
         # filling and adding two zero images of all channels
         image, features = out.image.split([3, out.image.shape[-1] - 3], dim=-1)
         loss = rgb_loss(image, gt, cfg.ssim_weight)
+        if cfg.alpha_entropy > 0:
+            loss = loss + cfg.alpha_entropy * alpha_entropy(out.alpha)
         extra = self.extra_loss(step, index, features) if features.shape[-1] else None
         if extra is not None:
             loss = loss + extra
