@@ -161,6 +161,18 @@ def _do_edit(app, name: str) -> None:
         app.redraw(name)
 
 
+def _received_all(frames: list, since: float, nbytes: int) -> float | None:
+    """Receipt time of the frame after ``since`` with which ``nbytes`` bytes in all have arrived (the
+    load's nodes may come in several frames)."""
+    total = 0
+    for t, b in frames:
+        if t >= since:
+            total += b
+            if total >= nbytes:
+                return t
+    return None
+
+
 def _time_edit(page, app, box, name: str, frames: list, timeout: float, drawn: bool) -> dict:
     """One edit triggered on the server as a click would; times from the op's start."""
     before = _centre_pixel(page, box) if drawn else None
@@ -201,7 +213,7 @@ def measure_once(run: Path, full: bool, timeout: float, drawn_load: bool, drawn_
         try:
             app.set_camera(CAMERA["position"], CAMERA["look_at"], fov_deg=CAMERA["fov_deg"])
             page.goto(f"http://127.0.0.1:{app.port}")
-            t_ws = _poll(page, lambda: _received(frames, t0, res["load_bytes"]), timeout)
+            t_ws = _poll(page, lambda: _received_all(frames, t0, res["load_bytes"]), timeout)
             res["load_received_s"] = None if t_ws is None else t_ws - t0
             client = _poll(page, lambda: next(iter(app.server.get_clients().values()), None), timeout)
             _poll(page, lambda: client.camera.image_width > 0, timeout)
