@@ -48,23 +48,7 @@ def run_demo(out: str | Path, cfg: PipelineConfig | None = None) -> Path:
         f"test PSNR {rec['psnr']:.2f} dB, SSIM {rec['ssim']:.4f}; segmentation mIoU {seg['miou']:.3f}, "
         f"boundary IoU {seg['mbiou']:.3f}"
     )
-    renders = run_dir / "renders"
-    names = sorted(p.stem for p in (renders / "rgb").glob("*.png"))
-    recon_images, seg_images, mask_images = [], [], []
-    for name in names:
-        recon_images += [
-            (f"{name} ground truth", scene_dir / "images" / f"{name}.png"),
-            (f"{name} render", renders / "rgb" / f"{name}.png"),
-        ]
-        seg_images += [
-            (f"{name} objects", renders / "overlay" / f"{name}.png"),
-            (f"{name} identity features (PCA)", renders / "features" / f"{name}.png"),
-        ]
-    for name in names[:3]:
-        mask_images += [
-            (f"{name} classical masks (ids differ per view)", _colorize(run_dir / "masks" / f"{name}.png", out)),
-            (f"{name} associated (one id per object)", _colorize(run_dir / "object_mask" / f"{name}.png", out)),
-        ]
+    recon_images, seg_images, mask_images = _run_images(scene_dir, run_dir, out)
     pick, edit_images = _demo_edits(scene_dir, Run.open(run_dir), out)
     report = write_report(
         out / "report.html",
@@ -99,6 +83,29 @@ def run_demo(out: str | Path, cfg: PipelineConfig | None = None) -> Path:
     print(f"open {report}")
     print(f"explore and edit the objects in your browser: gsgroup view {run_dir}")
     return report
+
+
+def _run_images(scene_dir: Path, run_dir: Path, out: Path) -> tuple[list, list, list]:
+    """The report's (caption, image) lists: test views against their renders, object overlays with the
+    identity features, and the first three views' masks before and after association."""
+    renders = run_dir / "renders"
+    names = sorted(p.stem for p in (renders / "rgb").glob("*.png"))
+    recon_images, seg_images, mask_images = [], [], []
+    for name in names:
+        recon_images += [
+            (f"{name} ground truth", scene_dir / "images" / f"{name}.png"),
+            (f"{name} render", renders / "rgb" / f"{name}.png"),
+        ]
+        seg_images += [
+            (f"{name} objects", renders / "overlay" / f"{name}.png"),
+            (f"{name} identity features (PCA)", renders / "features" / f"{name}.png"),
+        ]
+    for name in names[:3]:
+        mask_images += [
+            (f"{name} classical masks (ids differ per view)", _colorize(run_dir / "masks" / f"{name}.png", out)),
+            (f"{name} associated (one id per object)", _colorize(run_dir / "object_mask" / f"{name}.png", out)),
+        ]
+    return recon_images, seg_images, mask_images
 
 
 def _demo_edits(scene_dir: Path, run: Run, out: Path) -> tuple[str, list]:
