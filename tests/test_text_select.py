@@ -201,7 +201,7 @@ def test_tiny_grounding_dino_and_clip_end_to_end(tiny, capsys):
     assert rep["selection"]["ids"] == rep["ids"]
     # the edit commands select by text as well
     edited = root / "removed"
-    assert cli(["edit", "remove", str(tiny["run"]), "--out", str(edited)] + args[2:-2]) == 0
+    assert cli(["edit", "remove", "--raw", str(tiny["run"]), "--out", str(edited)] + args[2:-2]) == 0
     info = json.loads((edited / "edit.json").read_text())
     assert info["selection"]["ids"] == rep["ids"] and info["selection"]["by"] == "text 'red ball'"
     # selecting by text through the Python API gives the same
