@@ -83,7 +83,7 @@ def run_one(
             densify=densify,
             env_sh_degree=TrainConfig.env_sh_degree if environment else -1,
             init_points=60_000 if kind == "foxspeed" else TrainConfig.init_points,
-            alpha_entropy=TrainConfig.alpha_entropy if alpha_entropy is None else alpha_entropy,
+            **({} if alpha_entropy is None else {"alpha_entropy": alpha_entropy}),  # (older code has no such field)
         )
         trainer = Trainer(scene, cfg)
         trainers = {"rgb": trainer}
