@@ -154,6 +154,22 @@ adam = njit(parallel=True, cache=True)(_adam)
 adam_serial = njit(cache=True)(_adam)  # for small parameters: no thread start-up
 
 
+@njit(cache=True, inline="always")
+def _softmax_minus_onehot(p, top, t):
+    """Logits p [K] (top = their maximum) -> softmax(p) - onehot(t) in place; returns the
+    cross-entropy -log softmax(p)[t] (float64)."""
+    zt = np.float64(p[t]) - top
+    total = 0.0
+    for j in range(p.shape[0]):
+        p[j] = np.exp(p[j] - top)
+        total += p[j]
+    inv = np.float32(1.0 / total)
+    for j in range(p.shape[0]):
+        p[j] *= inv
+    p[t] -= 1.0
+    return math.log(total) - zt
+
+
 # reassoc + contract: LLVM may vectorise the E-long dot products; the order is fixed when the
 # kernel compiles, the same for every pixel and thread, so results still do not depend on threads.
 @njit(parallel=True, cache=True, fastmath={"reassoc", "contract"})
@@ -193,17 +209,8 @@ def classifier_cross_entropy(f, target, weight, bias, ignore_index):
                     z += wj[d] * fv[d]
                 p[j] = z
                 top = max(top, z)
-            zt = np.float64(p[t]) - top
-            total = 0.0
-            for j in range(k):
-                p[j] = np.exp(p[j] - top)
-                total += p[j]
-            loss_rows[row] += math.log(total) - zt
+            loss_rows[row] += _softmax_minus_onehot(p, top, t)
             count_rows[row] += 1
-            inv = np.float32(1.0 / total)
-            for j in range(k):
-                p[j] *= inv
-            p[t] -= 1.0
             gf = grad_f[row, col]
             for j in range(k):
                 pj = p[j]
@@ -268,17 +275,8 @@ def logits_cross_entropy(z, target, bias, ignore_index):
             for j in range(k):
                 p[j] = zr[j] + bias[j]
                 top = max(top, p[j])
-            zt = np.float64(p[t]) - top
-            total = 0.0
-            for j in range(k):
-                p[j] = np.exp(p[j] - top)
-                total += p[j]
-            loss_rows[row] += math.log(total) - zt
+            loss_rows[row] += _softmax_minus_onehot(p, top, t)
             count_rows[row] += 1
-            inv = np.float32(1.0 / total)
-            for j in range(k):
-                p[j] *= inv
-            p[t] -= 1.0
             for j in range(k):
                 pb[j] += p[j]
     count = 0
