@@ -170,6 +170,20 @@ def _softmax_minus_onehot(p, top, t):
     return math.log(total) - zt
 
 
+@njit(cache=True, inline="always")
+def _row_totals(count_rows, bad_rows, loss_rows):
+    """Per-row counts and losses of the cross-entropy kernels added up in row order (so the
+    result does not depend on the threads): (count, bad, loss)."""
+    count = 0
+    bad = 0
+    loss = 0.0
+    for row in range(count_rows.shape[0]):
+        count += count_rows[row]
+        bad += bad_rows[row]
+        loss += loss_rows[row]
+    return count, bad, loss
+
+
 # reassoc + contract: LLVM may vectorise the E-long dot products; the order is fixed when the
 # kernel compiles, the same for every pixel and thread, so results still do not depend on threads.
 @njit(parallel=True, cache=True, fastmath={"reassoc", "contract"})
@@ -220,13 +234,7 @@ def classifier_cross_entropy(f, target, weight, bias, ignore_index):
                 for d in range(e):
                     gf[d] += pj * wj[d]
                     pwj[d] += pj * fv[d]
-    count = 0
-    bad = 0
-    loss = 0.0
-    for row in range(h):
-        count += count_rows[row]
-        bad += bad_rows[row]
-        loss += loss_rows[row]
+    count, bad, loss = _row_totals(count_rows, bad_rows, loss_rows)
     grad_w = np.zeros((k, e), np.float32)
     grad_b = np.zeros(k, np.float32)
     if count == 0:
@@ -279,13 +287,7 @@ def logits_cross_entropy(z, target, bias, ignore_index):
             count_rows[row] += 1
             for j in range(k):
                 pb[j] += p[j]
-    count = 0
-    bad = 0
-    loss = 0.0
-    for row in range(h):
-        count += count_rows[row]
-        bad += bad_rows[row]
-        loss += loss_rows[row]
+    count, bad, loss = _row_totals(count_rows, bad_rows, loss_rows)
     grad_b = np.zeros(k, np.float32)
     if count == 0:
         return 0.0, count, bad, grad_z, grad_b
