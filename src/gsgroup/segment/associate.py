@@ -35,8 +35,9 @@ same object in every view. Algorithm (a Gaga-style memory bank of Gaussian group
    pixel count.
 
 7. **Enclosed parts** (``enclose`` > 0): an id whose borders over all views lie mostly (>= ``enclose``)
-   on one object and whose Gaussians sit inside that object's box (a highlight, a shading band, a
-   printed pattern the 2D segmenter cut out) is merged into it (``enclosure.merge_enclosed``).
+   on one object, whose Gaussians sit inside that object's box and whose shared border shows no depth
+   step in the rendered depth (at most ``enclose_step`` of it: a highlight, a shading band, a printed
+   pattern the 2D segmenter cut out, not an object in front) is merged into it (``enclosure``).
 
 Steps 4-6 are in ``association_bank``. ``association_io.write_association`` writes ``<stem>.png``
 (uint8 up to 255 ids, else uint16; 0 = no object) and ``objects.json``; ``resolve_output_dir``
@@ -55,7 +56,7 @@ import torch
 from gsgroup.errors import InputError
 from gsgroup.segment.association_bank import _final_labels, _memory_bank, _Problem, _refine, camera
 from gsgroup.segment.association_io import association_objects
-from gsgroup.segment.enclosure import merge_enclosed
+from gsgroup.segment.enclosure import merge_enclosed, rendered_depths
 
 __all__ = ["AssociateParams", "AssociationResult", "associate_masks"]
 
@@ -87,25 +88,13 @@ class AssociateParams:
     split_merged: bool = True  # split masks that merge several groups, per pixel
     min_views: int = 1  # groups seen in fewer views are dropped
     enclose: float = 0.6  # merge parts enclosed by an object (segment/enclosure.py); 0 = never
+    enclose_step: float = 0.15  # ... unless more of their shared border is a depth step; 1 = no depth guard
 
     def check(self) -> AssociateParams:
         for name in (
-            "min_area",
-            "core",
-            "share",
-            "front",
-            "keep_mass",
-            "min_selected",
-            "void_alpha",
-            "gate",
-            "evidence",
-            "join",
-            "merge",
-            "own",
-            "single",
-            "part",
-            "part_prec",
-        ):
+            "min_area core share front keep_mass min_selected void_alpha gate evidence"
+            " join merge own single part part_prec enclose_step"
+        ).split():
             v = getattr(self, name)
             if not (isinstance(v, (int, float)) and 0.0 <= float(v) <= 1.0):
                 raise InputError(f"associate: parameter '{name}' must be in [0, 1], got {v!r}")
@@ -378,7 +367,10 @@ def associate_masks(
     out_masks, owner, n_objects = _ranked_ids(gmaps, owner_g, vdata, mlist, p)
     merged = {}
     if p.enclose > 0:
-        out_masks, owner, n_objects, merged = merge_enclosed(out_masks, owner, tensors[0].numpy(), p.enclose)
+        depths = None if p.enclose_step >= 1 else lambda: rendered_depths(todo, on or tensors)
+        out_masks, owner, n_objects, merged = merge_enclosed(
+            out_masks, owner, tensors[0].numpy(), p.enclose, depths, p.enclose_step
+        )
     states = [m.state for m in mlist]
     stats = {
         "views": len(vdata),

@@ -8,18 +8,27 @@ on, and the association then gives it an id of its own. Such a part is **enclose
   two objects that merely touch, or an object standing on the floor, share a small part of their
   borders;
 - in 3D, its Gaussians lie inside the object's bounding box (an object standing on a table pokes out
-  of the table's box, a highlight on a sphere does not).
+  of the table's box, a highlight on a sphere does not);
+- in depth (the **step guard**, ``depth_steps``): across the shared border the reconstruction's
+  rendered depth is continuous (a highlight, a band or a print lies on the object's surface), while an
+  object in front of another shows a step along its outline, except where it stands on it. A part
+  whose shared border is a depth step for more than ``step_share`` of its pixel pairs is refused even
+  when the box test passes, e.g. because the segmenter glued other objects' sides into the floor's
+  segment, which inflates the floor's box up to their height.
 
 ``enclosed_parts`` grows a set of ids by the ids enclosed by it, until nothing changes.
 """
 
 from __future__ import annotations
 
-from collections.abc import Mapping
+from collections.abc import Callable, Mapping
 
 import numpy as np
+import torch
 
 SHIFTS = ((1, 0), (0, 1), (1, 1), (1, -1), (2, 0), (0, 2))
+STEP_SHIFTS = ((1, 0), (0, 1), (1, 1), (1, -1))  # directions of depth_steps' pixel pairs, times ``reach``
+STEP_SHARE = 0.15  # default: refuse a part when more of its shared border than this is a depth step
 
 
 def adjacency(masks: Mapping[str, np.ndarray | None], num_labels: int | None = None) -> np.ndarray:
@@ -39,6 +48,60 @@ def adjacency(masks: Mapping[str, np.ndarray | None], num_labels: int | None = N
     return C + C.T
 
 
+def depth_steps(
+    masks: Mapping[str, np.ndarray | None],
+    depths: Mapping[str, np.ndarray],
+    num_labels: int,
+    reach: int = 3,
+    jump: float = 0.1,
+) -> tuple[np.ndarray, np.ndarray]:
+    """Border pairs and depth steps (B [L,L], S [L,L]) int64, symmetric, zero diagonal, of associated
+    masks {view: ids [H,W]} with rendered depths {view: z [H,W], 0 = nothing rendered}.
+
+    B[a,b] counts the pixel pairs ``reach`` px apart (directions STEP_SHIFTS) with ids a != b that both
+    have a depth, over all views; S[a,b] those of them whose depths differ by more than ``jump`` times
+    the nearer one (a step, not a slope: ``reach`` px on a surface seen at 70 degrees move z by ~3%).
+    ``reach`` > 1 looks past the border pixels, where the rendered depth blends both sides. Views
+    missing from ``depths`` are skipped; ids are clipped to 0..L-1."""
+    L = int(num_labels)
+    B, S = np.zeros(L * L, np.int64), np.zeros(L * L, np.int64)
+    for name, m in masks.items():
+        if m is None or name not in depths:
+            continue
+        m = np.clip(np.asarray(m, np.int64), 0, L - 1)
+        z = np.asarray(depths[name], np.float64)
+        H, W = m.shape
+        for dy, dx in STEP_SHIFTS:
+            dy, dx = dy * reach, dx * reach
+            a_at = (slice(0, H - dy), slice(max(0, -dx), W - max(0, dx)))
+            b_at = (slice(dy, H), slice(max(0, dx), W - max(0, -dx)))
+            a, b, za, zb = m[a_at], m[b_at], z[a_at], z[b_at]
+            pair = (a != b) & (za > 0) & (zb > 0)
+            step = pair & (np.abs(za - zb) > jump * np.minimum(za, zb))
+            B += np.bincount(a[pair] * L + b[pair], minlength=L * L)
+            S += np.bincount(a[step] * L + b[step], minlength=L * L)
+    B, S = B.reshape(L, L), S.reshape(L, L)
+    return B + B.T, S + S.T
+
+
+def rendered_depths(views, tensors) -> dict[str, np.ndarray]:
+    """{view name: z [H,W] float32}: the alpha-normalised expected depth of the Gaussians (0 where nothing
+    is rendered) in each view (name, viewmat [4,4], K [3,3], width, height); tensors: (means [N,3], unit
+    quats [N,4], linear scales [N,3], opacities [N]) float32 on the CPU (Numba) or CUDA (gsplat)."""
+    from gsgroup.render.rasterize import rasterize
+
+    means = tensors[0]
+    zeros = torch.zeros(means.shape[0], 1, dtype=torch.float32, device=means.device)
+    out = {}
+    with torch.no_grad():
+        for v in views:
+            vm = torch.as_tensor(np.asarray(v.viewmat, np.float32), device=means.device)
+            K = torch.as_tensor(np.asarray(v.K, np.float32), device=means.device)
+            r = rasterize(*tensors, zeros, vm, K, v.width, v.height)
+            out[v.name] = r.depth[..., 0].float().cpu().numpy()
+    return out
+
+
 def enclosed_parts(
     C: np.ndarray,
     labels: np.ndarray,
@@ -46,15 +109,20 @@ def enclosed_parts(
     ids: list[int],
     share: float = 0.6,
     pad: float = 0.1,
+    steps: tuple[np.ndarray, np.ndarray] | None = None,
+    step_share: float = STEP_SHARE,
 ) -> list[int]:
     """``ids`` plus every id enclosed by them (module docstring), grown until nothing changes.
 
     C [L,L]: ``adjacency``; labels [N]: each Gaussian's id; means [N,3]. An id j (not 0) joins when
     >= ``share`` of its border counts are with the set, and the 5-95th percentile box of its
     Gaussians lies inside the set's 2-98th percentile box padded by ``pad`` of its size. Borders with
-    id 0 (no mask) do not count."""
+    id 0 (no mask) do not count. With ``steps`` = (B, S) [L,L] from ``depth_steps`` (None: no guard),
+    j is refused when S[j, set] > ``step_share`` * B[j, set]: its shared border is a depth step."""
     chosen = set(int(i) for i in ids)
     L = C.shape[0]
+    if steps is not None:
+        B, S = (np.pad(x[:L, :L], (0, max(0, L - x.shape[0]))) for x in steps)
     while True:
         inside = np.zeros(L, bool)
         inside[[i for i in chosen if i < L]] = True
@@ -69,6 +137,8 @@ def enclosed_parts(
                 continue
             if C[j, inside].sum() < share * C[j, 1:].sum():  # id 0 (no mask) is no evidence either way
                 continue
+            if steps is not None and S[j, inside].sum() > step_share * B[j, inside].sum():
+                continue  # a depth step along the shared border: an object in front of the set, not on it
             pts = means[labels == j]
             if len(pts) < 3:
                 continue
@@ -81,21 +151,32 @@ def enclosed_parts(
 
 
 def merge_enclosed(
-    masks: dict[str, np.ndarray], owner: np.ndarray, means: np.ndarray, share: float = 0.6
+    masks: dict[str, np.ndarray],
+    owner: np.ndarray,
+    means: np.ndarray,
+    share: float = 0.6,
+    depths: Mapping[str, np.ndarray] | Callable[[], Mapping[str, np.ndarray]] | None = None,
+    step_share: float = STEP_SHARE,
 ) -> tuple[dict[str, np.ndarray], np.ndarray, int, dict[int, int]]:
     """Merge every enclosed part into its object in associated masks {view: ids [H,W]} (ids 1..K by
     decreasing pixel count) with the Gaussians' owner ids [N] and means [N,3]. Objects are taken
-    largest first; each absorbs its ``enclosed_parts``. Returns (masks, owner, K', {part id: object
-    id}) with the ids re-ranked 1..K' by pixel count."""
+    largest first; each absorbs its ``enclosed_parts``. ``depths``: rendered depths {view: z [H,W]}
+    (``rendered_depths``), or a function returning them, called only when some part passes the border
+    share; they enable the step guard (``depth_steps``, ``step_share``); None = no guard. Returns
+    (masks, owner, K', {part id: object id}) with the ids re-ranked 1..K' by pixel count."""
     if not masks:
         return masks, owner, 0, {}
     C = adjacency(masks)
     L = C.shape[0]
+    steps = None
+    tot = C[:, 1:].sum(1)
+    if depths is not None and ((C[1:, 1:] >= share * tot[1:, None]) & (tot[1:, None] > 0)).any():
+        steps = depth_steps(masks, depths() if callable(depths) else depths, L)
     lut = np.arange(max(L, int(owner.max()) + 1 if owner.size else 1))
     for i in range(1, L):  # ids are ranked by pixel count: the largest object first
         if lut[i] != i:
             continue
-        for j in enclosed_parts(C, owner, means, [i], share):
+        for j in enclosed_parts(C, owner, means, [i], share, steps=steps, step_share=step_share):
             if j != i and lut[j] == j:
                 lut[j] = i
     merged = {int(j): int(lut[j]) for j in range(len(lut)) if lut[j] != j}

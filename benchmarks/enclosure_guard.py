@@ -1,0 +1,94 @@
+"""The depth-step guard of the enclosed-part merge (segment/enclosure.py, AssociateParams.enclose_step) on a
+segmented run with classical masks, before/after, on the held-out test views against the exact ground truth
+(mIoU, boundary IoU):
+
+  post-hoc    the run's own classifier ids; then every id enclosed by a larger one (borders over the run's
+              associated masks, Gaussians inside its box) relabelled to it, without and with the guard
+              (rendered depth of the run's Gaussians in the training views): the merge on a trained run
+  lifted      association of the run's raw masks with the merge off (enclose 0), on without the guard
+              (enclose_step 1) and on with it (default enclose_step), each lifted in closed form
+              (segment/lift.py) onto the run's Gaussians: the association's effect, training left out
+
+    python benchmarks/enclosure_guard.py --run DEMO/run --gt DEMO/scene/gt_mask --name enclosure_guard_demo
+    python benchmarks/enclosure_guard.py --run TEX/run --gt TEX/scene/gt_mask --name enclosure_guard_textured
+Writes benchmarks/results/<--name>.json (with the merges each variant made: {part id: object id}).
+"""
+
+from __future__ import annotations
+
+import argparse
+import sys
+from pathlib import Path
+
+sys.path.insert(0, str(Path(__file__).resolve().parent))
+from _common import machine, save, table
+
+
+def main() -> int:
+    ap = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+    ap.add_argument("--run", required=True, help="a run made by `gsgroup run` / the demo (with masks/)")
+    ap.add_argument("--gt", required=True, help="ground-truth masks of the scene")
+    ap.add_argument("--name", default="enclosure_guard", help="results file name")
+    args = ap.parse_args()
+
+    import numpy as np
+
+    from gsgroup.data.masks import load_masks
+    from gsgroup.segment.associate import AssociateParams, _gaussian_tensors, associate_masks
+    from gsgroup.segment.enclosure import STEP_SHARE, adjacency, depth_steps, enclosed_parts, rendered_depths
+    from gsgroup.segment.idmaps import render_ids
+    from gsgroup.segment.lift import lift_labels
+    from gsgroup.segment.metrics import GtMaps, evaluate_segmentation, load_gt_dir
+    from gsgroup.segment.segmentation import Segmentation
+    from gsgroup.train.trainer import view_tensors
+
+    run = __import__("gsgroup.run", fromlist=["Run"]).Run.open(args.run)
+    views, tests = run.views("train"), run.views("test")
+    gt_all = load_gt_dir(Path(args.gt))
+    gt = GtMaps({v.name: gt_all[v.name] for v in tests})
+
+    def score(seg, lut=None) -> dict:
+        preds = {v.name: render_ids(run.gaussians, view_tensors(v), seg, background=run.backdrop).ids for v in tests}
+        if lut is not None:
+            preds = {k: lut[np.clip(p, 0, len(lut) - 1)] for k, p in preds.items()}
+        m = evaluate_segmentation(gt, preds)
+        return {"miou": m["miou"], "mbiou": m["mbiou"]}
+
+    rows, out = [], {"machine": machine(), "run": str(run.path), "step_share": STEP_SHARE}
+    seg = run.require_segmentation()
+    assoc = load_masks(run.config.data.masks, views)
+    C = adjacency(assoc)
+    labels, _ = seg.label(run.gaussians)
+    means = run.gaussians.means.detach().numpy()
+    steps = depth_steps(assoc, rendered_depths(views, _gaussian_tensors(run.gaussians)), C.shape[0])
+    out["post_hoc"] = {"before": score(seg)}
+    for key, guard in (("merge", None), ("merge_guard", steps)):
+        lut = np.arange(max(C.shape[0], seg.num_classes))
+        for i in range(1, C.shape[0]):
+            if lut[i] == i:
+                for j in enclosed_parts(C, labels, means, [i], steps=guard):
+                    if j != i and lut[j] == j:
+                        lut[j] = i
+        merged = {int(j): int(lut[j]) for j in np.flatnonzero(lut != np.arange(len(lut)))}
+        out["post_hoc"][key] = {**score(seg, lut), "merged": merged}
+    for k in ("before", "merge", "merge_guard"):
+        rows.append({"how": f"post-hoc, {k}", **{m: round(out["post_hoc"][k][m], 4) for m in ("miou", "mbiou")}})
+    raw = load_masks(Path(args.run) / "masks", views)
+    for key, params in (
+        ("lifted_off", AssociateParams(enclose=0.0)),
+        ("lifted_merge", AssociateParams(enclose_step=1.0)),
+        ("lifted_merge_guard", AssociateParams()),
+    ):
+        res = associate_masks(views, run.gaussians, raw, params)
+        lab, prob = lift_labels(views, run.gaussians, res.masks, progress=False)
+        s = score(Segmentation(None, labels=lab.astype(np.int32), prob=prob))
+        out[key] = {**s, "objects": res.stats["objects"], "merged": res.stats["enclosed_parts_merged"]}
+        rows.append({"how": key.replace("_", " "), **{m: round(v, 4) for m, v in s.items()}})
+    path = save(args.name, out)
+    print(table(rows, ["how", "miou", "mbiou"]))
+    print(f"wrote {path}")
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())
