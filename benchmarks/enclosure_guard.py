@@ -54,13 +54,32 @@ def main() -> int:
         m = evaluate_segmentation(gt, preds)
         return {"miou": m["miou"], "mbiou": m["mbiou"]}
 
+    def evidence(masks, merged: dict, depths) -> list[dict]:
+        """Per merge made without the guard: the part's border share with its host and the step share
+        of that border (pairwise with the host id), and pixel counts."""
+        C = adjacency(masks)
+        B, S = depth_steps(masks, depths, C.shape[0])
+        px = np.bincount(np.concatenate([np.asarray(m, np.int64).ravel() for m in masks.values()]), minlength=len(C))
+        return [
+            {
+                "part": j,
+                "host": i,
+                "part_px": int(px[j]),
+                "host_px": int(px[i]),
+                "border_share": round(float(C[j, i] / max(C[j, 1:].sum(), 1)), 3),
+                "step_share": round(float(S[j, i] / max(B[j, i], 1)), 3),
+            }
+            for j, i in sorted(merged.items())
+        ]
+
     rows, out = [], {"machine": machine(), "run": str(run.path), "step_share": STEP_SHARE}
     seg = run.require_segmentation()
     assoc = load_masks(run.config.data.masks, views)
     C = adjacency(assoc)
     labels, _ = seg.label(run.gaussians)
     means = run.gaussians.means.detach().numpy()
-    steps = depth_steps(assoc, rendered_depths(views, _gaussian_tensors(run.gaussians)), C.shape[0])
+    depths = rendered_depths(views, _gaussian_tensors(run.gaussians))
+    steps = depth_steps(assoc, depths, C.shape[0])
     out["post_hoc"] = {"before": score(seg)}
     for key, guard in (("merge", None), ("merge_guard", steps)):
         lut = np.arange(max(C.shape[0], seg.num_classes))
@@ -71,6 +90,8 @@ def main() -> int:
                         lut[j] = i
         merged = {int(j): int(lut[j]) for j in np.flatnonzero(lut != np.arange(len(lut)))}
         out["post_hoc"][key] = {**score(seg, lut), "merged": merged}
+        if guard is None:
+            out["post_hoc"]["evidence"] = evidence(assoc, merged, depths)
     for k in ("before", "merge", "merge_guard"):
         rows.append({"how": f"post-hoc, {k}", **{m: round(out["post_hoc"][k][m], 4) for m in ("miou", "mbiou")}})
     raw = load_masks(Path(args.run) / "masks", views)
@@ -83,6 +104,16 @@ def main() -> int:
         lab, prob = lift_labels(views, run.gaussians, res.masks, progress=False)
         s = score(Segmentation(None, labels=lab.astype(np.int32), prob=prob))
         out[key] = {**s, "objects": res.stats["objects"], "merged": res.stats["enclosed_parts_merged"]}
+        if key == "lifted_off":  # which merges the rule makes on this association, and their evidence
+            from gsgroup.segment.enclosure import merge_enclosed
+
+            merges = {}
+            for depth_arg, name in ((None, "merge"), (depths, "merge_guard")):
+                merges[name] = merge_enclosed(res.masks, res.owner, means, 0.6, depth_arg)[3]
+            out["lifted_evidence"] = [
+                {**e, "refused": e["part"] not in merges["merge_guard"]}
+                for e in evidence(res.masks, merges["merge"], depths)
+            ]
         rows.append({"how": key.replace("_", " "), **{m: round(v, 4) for m, v in s.items()}})
     path = save(args.name, out)
     print(table(rows, ["how", "miou", "mbiou"]))
