@@ -154,3 +154,24 @@ def test_step_guard_keeps_the_highlight_and_refuses_an_object_in_front():
         out, owner, k, merged = merge_enclosed(masks, labels, means, depths=given)
         assert merged == {SHINE_ID: BALL_ID} and k == 3
     assert merge_enclosed(masks, labels, means)[3][BOX_ID] == FLOOR_ID  # without depths: no guard
+
+
+def test_rendered_depths_is_the_camera_z():
+    """Alpha-normalised expected depth of Gaussians at one depth is that depth wherever they render."""
+    from types import SimpleNamespace
+
+    import torch
+
+    from gsgroup.segment.enclosure import rendered_depths
+
+    n = 5
+    means = torch.tensor([[x, 0.0, 0.0] for x in np.linspace(-0.4, 0.4, n)], dtype=torch.float32)
+    quats = torch.tensor([[1.0, 0, 0, 0]] * n)
+    scales = torch.full((n, 3), 0.1)
+    viewmat = torch.eye(4)
+    viewmat[2, 3] = 3.0  # world z = 0 is camera z = 3
+    K = torch.tensor([[60.0, 0, 32], [0, 60.0, 24], [0, 0, 1]])
+    view = SimpleNamespace(name="v", viewmat=viewmat.numpy(), K=K.numpy(), width=64, height=48)
+    z = rendered_depths([view], (means, quats, scales, torch.full((n,), 0.9)))["v"]
+    assert z.shape == (48, 64) and z[24, 32] > 0 and z[0, 0] == 0
+    assert np.allclose(z[z > 0], 3.0, atol=1e-4)
