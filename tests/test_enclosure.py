@@ -72,15 +72,15 @@ def test_highlight_joins_touching_objects_do_not():
 
 def test_depth_steps_counts():
     m = np.array([[1, 1, 1, 1, 2, 2, 2, 2]] * 4)
-    # reach 2, pairs across the column boundary: offset (0,2) 4 rows x 2, (2,2) 2 x 2, (2,-2) 2 x 2 = 16
+    # reach 2 px (2/8 of the width), pairs across the column boundary: offset (0,2) 4 rows x 2, (2,2) 2 x 2, (2,-2) 2 x 2 = 16
     flat = np.where(m == 1, 5.0, 5.2)  # a slope (4% < 10%)
-    B, S = depth_steps({"a": m}, {"a": flat}, 3, reach=2)
+    B, S = depth_steps({"a": m}, {"a": flat}, 3, reach=2 / 8)
     assert B[1, 2] == B[2, 1] == 16 and S.sum() == 0 and B[0].sum() == 0
-    B, S = depth_steps({"a": m}, {"a": np.where(m == 1, 5.0, 4.0)}, 3, reach=2)  # a step (25%)
+    B, S = depth_steps({"a": m}, {"a": np.where(m == 1, 5.0, 4.0)}, 3, reach=2 / 8)  # a step (25%)
     assert S[1, 2] == 16
     hole = flat.copy()
     hole[0] = 0.0  # nothing rendered in row 0: its pairs do not count
-    B, S = depth_steps({"a": m}, {"a": hole}, 3, reach=2)
+    B, S = depth_steps({"a": m}, {"a": hole}, 3, reach=2 / 8)
     assert B[1, 2] == 16 - 2 - 2 - 2  # one pair per offset and boundary column from row 0
 
 

@@ -52,17 +52,18 @@ def depth_steps(
     masks: Mapping[str, np.ndarray | None],
     depths: Mapping[str, np.ndarray],
     num_labels: int,
-    reach: int = 3,
+    reach: float = 0.015,
     jump: float = 0.1,
 ) -> tuple[np.ndarray, np.ndarray]:
     """Border pairs and depth steps (B [L,L], S [L,L]) int64, symmetric, zero diagonal, of associated
     masks {view: ids [H,W]} with rendered depths {view: z [H,W], 0 = nothing rendered}.
 
-    B[a,b] counts the pixel pairs ``reach`` px apart (directions STEP_SHIFTS) with ids a != b that both
-    have a depth, over all views; S[a,b] those of them whose depths differ by more than ``jump`` times
-    the nearer one (a step, not a slope: ``reach`` px on a surface seen at 70 degrees move z by ~3%).
-    ``reach`` > 1 looks past the border pixels, where the rendered depth blends both sides. Views
-    missing from ``depths`` are skipped; ids are clipped to 0..L-1."""
+    B[a,b] counts the pixel pairs r px apart (directions STEP_SHIFTS; r = ``reach`` of the view's larger
+    side, at least 1: 3 px at 200x150) with ids a != b that both have a depth, over all views; S[a,b]
+    those of them whose depths differ by more than ``jump`` times the nearer one (a step, not a slope:
+    3 px on a surface seen at 70 degrees move z by ~3%). r > 1 looks past the border pixels, where the
+    rendered depth blends both sides. Views missing from ``depths`` are skipped; ids are clipped to
+    0..L-1."""
     L = int(num_labels)
     B, S = np.zeros(L * L, np.int64), np.zeros(L * L, np.int64)
     for name, m in masks.items():
@@ -71,8 +72,9 @@ def depth_steps(
         m = np.clip(np.asarray(m, np.int64), 0, L - 1)
         z = np.asarray(depths[name], np.float64)
         H, W = m.shape
+        r = max(1, round(reach * max(H, W)))
         for dy, dx in STEP_SHIFTS:
-            dy, dx = dy * reach, dx * reach
+            dy, dx = dy * r, dx * r
             a_at = (slice(0, H - dy), slice(max(0, -dx), W - max(0, dx)))
             b_at = (slice(dy, H), slice(max(0, dx), W - max(0, -dx)))
             a, b, za, zb = m[a_at], m[b_at], z[a_at], z[b_at]
