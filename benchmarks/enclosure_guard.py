@@ -11,7 +11,8 @@ segmented run with classical masks, before/after, on the held-out test views aga
 
     python benchmarks/enclosure_guard.py --run DEMO/run --gt DEMO/scene/gt_mask --name enclosure_guard_demo
     python benchmarks/enclosure_guard.py --run TEX/run --gt TEX/scene/gt_mask --name enclosure_guard_textured
-Writes benchmarks/results/<--name>.json (with the merges each variant made: {part id: object id}).
+Writes benchmarks/results/<--name>.json (with the merges each variant made: {part id: object id}, each
+merge's border share and depth-step share, and a sweep of the guard's two thresholds on the lifted path).
 """
 
 from __future__ import annotations
@@ -22,6 +23,31 @@ from pathlib import Path
 
 sys.path.insert(0, str(Path(__file__).resolve().parent))
 from _common import machine, save, table
+
+
+def merges(C, labels, means, steps=None, step_share=None) -> dict[int, int]:
+    """{part id: object id}: every id enclosed by a larger one (enclosure.enclosed_parts), largest first."""
+    import numpy as np
+
+    from gsgroup.segment.enclosure import STEP_SHARE, enclosed_parts
+
+    lut = np.arange(max(C.shape[0], int(labels.max()) + 1))
+    for i in range(1, C.shape[0]):
+        if lut[i] == i:
+            for j in enclosed_parts(C, labels, means, [i], steps=steps, step_share=step_share or STEP_SHARE):
+                if j != i and lut[j] == j:
+                    lut[j] = i
+    return {int(j): int(lut[j]) for j in np.flatnonzero(lut != np.arange(len(lut)))}
+
+
+def relabel(merged: dict[int, int], n: int):
+    """Lookup table [n] mapping each merged part id to its object id."""
+    import numpy as np
+
+    lut = np.arange(n)
+    for j, i in merged.items():
+        lut[j] = i
+    return lut
 
 
 def main() -> int:
@@ -35,7 +61,7 @@ def main() -> int:
 
     from gsgroup.data.masks import load_masks
     from gsgroup.segment.associate import AssociateParams, _gaussian_tensors, associate_masks
-    from gsgroup.segment.enclosure import STEP_SHARE, adjacency, depth_steps, enclosed_parts, rendered_depths
+    from gsgroup.segment.enclosure import STEP_SHARE, adjacency, depth_steps, rendered_depths
     from gsgroup.segment.idmaps import render_ids
     from gsgroup.segment.lift import lift_labels
     from gsgroup.segment.metrics import GtMaps, evaluate_segmentation, load_gt_dir
@@ -82,14 +108,8 @@ def main() -> int:
     steps = depth_steps(assoc, depths, C.shape[0])
     out["post_hoc"] = {"before": score(seg)}
     for key, guard in (("merge", None), ("merge_guard", steps)):
-        lut = np.arange(max(C.shape[0], seg.num_classes))
-        for i in range(1, C.shape[0]):
-            if lut[i] == i:
-                for j in enclosed_parts(C, labels, means, [i], steps=guard):
-                    if j != i and lut[j] == j:
-                        lut[j] = i
-        merged = {int(j): int(lut[j]) for j in np.flatnonzero(lut != np.arange(len(lut)))}
-        out["post_hoc"][key] = {**score(seg, lut), "merged": merged}
+        merged = merges(C, np.asarray(labels), means, guard)
+        out["post_hoc"][key] = {**score(seg, relabel(merged, max(C.shape[0], seg.num_classes))), "merged": merged}
         if guard is None:
             out["post_hoc"]["evidence"] = evidence(assoc, merged, depths)
     for k in ("before", "merge", "merge_guard"):
@@ -104,19 +124,29 @@ def main() -> int:
         lab, prob = lift_labels(views, run.gaussians, res.masks, progress=False)
         s = score(Segmentation(None, labels=lab.astype(np.int32), prob=prob))
         out[key] = {**s, "objects": res.stats["objects"], "merged": res.stats["enclosed_parts_merged"]}
-        if key == "lifted_off":  # which merges the rule makes on this association, and their evidence
-            from gsgroup.segment.enclosure import merge_enclosed
-
-            merges = {}
-            for depth_arg, name in ((None, "merge"), (depths, "merge_guard")):
-                merges[name] = merge_enclosed(res.masks, res.owner, means, 0.6, depth_arg)[3]
+        if key == "lifted_off":  # which merges the rule makes on this association, their evidence, a sweep
+            Ca = adjacency(res.masks)
+            unguarded = merges(Ca, res.owner, means)
+            guarded = merges(Ca, res.owner, means, depth_steps(res.masks, depths, Ca.shape[0]))
             out["lifted_evidence"] = [
-                {**e, "refused": e["part"] not in merges["merge_guard"]}
-                for e in evidence(res.masks, merges["merge"], depths)
+                {**e, "refused": e["part"] not in guarded} for e in evidence(res.masks, unguarded, depths)
             ]
+            out["lifted_sweep"], scored = [], {}
+            for jump in (0.05, 0.1, 0.2):
+                st = depth_steps(res.masks, depths, Ca.shape[0], jump=jump)
+                for step_share in (0.05, 0.1, 0.15, 0.2, 0.25, 0.3):
+                    merged = merges(Ca, res.owner, means, st, step_share)
+                    k = tuple(sorted(merged.items()))
+                    if k not in scored:
+                        masks = {n: relabel(merged, Ca.shape[0])[m] for n, m in res.masks.items()}
+                        lab_s, prob_s = lift_labels(views, run.gaussians, masks, progress=False)
+                        scored[k] = score(Segmentation(None, labels=lab_s.astype(np.int32), prob=prob_s))
+                    out["lifted_sweep"].append({"jump": jump, "step_share": step_share, "merged": merged, **scored[k]})
         rows.append({"how": key.replace("_", " "), **{m: round(v, 4) for m, v in s.items()}})
     path = save(args.name, out)
     print(table(rows, ["how", "miou", "mbiou"]))
+    sweep = [{**r, "merged": len(r["merged"]), "miou": round(r["miou"], 4)} for r in out["lifted_sweep"]]
+    print(table(sweep, ["jump", "step_share", "merged", "miou"]))
     print(f"wrote {path}")
     return 0
 
