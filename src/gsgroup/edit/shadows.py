@@ -27,6 +27,7 @@ import torch
 from ..render.rasterize import rasterize
 
 LUMA = np.array([0.299, 0.587, 0.114])
+CUTS = (0.5, 0.7, 0.9, 0.97, 0.99)  # shadow-map alpha over which a floor point is in shadow: calibrated
 
 
 @dataclass
@@ -58,6 +59,7 @@ class Light:
     score: float = 0.0
     runner_up: float = 0.0
     ratio: np.ndarray = field(default_factory=lambda: np.ones(3))
+    cut: float = 0.5
     confident: bool = False
 
     def info(self) -> dict:
@@ -67,6 +69,7 @@ class Light:
             "iou": round(self.score, 3),
             "runner_up_iou": round(self.runner_up, 3),
             "shadow_ratio": [round(float(x), 3) for x in self.ratio],
+            "alpha_cut": self.cut,
             "confident": bool(self.confident),
         }
 
@@ -154,10 +157,11 @@ def sample(image: np.ndarray, xy: np.ndarray) -> np.ndarray:
     return out
 
 
-def shadowed(points: np.ndarray, blockers, direction, centre, radius, size: int = 128) -> np.ndarray:
-    """[M] bool: floor points [M,3] whose light along ``direction`` the ``blockers`` (see ``shadow_map``) stop."""
+def shadowed(points: np.ndarray, blockers, direction, centre, radius, size: int = 256, cut: float = 0.5) -> np.ndarray:
+    """[M] bool: floor points [M,3] whose light along ``direction`` the ``blockers`` (see ``shadow_map``) stop
+    (shadow-map alpha over ``cut``)."""
     alpha, V, K = shadow_map(blockers, direction, centre, radius, size)
-    return sample(alpha, project(points, V, K)) > 0.5
+    return sample(alpha, project(points, V, K)) > cut
 
 
 def plane_depth(K: np.ndarray, viewmat: np.ndarray, width: int, height: int, normal, offset) -> tuple:
@@ -249,7 +253,9 @@ def floor_light(g, floor: np.ndarray, obs: list[Observation]) -> Light:
     fm = means[floor]
     if len(fm) > 20000:
         fm = fm[np.random.default_rng(0).choice(len(fm), 20000, replace=False)]
-    cams = np.array([-np.asarray(o.viewmat, np.float64)[:3, :3].T @ np.asarray(o.viewmat, np.float64)[:3, 3] for o in obs])
+    cams = np.array(
+        [-np.asarray(o.viewmat, np.float64)[:3, :3].T @ np.asarray(o.viewmat, np.float64)[:3, 3] for o in obs]
+    )
     normal, offset = fit_plane(fm, cams.mean(0) - fm.mean(0))
     opaque = (torch.sigmoid(g.opacities.detach()).numpy() > 0.5) & floor
     h = means[opaque] @ normal + offset if opaque.sum() >= 10 else fm @ normal + offset
@@ -265,7 +271,7 @@ def iou(a: np.ndarray, b: np.ndarray) -> float:
 
 
 def estimate_light(
-    g, floor: np.ndarray, obs: list[Observation], dark: float = 0.6, size: int = 128, min_iou: float = 0.4,
+    g, floor: np.ndarray, obs: list[Observation], dark: float = 0.6, size: int = 256, min_iou: float = 0.4,
     margin: float = 0.1,
 ) -> Light | None:  # fmt: skip
     """The light direction that best explains the floor's darkness in ``obs`` (module docstring, step 3).
@@ -283,11 +289,13 @@ def estimate_light(
 
     def score(cands):
         for d in cands:
+            alpha, V, K = shadow_map(blockers, d, light.centre, light.radius, size)
+            a = sample(alpha, project(P, V, K))
             dirs.append(d)
-            scores.append(iou(shadowed(P, blockers, d, light.centre, light.radius, size), D))
+            scores.append(max((iou(a > c, D), c) for c in CUTS))
 
     score(hemisphere(light.normal))
-    first = np.argsort(scores)[::-1]
+    first = np.argsort([s[0] for s in scores])[::-1]
     tops = []
     for i in first:
         if all(np.degrees(np.arccos(np.clip(dirs[i] @ t, -1, 1))) >= 10 for t in tops):
@@ -296,13 +304,14 @@ def estimate_light(
             break
     for t in tops:
         score(around(t, 8.0, 4.0))
-    score(around(dirs[int(np.argmax(scores))], 2.0, 1.0))
-    best = int(np.argmax(scores))
+    score(around(dirs[int(np.argmax([s[0] for s in scores]))], 2.0, 1.0))
+    ious = np.array([s[0] for s in scores])
+    best = int(np.argmax(ious))
     d = dirs[best]
     far = np.degrees(np.arccos(np.clip(np.asarray(dirs) @ d, -1, 1))) >= 20
-    light.direction, light.score = d / np.linalg.norm(d), scores[best]
-    light.runner_up = float(np.max(np.asarray(scores)[far])) if far.any() else 0.0
-    pred = shadowed(P, blockers, light.direction, light.centre, light.radius, size)
+    light.direction, light.score, light.cut = d / np.linalg.norm(d), float(ious[best]), scores[best][1]
+    light.runner_up = float(np.max(ious[far])) if far.any() else 0.0
+    pred = shadowed(P, blockers, light.direction, light.centre, light.radius, size, light.cut)
     if (pred & D).sum() >= 10 and (~pred & ~D).sum() >= 10:
         light.ratio = np.median(C[pred & D], 0) / np.maximum(np.median(C[~pred & ~D], 0), 1e-3)
     light.confident = light.score >= min_iou and light.runner_up <= light.score - margin
@@ -317,6 +326,6 @@ def cast_shadow(g, light: Light, views: list, size: int = 256) -> list[np.ndarra
     out = []
     for v in views:
         pts, z = plane_depth(v.K, v.viewmat, v.width, v.height, light.normal, light.offset)
-        lit = sample(alpha, project(pts.reshape(-1, 3), V, K)).reshape(z.shape) > 0.5
+        lit = sample(alpha, project(pts.reshape(-1, 3), V, K)).reshape(z.shape) > light.cut
         out.append(lit & (z > 0))
     return out

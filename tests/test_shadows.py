@@ -1,0 +1,116 @@
+"""The light estimate and cast shadows (edit/shadows.py) against the built-in scene's ground truth: Gaussians
+made from the generator's exact depth (one per pixel of a few views, as tests/test_edit.py builds its runs),
+the generator's own renders (with its ray-cast shadows) as the observed views; the light direction is
+checked against scene.json's ``light.direction_to_light`` and the cast shadows against
+``synthetic_raycast.shadow_blockers``."""
+
+from __future__ import annotations
+
+import numpy as np
+import pytest
+import torch
+
+from gsgroup.data.synthetic import make_cameras, render_view
+from gsgroup.data.synthetic_raycast import shadow_blockers
+from gsgroup.data.synthetic_scene import scene_spec
+from gsgroup.edit.shadows import Observation, cast_shadow, estimate_light, fit_plane, hemisphere, iou
+from gsgroup.model import Gaussians
+from gsgroup.model.sh import rgb_to_sh
+
+W, H, NVIEWS = 100, 75, 10
+
+
+def backproject(depth, K, V):
+    """World points [M,3] of the pixels with depth > 0, and those pixels (rows, cols)."""
+    v, u = np.nonzero(depth > 0)
+    z = depth[v, u].astype(np.float64)
+    cam = np.stack([(u + 0.5 - K[0, 2]) / K[0, 0] * z, (v + 0.5 - K[1, 2]) / K[1, 1] * z, z], 1)
+    return (cam - V[:3, 3]) @ V[:3, :3], (v, u)
+
+
+class Cam:
+    def __init__(self, K, V):
+        self.K, self.viewmat, self.width, self.height = K, V, W, H
+
+
+@pytest.fixture(scope="module")
+def scene():
+    spec = scene_spec(0)
+    cams = make_cameras(spec, NVIEWS, W, H)
+    pts, cols, labs, sizes, obs = [], [], [], [], []
+    for K, V in cams:
+        r = render_view(spec, K, V, W, H, supersample=1)
+        p, pix = backproject(r["depth"], K, V)
+        pts.append(p)
+        cols.append(r["rgb"][pix])
+        labs.append(r["mask"][pix])
+        sizes.append(r["depth"][pix] / K[0, 0])
+        obs.append(Observation(r["rgb"], (r["depth"] > 0).astype(np.float32), r["depth"], K, V))
+    pts, cols, labs, sizes = map(np.concatenate, (pts, cols, labs, sizes))
+    n = len(pts)
+    g = Gaussians(
+        means=torch.from_numpy(pts).float(),
+        quats=torch.tensor([[1.0, 0, 0, 0]]).repeat(n, 1),
+        scales=torch.log(torch.from_numpy(0.35 * sizes).float())[:, None].repeat(1, 3),
+        opacities=torch.full((n,), 3.0),
+        sh0=rgb_to_sh(torch.from_numpy(cols).float())[:, None],
+        shN=torch.zeros(n, 0, 3),
+        ids=torch.zeros(n, 0),
+    )
+    truth = np.asarray(spec.to_json()["light"]["direction_to_light"], np.float64)
+    return {"spec": spec, "cams": cams, "g": g, "labels": labs, "obs": obs, "truth": truth / np.linalg.norm(truth)}
+
+
+def test_fit_plane_recovers_a_noisy_plane_with_outliers():
+    rng = np.random.default_rng(1)
+    n_true = np.array([0.1, -0.2, 1.0]) / np.linalg.norm([0.1, -0.2, 1.0])
+    xy = rng.uniform(-3, 3, (2000, 2))
+    z = (-0.5 - n_true[0] * xy[:, 0] - n_true[1] * xy[:, 1]) / n_true[2]
+    pts = np.c_[xy, z] + rng.normal(0, 0.005, (2000, 3))
+    pts = np.r_[pts, rng.uniform(-3, 3, (500, 3)) + [0, 0, 2]]  # objects above it
+    n, d = fit_plane(pts, up=np.array([0, 0, 1.0]))
+    assert np.degrees(np.arccos(n @ n_true)) < 0.5
+    assert abs(d - 0.5) < 0.01
+
+
+def test_hemisphere_covers_the_upper_half_evenly():
+    d = hemisphere(np.array([0, 0, 1.0]), 10.0)
+    assert np.allclose(np.linalg.norm(d, axis=1), 1) and (d[:, 2] > 0.25).all()
+    probe = np.random.default_rng(0).normal(size=(500, 3))
+    probe[:, 2] = np.abs(probe[:, 2])
+    probe /= np.linalg.norm(probe, axis=1, keepdims=True)
+    probe = probe[probe[:, 2] > np.sin(np.radians(15))]
+    nearest = np.degrees(np.arccos(np.clip(probe @ d.T, -1, 1))).min(1)
+    assert nearest.max() < 10.0
+
+
+@pytest.fixture(scope="module")
+def light(scene):
+    return estimate_light(scene["g"], scene["labels"] == 0, scene["obs"][::2])
+
+
+def test_estimated_light_is_the_scenes(scene, light):
+    err = np.degrees(np.arccos(np.clip(light.direction @ scene["truth"], -1, 1)))
+    assert err < 3.0
+    assert light.confident and light.score > 0.7
+    spec = scene["spec"]
+    lit = spec.ambient + (1 - spec.ambient) * scene["truth"][2]
+    assert np.allclose(light.ratio, spec.ambient / lit, atol=0.05)  # shadowed / lit floor, Lambertian
+
+
+def test_cast_shadow_agrees_with_ray_casting(scene, light):
+    """The estimated light's cast shadows (the removed sphere's, the other objects') on the floor pixels of
+    views it was not estimated from, against ray casting towards the true light."""
+    spec, g, labels = scene["spec"], scene["g"], scene["labels"]
+    cams = [Cam(K, V) for K, V in scene["cams"][1::3]]
+    mine = cast_shadow(g.select(torch.from_numpy(labels == 1)), light, cams)
+    others = cast_shadow(g.select(torch.from_numpy(labels > 1)), light, cams)
+    for cam, o, m, rest in zip(cams, scene["obs"][1::3], mine, others):
+        floor = (render_view(spec, cam.K, cam.viewmat, W, H, supersample=1)["mask"] == 0) & (o.depth > 0)
+        p, pix = backproject(np.where(floor, o.depth, 0), cam.K, cam.viewmat)
+        bits = shadow_blockers(spec.objects, p, scene["truth"])
+        by_one, by_rest = (bits & 1) > 0, (bits & ~np.uint16(1)) > 0
+        assert by_one.sum() > 20 and by_rest.sum() > 20
+        only, truth_only = m[pix] & ~rest[pix], by_one & ~by_rest
+        assert np.mean(m[pix] == by_one) > 0.99 and np.mean(rest[pix] == by_rest) > 0.99
+        assert iou(m[pix], by_one) > 0.7 and iou(rest[pix], by_rest) > 0.7 and iou(only, truth_only) > 0.7
