@@ -13,7 +13,7 @@ import torch
 from gsgroup.data.synthetic import make_cameras, render_view
 from gsgroup.data.synthetic_raycast import shadow_blockers
 from gsgroup.data.synthetic_scene import scene_spec
-from gsgroup.edit.shadows import Observation, cast_shadow, estimate_light, fit_plane, hemisphere, iou
+from gsgroup.edit.shadows import Observation, cast_shadow, estimate_light, fit_plane, hemisphere, iou, shaded_fill
 from gsgroup.model import Gaussians
 from gsgroup.model.sh import rgb_to_sh
 
@@ -114,3 +114,27 @@ def test_cast_shadow_agrees_with_ray_casting(scene, light):
         only, truth_only = m[pix] & ~rest[pix], by_one & ~by_rest
         assert np.mean(m[pix] == by_one) > 0.99 and np.mean(rest[pix] == by_rest) > 0.99
         assert iou(m[pix], by_one) > 0.7 and iou(rest[pix], by_rest) > 0.7 and iou(only, truth_only) > 0.7
+
+
+def test_shaded_fill_keeps_a_neighbours_shadow_dark():
+    """A never-seen hole across the edge of another object's shadow on a plain floor: filled on the lit
+    image and shaded back, each pixel gets the analytic floor colour (lit, or lit x ratio in the
+    shadow); a plain 2D fill mixes the two."""
+    from gsgroup.edit.inpainting import opencv_inpaint
+    from gsgroup.edit.shadows import Attribution, Light
+
+    h, w = 60, 80
+    yy, xx = np.mgrid[:h, :w]
+    lit, ratio = np.array([0.7, 0.68, 0.6]), np.array([0.36, 0.36, 0.37])
+    band = (xx > 30) & (xx < 55)  # the neighbour's shadow
+    truth = np.where(band[..., None], lit * ratio, lit).astype(np.float32)
+    hole = (xx - 45) ** 2 + (yy - 30) ** 2 < 14**2
+    rgb = np.where(hole[..., None], 0.2, truth).astype(np.float32)  # the hole holds garbage
+    light = Light(np.array([0, 0, 1.0]), np.array([0, 0, 1.0]), 0.0, 0.01, np.zeros(3), 1.0, ratio=ratio)
+    att = Attribution(light, {"v": np.zeros_like(band)}, {"v": band})
+    inpaint = lambda img, m: opencv_inpaint(img, m, 5)  # noqa: E731
+    shaded = shaded_fill(inpaint, rgb, hole, att.shade("v", np.ones_like(band)))
+    plain = inpaint(rgb, hole)
+    inner = hole & ~(np.abs(xx - 30.5) < 3) & ~(np.abs(xx - 54.5) < 3)  # away from the shadow's edges
+    assert np.abs(shaded - truth)[inner].max() < 0.03
+    assert np.abs(plain - truth)[inner].max() > 0.1

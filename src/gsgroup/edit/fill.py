@@ -44,6 +44,7 @@ from .inpainting import (
     plane_fit,
     seed_gaussians,
 )
+from .shadows import attribute, shaded_fill
 
 
 @dataclass
@@ -70,6 +71,7 @@ def shadow_mask(
     reach: float = 1.5,
     dark: float = 0.7,
     chroma_tol: float = 0.08,
+    allowed: np.ndarray | None = None,
 ) -> np.ndarray:
     """The shadow a removed object cast, in one view. rgb [H,W,3] after removal, hole [H,W] bool (the
     footprint), other [H,W] bool (pixels of other objects, never shadow) -> [H,W] bool.
@@ -78,7 +80,8 @@ def shadow_mask(
     the zone's surface pixels outside the hole (median colour). Shadow: zone pixels whose chroma is
     within ``chroma_tol`` of the reference chroma and whose luminance is under ``dark`` x the
     reference's, in components touching the hole. Lambertian shadows keep the surface's chroma and
-    only darken it, which is what separates them from dark objects nearby."""
+    only darken it, which is what separates them from dark objects nearby. ``allowed`` [H,W] bool: where
+    shadow may be at all (``shadows.Attribution``: the removed object's cast shadow, no other's)."""
     if not hole.any():
         return np.zeros_like(hole)
     r = max(3, int(round(reach * np.sqrt(hole.sum() / np.pi))))
@@ -95,6 +98,8 @@ def shadow_mask(
     ref_chroma = ref / (ref.sum() + 1e-3)
     near_chroma = np.linalg.norm(chroma - ref_chroma, axis=2) < chroma_tol
     cand = zone & near_chroma & (lum < dark * ref_lum)
+    if allowed is not None:
+        cand &= allowed
     if not cand.any():
         return cand
     n, comp = cv2.connectedComponents((cand | hole).astype(np.uint8), connectivity=8)
@@ -162,9 +167,12 @@ def fill_views(
     px: int,
     shadows: bool = True,
     ring_px: int | None = None,
+    attribution=None,
 ) -> list[FillView]:
     """Per training view in which the removed ids show: holes, unseen parts, shadows, inpainted targets
-    and loss weights (module docstring, steps 1-2)."""
+    and loss weights (module docstring, steps 1-2). With an ``attribution`` (``shadows.attribute``), the
+    shadow is dark floor that the removed Gaussians shadow and no other does, and the 2D fill is made
+    on the image divided by the remaining objects' shading, which it then multiplies back."""
     out = []
     ring_px = ring_px if ring_px is not None else 2 * px
     with torch.no_grad():
@@ -186,13 +194,21 @@ def fill_views(
             revealed = dilate_mask(revealed, 1) & hole
             other = nearer_other(r0.ids, foot, surface, revealed)
             unseen = dilate_mask(hole & (alpha1 < 0.9), 1) & dilate_mask(hole, 1) & ~other
-            shadow = shadow_mask(rgb1, hole, other) if shadows else np.zeros_like(hole)
-            shadow = dilate_mask(shadow, 2) & ~other  # with its penumbra
+            solid = (~np.isin(r0.ids, surface) & ~foot) | revealed
+            shade = np.ones_like(rgb1)
+            if attribution is not None and shadows:
+                mine, theirs = attribution.removed[view.name], attribution.remaining[view.name]
+                shadow = shadow_mask(rgb1, hole, solid, allowed=dilate_mask(mine, 2) & ~theirs)
+                shadow = dilate_mask(shadow, 2) & ~solid & ~theirs
+                shade = attribution.shade(view.name, ~solid)
+            else:
+                shadow = shadow_mask(rgb1, hole, other) if shadows else np.zeros_like(hole)
+                shadow = dilate_mask(shadow, 2) & ~other  # with its penumbra
             region = unseen | shadow
-            objects = ((~np.isin(r0.ids, surface) & ~foot) | revealed) & ~region
+            objects = solid & ~region
             # other objects are no source for the fill: inpaint them too, keep them as they were
             source_free = closed(region | touching(dilate_mask(objects, 2), dilate_mask(region, 3 * px)))
-            target = inpainter(rgb1, source_free) if region.any() else rgb1
+            target = shaded_fill(inpainter, rgb1, source_free, shade) if region.any() else rgb1
             target = np.where(region[..., None], target, rgb1).astype(np.float32)
             weight = np.where(dilate_mask(hole | shadow, 2 * ring_px), 1.0, 0.25).astype(np.float32)
             out.append(
@@ -274,13 +290,14 @@ def fill_hole(
 ):
     """Steps 1-3 of the module docstring. g1, seg1: the Gaussians after removal. Returns (Gaussians:
     g1's, refined, then the new ones; the number of new ones; nearest survivor of each new one [M];
-    the views; the number of refined survivors; the consistency before fitting), or None when the
-    ids show in no view."""
+    the views; the number of refined survivors; the consistency before fitting; the estimated light or
+    None), or None when the ids show in no view."""
     from .fitting import fit_gaussians, merge_subset
     from .ops import concat
 
     ring = max(3, 2 * px)
-    fills = fill_views(g0, seg0, g1, seg1, ids, views, background, inpainter, px, shadows=opts.shadows)
+    light, att = attribute(g0, seg0, g1, ids, views, background, px) if opts.shadows else (None, None)
+    fills = fill_views(g0, seg0, g1, seg1, ids, views, background, inpainter, px, opts.shadows, attribution=att)
     if not fills:
         return None
     pts, cols, sizes = merge_seeds(*seeds(fills, ring, opts.stride), opts.max_seeds, opts.seed)
@@ -322,7 +339,7 @@ def fill_hole(
             desc="fill",
         )
         allg = merge_subset(allg, free, fitted)
-    return allg, len(new), nearest, fills, int(near.sum()), seeded
+    return allg, len(new), nearest, fills, int(near.sum()), seeded, light
 
 
 def inpaint_scene(run, sel, opts, progress: bool = False):
@@ -353,7 +370,7 @@ def inpaint_scene(run, sel, opts, progress: bool = False):
     )
     if done is None:
         raise InputError(f"{run.path}: ids {sel.ids} are not visible in any training view; use remove instead")
-    g, n_new, nearest, fills, n_near, seeded = done
+    g, n_new, nearest, fills, n_near, seeded, light = done
     seg = seg1.append(seg1.labels[nearest]) if seg1.classifier is None else seg1
     after = consistency(g, fills, run.backdrop)
     info = {
@@ -369,6 +386,7 @@ def inpaint_scene(run, sel, opts, progress: bool = False):
         "views": len(fills),
         "unseen_pixels": int(sum(f.unseen.sum() for f in fills)),
         "shadow_pixels": int(sum(f.shadow.sum() for f in fills)),
+        "light": light.info() if light is not None else None,
         "consistency_seeded": {k: v for k, v in seeded.items() if k != "per_view"},
         "consistency": after,
     }

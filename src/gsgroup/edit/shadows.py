@@ -146,7 +146,7 @@ def shadow_map(blockers, direction, centre, radius, size: int = 128):
 def sample(image: np.ndarray, xy: np.ndarray) -> np.ndarray:
     """Bilinear samples [M] of image [S,S] at pixel coordinates xy [M,2] (0 outside)."""
     s = image.shape[0]
-    p = xy - 0.5
+    p = np.clip(np.nan_to_num(xy - 0.5, nan=-2.0), -2.0, s + 1.0)
     x0, y0 = np.floor(p[:, 0]).astype(np.int64), np.floor(p[:, 1]).astype(np.int64)
     fx, fy = p[:, 0] - x0, p[:, 1] - y0
     pad = np.pad(image, 1)
@@ -271,7 +271,7 @@ def iou(a: np.ndarray, b: np.ndarray) -> float:
 
 
 def estimate_light(
-    g, floor: np.ndarray, obs: list[Observation], dark: float = 0.6, size: int = 256, min_iou: float = 0.4,
+    g, floor: np.ndarray, obs: list[Observation], dark: float = 0.6, size: int = 256, min_iou: float = 0.7,
     margin: float = 0.1,
 ) -> Light | None:  # fmt: skip
     """The light direction that best explains the floor's darkness in ``obs`` (module docstring, step 3).
@@ -329,3 +329,61 @@ def cast_shadow(g, light: Light, views: list, size: int = 256) -> list[np.ndarra
         lit = sample(alpha, project(pts.reshape(-1, 3), V, K)).reshape(z.shape) > light.cut
         out.append(lit & (z > 0))
     return out
+
+
+@dataclass
+class Attribution:
+    """Per training view (by name), the floor pixels [H,W] bool shadowed by the removed Gaussians
+    (``removed``) and by the remaining ones (``remaining``), under a confident ``light``."""
+
+    light: Light
+    removed: dict
+    remaining: dict
+
+    def shade(self, name: str, floor: np.ndarray) -> np.ndarray:
+        """Per-pixel shading [H,W,3] of one view: ``light.ratio`` on the ``floor`` [H,W] bool pixels that
+        the remaining objects shadow, 1 elsewhere (an image divided by it is lit everywhere)."""
+        on = (self.remaining[name] & floor)[..., None]
+        return np.where(on, np.clip(self.light.ratio, 0.05, 1.0), 1.0).astype(np.float32)
+
+
+def shaded_fill(inpainter, rgb: np.ndarray, hole: np.ndarray, shade: np.ndarray) -> np.ndarray:
+    """2D fill [H,W,3] of rgb [H,W,3] inside hole [H,W] bool made on the lit image rgb / shade (shade
+    [H,W,3], ``Attribution.shade``) and shaded back: a filled pixel in another object's shadow is as dark
+    as that shadow, whatever its sources."""
+    return (inpainter(np.clip(rgb / shade, 0, 1), hole) * shade).astype(np.float32)
+
+
+def attribute(g0, seg0, g1, ids, views: list, background, px: int, n_obs: int = 6):
+    """The fill's light (``estimate_light`` on ``n_obs`` evenly spread training views of the pre-edit
+    Gaussians g0; the floor = Gaussians labelled with the surface ids around the removed ids' footprint)
+    and, when it is confident, the Attribution of every view's floor shadow to the removed Gaussians
+    (g0's labelled ``ids``) and the remaining ones (g1). Returns (Light or None, Attribution or None)."""
+    from ..segment.idmaps import id_features, ids_from_render
+    from ..train.trainer import render_view, view_tensors
+    from .fill import surface_ids
+    from .inpainting import dilate_mask
+
+    labels = seg0.label(g0)[0]
+    removed = np.isin(labels, ids)
+    obs, surface = [], [0]
+    with torch.no_grad():
+        for view in views[:: max(1, len(views) // n_obs)][:n_obs]:
+            r = render_view(g0, view_tensors(view), g0.sh_degree, background, extra_features=id_features(g0, seg0))
+            idr = ids_from_render(r.image, r.alpha, seg0)
+            depth = r.depth[..., 0].numpy()
+            foot = np.isin(idr.ids, ids)
+            if foot.sum() >= 10:
+                surface = np.union1d(surface, surface_ids(idr.ids, dilate_mask(foot, px), depth=depth))
+            K, V = np.asarray(view.K, np.float64), np.asarray(view.viewmat, np.float64)
+            obs.append(Observation(np.clip(idr.rgb, 0, 1), idr.alpha, depth, K, V))
+    floor = np.isin(labels, surface) & ~removed
+    if floor.sum() < 100:
+        return None, None
+    light = estimate_light(g0, floor, obs)
+    if light is None or not light.confident:
+        return light, None
+    mine = cast_shadow(g0.select(torch.from_numpy(removed)), light, views)
+    theirs = cast_shadow(g1, light, views)
+    names = [v.name for v in views]
+    return light, Attribution(light, dict(zip(names, mine)), dict(zip(names, theirs)))
