@@ -27,6 +27,7 @@ import torch
 from ..render.rasterize import rasterize
 
 LUMA = np.array([0.299, 0.587, 0.114])
+USE_LIGHT = True  # False: the scene fill attributes shadows by distance alone, as before (for comparisons)
 CUTS = (0.5, 0.7, 0.9, 0.97, 0.99)  # shadow-map alpha over which a floor point is in shadow: calibrated
 
 
@@ -364,6 +365,8 @@ def attribute(g0, seg0, g1, ids, views: list, background, px: int, n_obs: int = 
     from .fill import surface_ids
     from .inpainting import dilate_mask
 
+    if not USE_LIGHT:
+        return None, None
     labels = seg0.label(g0)[0]
     removed = np.isin(labels, ids)
     obs, surface = [], [0]
