@@ -8,7 +8,10 @@ the part no view saw needs new content (Gaussian Grouping's "unseen region"):
    and the **shadow** the object cast (``shadow_mask``: pixels near the footprint with the chroma of
    the surrounding surface but under ``dark`` x its brightness, connected to the hole and nearer to it
    than to any other object, whose own shadow stays; the reconstruction baked the shadow into the
-   floor and it has to go with the object);
+   floor and it has to go with the object). When a light direction estimated from the reconstruction
+   explains the floor's darkness (``shadows.attribute``), the shadow is instead the dark floor that the
+   object's Gaussians shadow and no remaining Gaussian does: a neighbour's shadow across the footprint
+   stays, and the never-seen floor under it is filled dark (``shadows.shaded_fill``);
 2. 2D-inpaint only unseen + shadow (dilated by a pixel or two) of the after-removal render; the rest
    of the hole keeps what the surviving Gaussians show;
 3. seed new Gaussians in the unseen part (plane-fitted depth, see ``inpainting.prepare_views``) and
