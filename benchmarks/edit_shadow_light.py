@@ -103,6 +103,7 @@ def main() -> int:
         res[label]["consistency"] = {k: v for k, v in ed.edit["consistency"].items() if k != "per_view"}
         rows.append((label, res[label]))
         print(label, {k: res[label][k] for k in ("residue_pct", "hole_db", "outside_db_min")}, flush=True)
+        save(args.name, {**res, "light_truth": truth_light})  # each finished fill, in case of a stop
     res["light_truth"] = truth_light
     path = save(args.name, res)
     cols = ["edit", "residue %", "hole dB", "outside dB (min)", "light error"]
