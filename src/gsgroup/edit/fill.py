@@ -202,6 +202,8 @@ def fill_views(
             if attribution is not None and shadows:
                 mine, theirs = attribution.removed[view.name], attribution.remaining[view.name]
                 shadow = shadow_mask(rgb1, hole, solid, allowed=dilate_mask(mine, 2) & ~theirs)
+                # footprint floor as dark as a shadow that no other object's shadow explains: the removed one's
+                shadow |= shadow_mask(rgb1, hole, solid, dark=0.5, allowed=hole & ~dilate_mask(theirs, 3))
                 shadow = dilate_mask(shadow, 2) & ~solid & ~theirs
                 shade = attribution.shade(view.name, ~solid)
             else:
