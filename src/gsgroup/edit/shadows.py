@@ -7,12 +7,14 @@ module tells them apart with one distant light, estimated from the reconstructio
 1. ``fit_plane``: the supporting surface's plane, robustly fitted to the floor Gaussians' means;
    *blockers* are the Gaussians standing higher above it than the floor's own spread;
 2. ``shadow_map``: the blockers' alpha rendered by ``render.rasterize`` from a distant camera along a
-   direction; a floor point is shadowed where its projection into that map has alpha > 0.5;
+   direction; a floor point is shadowed where its projection into that map has alpha over a cut (one
+   of ``CUTS``, chosen with the direction: splats seen edge-on pile up alpha past an object's outline);
 3. ``estimate_light``: in a few views (``Observation``: a render's rgb, alpha and depth), floor pixels
    (depth on the plane) whose luminance is under ``dark`` x the floor's lit reference are observed shadow;
-   each candidate direction on the upper hemisphere (a coarse grid, then two finer grids around the best
-   ones) predicts a shadow; the score is the IoU of predicted and observed shadow; the best wins, and
-   the estimate is *confident* when its IoU is high and no direction 20 degrees or more away comes close;
+   each candidate direction on the upper hemisphere (rings 10 degrees apart from 15 degrees elevation,
+   then grids of 4 and 1 degree around the best ones) predicts a shadow; the score is the IoU of
+   predicted and observed shadow; the best wins, and the estimate is *confident* when its IoU is at
+   least 0.7 and no direction 20 degrees or more away comes within 0.1 of it;
 4. ``cast_shadow``: per view, the floor pixels a given set of Gaussians shadows (rays through the pixels
    meet the plane; the points are looked up in that set's shadow map).
 """
@@ -49,7 +51,8 @@ class Light:
     offset: the floor plane normal . x + offset = 0 (normal towards the cameras); height: Gaussians higher
     above the plane block light; centre [3], radius: the region the shadow maps cover; score: IoU of the
     predicted and observed shadow; runner_up: the best IoU 20+ degrees away; ratio [3]: shadowed / lit
-    floor colour per channel; confident: whether to trust it."""
+    floor colour per channel; cut: the shadow-map alpha over which a point is shadowed; confident:
+    whether to trust it."""
 
     direction: np.ndarray
     normal: np.ndarray
@@ -327,8 +330,8 @@ def cast_shadow(g, light: Light, views: list, size: int = 256) -> list[np.ndarra
     out = []
     for v in views:
         pts, z = plane_depth(v.K, v.viewmat, v.width, v.height, light.normal, light.offset)
-        lit = sample(alpha, project(pts.reshape(-1, 3), V, K)).reshape(z.shape) > light.cut
-        out.append(lit & (z > 0))
+        dark = sample(alpha, project(pts.reshape(-1, 3), V, K)).reshape(z.shape) > light.cut
+        out.append(dark & (z > 0))
     return out
 
 
