@@ -11,7 +11,7 @@ module tells them apart with one distant light, estimated from the reconstructio
    of ``CUTS``, chosen with the direction: splats seen edge-on pile up alpha past an object's outline);
 3. ``estimate_light``: in a few views (``Observation``: a render's rgb, alpha and depth), floor pixels
    (depth on the plane) whose luminance is under ``dark`` x the floor's lit reference are observed shadow;
-   each candidate direction on the upper hemisphere (rings 10 degrees apart from 15 degrees elevation,
+   each candidate direction on the upper hemisphere (rings 15 degrees apart from 15 degrees elevation,
    then grids of 4 and 1 degree around the best ones) predicts a shadow; the score is the IoU of
    predicted and observed shadow; the best wins, and the estimate is *confident* when its IoU is at
    least 0.7 and no direction 20 degrees or more away comes within 0.1 of it;
@@ -276,7 +276,7 @@ def iou(a: np.ndarray, b: np.ndarray) -> float:
 
 def estimate_light(
     g, floor: np.ndarray, obs: list[Observation], dark: float = 0.6, size: int = 256, min_iou: float = 0.7,
-    margin: float = 0.1,
+    margin: float = 0.1, step_deg: float = 15.0,
 ) -> Light | None:  # fmt: skip
     """The light direction that best explains the floor's darkness in ``obs`` (module docstring, step 3).
     g: the Gaussians; floor [N] bool: those of the supporting surface (the plane's; the others above it
@@ -298,7 +298,7 @@ def estimate_light(
             dirs.append(d)
             scores.append(max((iou(a > c, D), c) for c in CUTS))
 
-    score(hemisphere(light.normal))
+    score(hemisphere(light.normal, step_deg))
     first = np.argsort([s[0] for s in scores])[::-1]
     tops = []
     for i in first:
