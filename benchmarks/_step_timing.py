@@ -2,7 +2,7 @@
 
 Trainers are stepped in turn, and after every ``probe_every``-th step the rasterizer alone runs
 forward + backward on the view that step used, with the same Gaussians and channels (colour; colour
-+ identities with the identity channels moving no geometry, as in training). Ratios are taken per
++ the identity channels training renders, moving no geometry, as in training). Ratios are taken per
 step (iteration / rasterizer right after it), so they hold when other jobs load the machine.
 Times are wall clock and process CPU time (all threads).
 """
@@ -43,8 +43,8 @@ def raster_only(trainer, index: int, identities: bool) -> tuple[float, float]:
     dirs = dirs / dirs.norm(dim=-1, keepdim=True).clamp_min(1e-12)
     k = (degree + 1) ** 2
     features = eval_sh(degree, torch.cat([p["sh0"], p["shN"][:, : k - 1]], dim=1), dirs)
-    if identities:
-        features = torch.cat([features, p["ids"]], dim=1)
+    if identities:  # the channels training renders: the encodings, or their logits with few classes
+        features = torch.cat([features, trainer.extra_features().detach()], dim=1)
     inputs = [p["means"], p["quats"], torch.exp(p["scales"]), torch.sigmoid(p["opacities"]), features]
     inputs = [x.clone().requires_grad_(True) for x in inputs]
     wall, cpu = _clocks()

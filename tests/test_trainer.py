@@ -167,5 +167,7 @@ def test_gaussians_no_training_view_sees_are_pruned(scene, tmp_path):
 def test_config_round_trip_and_old_configs():
     d = TrainConfig(env_sh_degree=2).to_dict()
     assert TrainConfig.from_dict(d) == TrainConfig(env_sh_degree=2)
-    old = {k: v for k, v in d.items() if k not in ("env_sh_degree", "lr_env", "eval_every")}
-    assert TrainConfig.from_dict(old).env_sh_degree == -1  # written before the environment existed
+    old = {k: v for k, v in d.items() if k not in ("env_sh_degree", "lr_env", "eval_every", "alpha_entropy")}
+    got = TrainConfig.from_dict(old)
+    assert got.env_sh_degree == -1  # written before the environment existed
+    assert got.alpha_entropy == 0.0 and TrainConfig().alpha_entropy == 0.01  # a resumed run trains as it began

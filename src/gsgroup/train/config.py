@@ -65,7 +65,7 @@ class TrainConfig:
     # weight, added to the loss. Pixels become fully covered or empty, so a background the environment
     # can show is not painted half-transparently by Gaussians that veil other views.
     alpha_entropy: float = option(
-        0.0, "weight of a loss pushing each pixel's alpha to 0 or 1 (0.01 against floaters on plain backgrounds)", min=0
+        0.01, "weight of a loss pushing each pixel's alpha to 0 or 1, against floaters on plain backgrounds; 0 = off", min=0
     )
     init: str = option(
         "auto",
@@ -104,7 +104,8 @@ class TrainConfig:
     @classmethod
     def from_dict(cls, d: dict) -> TrainConfig:
         """Read ``to_dict``'s output. Older files are read too: identity settings at the top level
-        move into ``identity``; without ``env_sh_degree`` a run has no learned environment."""
+        move into ``identity``; without ``env_sh_degree`` a run has no learned environment, without
+        ``alpha_entropy`` no alpha entropy (both came later), so a resumed run trains as it began."""
         d = dict(d)
         identity = dict(d.pop("identity", {}))
         for f in fields(IdentityConfig):
@@ -122,4 +123,5 @@ class TrainConfig:
         d["densify"] = DensifyConfig(**d.get("densify", {}))
         d["background"] = tuple(d.get("background", (0.0, 0.0, 0.0)))
         d.setdefault("env_sh_degree", -1)  # runs from before the learned environment had none
+        d.setdefault("alpha_entropy", 0.0)  # nor the alpha entropy
         return cls(**d)
