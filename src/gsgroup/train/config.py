@@ -65,7 +65,9 @@ class TrainConfig:
     # weight, added to the loss. Pixels become fully covered or empty, so a background the environment
     # can show is not painted half-transparently by Gaussians that veil other views.
     alpha_entropy: float = option(
-        0.01, "weight of a loss pushing each pixel's alpha to 0 or 1, against floaters on plain backgrounds; 0 = off", min=0
+        0.01,
+        "weight of a loss pushing each pixel's alpha to 0 or 1, against floaters on plain backgrounds; 0 = off",
+        min=0,
     )
     init: str = option(
         "auto",
