@@ -23,6 +23,7 @@ from pathlib import Path
 
 sys.path.insert(0, str(Path(__file__).resolve().parent))
 from _common import machine, save, table
+from _segscore import run_and_scorer
 
 
 def merges(C, labels, means, steps=None, step_share=None) -> dict[int, int]:
@@ -62,23 +63,10 @@ def main() -> int:
     from gsgroup.data.masks import load_masks
     from gsgroup.segment.associate import AssociateParams, _gaussian_tensors, associate_masks
     from gsgroup.segment.enclosure import STEP_SHARE, adjacency, depth_steps, rendered_depths
-    from gsgroup.segment.idmaps import render_ids
     from gsgroup.segment.lift import lift_labels
-    from gsgroup.segment.metrics import GtMaps, evaluate_segmentation, load_gt_dir
     from gsgroup.segment.segmentation import Segmentation
-    from gsgroup.train.trainer import view_tensors
 
-    run = __import__("gsgroup.run", fromlist=["Run"]).Run.open(args.run)
-    views, tests = run.views("train"), run.views("test")
-    gt_all = load_gt_dir(Path(args.gt))
-    gt = GtMaps({v.name: gt_all[v.name] for v in tests})
-
-    def score(seg, lut=None) -> dict:
-        preds = {v.name: render_ids(run.gaussians, view_tensors(v), seg, background=run.backdrop).ids for v in tests}
-        if lut is not None:
-            preds = {k: lut[np.clip(p, 0, len(lut) - 1)] for k, p in preds.items()}
-        m = evaluate_segmentation(gt, preds)
-        return {"miou": m["miou"], "mbiou": m["mbiou"]}
+    run, views, tests, score = run_and_scorer(args.run, args.gt)
 
     def evidence(masks, merged: dict, depths) -> list[dict]:
         """Per merge made without the guard: the part's border share with its host and the step share
