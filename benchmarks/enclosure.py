@@ -36,7 +36,7 @@ def main() -> int:
 
     from gsgroup.data.masks import load_masks
     from gsgroup.segment.associate import AssociateParams, associate_masks
-    from gsgroup.segment.enclosure import adjacency, enclosed_parts
+    from gsgroup.segment.enclosure import adjacency, merge_table
     from gsgroup.segment.lift import lift_labels
     from gsgroup.segment.segmentation import Segmentation
 
@@ -47,12 +47,7 @@ def main() -> int:
     C = adjacency(load_masks(run.config.data.masks, views))
     labels, _ = seg.label(run.gaussians)
     means = run.gaussians.means.detach().numpy()
-    lut = np.arange(max(C.shape[0], seg.num_classes))
-    for i in range(1, C.shape[0]):
-        if lut[i] == i:
-            for j in enclosed_parts(C, labels, means, [i]):
-                if j != i and lut[j] == j:
-                    lut[j] = i
+    lut = merge_table(C, labels, means, size=seg.num_classes)
     out["post_hoc"] = {
         "before": score(seg),
         "after": score(seg, lut),

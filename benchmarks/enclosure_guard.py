@@ -30,14 +30,9 @@ def merges(C, labels, means, steps=None, step_share=None) -> dict[int, int]:
     """{part id: object id}: every id enclosed by a larger one (enclosure.enclosed_parts), largest first."""
     import numpy as np
 
-    from gsgroup.segment.enclosure import STEP_SHARE, enclosed_parts
+    from gsgroup.segment.enclosure import STEP_SHARE, merge_table
 
-    lut = np.arange(max(C.shape[0], int(labels.max()) + 1))
-    for i in range(1, C.shape[0]):
-        if lut[i] == i:
-            for j in enclosed_parts(C, labels, means, [i], steps=steps, step_share=step_share or STEP_SHARE):
-                if j != i and lut[j] == j:
-                    lut[j] = i
+    lut = merge_table(C, labels, means, steps=steps, step_share=step_share or STEP_SHARE)
     return {int(j): int(lut[j]) for j in np.flatnonzero(lut != np.arange(len(lut)))}
 
 

@@ -152,6 +152,30 @@ def enclosed_parts(
         chosen.update(added)
 
 
+def merge_table(
+    C: np.ndarray,
+    labels: np.ndarray,
+    means: np.ndarray,
+    share: float = 0.6,
+    steps: tuple[np.ndarray, np.ndarray] | None = None,
+    step_share: float = STEP_SHARE,
+    size: int = 0,
+) -> np.ndarray:
+    """Lookup table [max(L, labels.max() + 1, size)] int64 from each id to the object it merges into
+    (itself when none): ids 1..L-1 of C [L,L] (``adjacency``) taken in order, each absorbing its
+    ``enclosed_parts`` (labels [N], means [N,3], ``steps`` and the thresholds as there). With ids ranked
+    by pixel count, the largest object goes first."""
+    L = C.shape[0]
+    lut = np.arange(max(L, int(labels.max()) + 1 if labels.size else 1, size))
+    for i in range(1, L):
+        if lut[i] != i:
+            continue
+        for j in enclosed_parts(C, labels, means, [i], share, steps=steps, step_share=step_share):
+            if j != i and lut[j] == j:
+                lut[j] = i
+    return lut
+
+
 def merge_enclosed(
     masks: dict[str, np.ndarray],
     owner: np.ndarray,
@@ -174,13 +198,7 @@ def merge_enclosed(
     tot = C[:, 1:].sum(1)
     if depths is not None and ((C[1:, 1:] >= share * tot[1:, None]) & (tot[1:, None] > 0)).any():
         steps = depth_steps(masks, depths() if callable(depths) else depths, L)
-    lut = np.arange(max(L, int(owner.max()) + 1 if owner.size else 1))
-    for i in range(1, L):  # ids are ranked by pixel count: the largest object first
-        if lut[i] != i:
-            continue
-        for j in enclosed_parts(C, owner, means, [i], share, steps=steps, step_share=step_share):
-            if j != i and lut[j] == j:
-                lut[j] = i
+    lut = merge_table(C, owner, means, share, steps, step_share)
     merged = {int(j): int(lut[j]) for j in range(len(lut)) if lut[j] != j}
     if not merged:
         return masks, owner, L - 1, {}
