@@ -9,19 +9,15 @@ Writes benchmarks/results/backend_dispatch.json and prints a table.
 
 from __future__ import annotations
 
-import os
-
-os.environ.setdefault("OMP_WAIT_POLICY", "PASSIVE")
-
-import argparse  # noqa: E402
-import sys  # noqa: E402
-import time  # noqa: E402
-from pathlib import Path  # noqa: E402
+import argparse
+import sys
+import time
+from pathlib import Path
 
 sys.path.insert(0, str(Path(__file__).resolve().parent))
-from _common import machine, median, save, table  # noqa: E402
-from gsgroup.render import rasterize  # noqa: E402
-from rasterizer import make_scene  # noqa: E402
+from _common import machine, median, save, table
+from gsgroup.render import rasterize
+from rasterizer import make_scene
 
 
 def one(s, backend, grad):

@@ -61,7 +61,6 @@ def python_env() -> dict:
     env = dict(os.environ)
     env["PYTHONPATH"] = str(ROOT / "src") + os.pathsep + env.get("PYTHONPATH", "")
     env.setdefault("MAX_JOBS", str(os.cpu_count() or 4))
-    env.setdefault("OMP_WAIT_POLICY", "PASSIVE")
     return env
 
 

@@ -13,24 +13,19 @@ Writes benchmarks/results/rasterizer.json (atomically) and prints a markdown tab
 
 from __future__ import annotations
 
+import argparse
 import os
+import platform
+import sys
+import time
+from pathlib import Path
 
-# Numba's and torch's OpenMP threads must sleep rather than spin while idle (the machine is shared);
-# libgomp reads this when it is loaded, so set it before importing numba or torch.
-os.environ.setdefault("OMP_WAIT_POLICY", "PASSIVE")
+import numba
+import numpy as np
+import torch
 
-import argparse  # noqa: E402
-import platform  # noqa: E402
-import sys  # noqa: E402
-import time  # noqa: E402
-from pathlib import Path  # noqa: E402
-
-import numba  # noqa: E402
-import numpy as np  # noqa: E402
-import torch  # noqa: E402
-
-from gsgroup.fileio import write_json  # noqa: E402
-from gsgroup.render import rasterize  # noqa: E402
+from gsgroup.fileio import write_json
+from gsgroup.render import rasterize
 
 ROOT = Path(__file__).resolve().parent
 sys.path.insert(0, str(ROOT.parent / "tests"))

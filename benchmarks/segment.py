@@ -26,7 +26,7 @@ from _common import machine, median, save, table  # noqa: E402
 def one_seed(seed: int, recon_iters: int, id_iters: int, tmp: Path) -> dict:
     import numpy as np
 
-    import gsgroup  # noqa: F401  (sets OMP_WAIT_POLICY before torch starts its threads)
+    import gsgroup  # noqa: F401
     from gsgroup.data.masks import load_masks
     from gsgroup.data.scene import load_scene
     from gsgroup.data.simulate import write_simulated_masks

@@ -16,20 +16,16 @@ Writes benchmarks/results/streaming.json and prints a table.
 
 from __future__ import annotations
 
-import os
-
-os.environ.setdefault("OMP_WAIT_POLICY", "PASSIVE")
-
-import argparse  # noqa: E402
-import json  # noqa: E402
-import subprocess  # noqa: E402
-import sys  # noqa: E402
-import time  # noqa: E402
-from pathlib import Path  # noqa: E402
+import argparse
+import json
+import subprocess
+import sys
+import time
+from pathlib import Path
 
 sys.path.insert(0, str(Path(__file__).resolve().parent))
-from _common import machine, median, save, table  # noqa: E402
-from memory import GB, peak_rss, rss_now  # noqa: E402
+from _common import machine, median, save, table
+from memory import GB, peak_rss, rss_now
 
 CACHE = "/tmp/gsgroup_streaming_bench_cache"
 

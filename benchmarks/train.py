@@ -124,7 +124,7 @@ def run_one(
 
 def _worker_init(threads: int | None) -> None:
     """Runs first in each fresh worker process, before numba or torch are imported there."""
-    import gsgroup  # noqa: F401  (sets OMP_WAIT_POLICY before torch starts its threads, as `gsgroup train`)
+    import gsgroup  # noqa: F401  (imported first, as by `gsgroup train`)
 
     if threads:
         os.environ.update(NUMBA_NUM_THREADS=str(threads), BENCH_TORCH_THREADS=str(threads))
