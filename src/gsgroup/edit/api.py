@@ -34,11 +34,12 @@ PIVOTS = ("centroid", "origin")  # what rotation and scale are about; the first 
 
 # ---- selection -------------------------------------------------------------------------------
 @torch.no_grad()
-def id_map(run: Run, stem: str) -> np.ndarray:
-    """Rendered per-pixel object ids [H,W] of view ``stem`` (0 where alpha < 0.5)."""
-    return render_ids(
-        run.gaussians, view_tensors(run.view(stem)), run.require_segmentation(), background=run.backdrop
-    ).ids
+def id_map(run: Run, stem: str, device: torch.device | str = "cpu") -> np.ndarray:
+    """Rendered per-pixel object ids [H,W] of view ``stem`` (0 where alpha < 0.5), rendered on ``device``."""
+    from ..on_device import backdrop_on, gaussians_on, segmentation_on
+
+    g, seg = gaussians_on(run.gaussians, device), segmentation_on(run.require_segmentation(), device)
+    return render_ids(g, view_tensors(run.view(stem), device), seg, background=backdrop_on(run.backdrop, device)).ids
 
 
 def read_mask(path: str | os.PathLike) -> np.ndarray:
@@ -57,10 +58,12 @@ def select(
     pick: tuple[str, int, int] | None = None,
     mask: tuple[str, np.ndarray | str | os.PathLike] | None = None,
     options: SelectOptions | None = None,
+    device: torch.device | str = "cpu",
 ) -> Selection:
     """Select objects by exactly one of: ``objects`` (ids, see objects.json), ``pick`` (view stem,
     x = column, y = row: the object rendered there) or ``mask`` (view stem, bool [H,W] or an
-    image file: the ids covering most of it). Returns the Selection (ids and Gaussian mask [N])."""
+    image file: the ids covering most of it). Returns the Selection (ids and Gaussian mask [N]).
+    ``device``: where the id maps are rendered and the mask votes summed."""
     if sum(x is not None for x in (objects, pick, mask)) != 1:
         raise InputError("select the objects with exactly one of objects, pick or mask", "objects")
     if objects is not None:
@@ -69,18 +72,18 @@ def select(
             raise InputError(f"objects {objects}: give at least one non-negative id", "objects")
     elif pick is not None:
         stem, x, y = pick
-        ids, how = ids_at_pixel(id_map(run, stem), int(x), int(y), stem), f"pick {stem}:{x},{y}"
+        ids, how = ids_at_pixel(id_map(run, stem, device), int(x), int(y), stem), f"pick {stem}:{x},{y}"
     else:
         stem, drawn = mask
         where = f"{drawn} on {stem}" if isinstance(drawn, (str, os.PathLike)) else f"on {stem}"
         pixels = read_mask(drawn) if isinstance(drawn, (str, os.PathLike)) else np.asarray(drawn, bool)
-        ids, how = ids_in_mask(id_map(run, stem), pixels, where=where), f"mask {where}"
+        ids, how = ids_in_mask(id_map(run, stem, device), pixels, where=where), f"mask {where}"
     opts = options or SelectOptions()
     if opts.whole:
         ids = refine.whole_ids(run, ids)
     sel = make_selection(run.gaussians, run.require_segmentation(), ids, opts, by=how)
     if opts.votes:
-        sel = refined(run, sel)
+        sel = refined(run, sel, device)
     if not sel.mask.any():
         raise InputError(
             f"{run.path}: no Gaussian has probability > {opts.threshold} for ids {ids}; "
@@ -90,10 +93,10 @@ def select(
     return sel
 
 
-def refined(run: Run, sel: Selection) -> Selection:
-    """``sel`` refined with the mask votes of the run's associated masks (``refine.refine_selection``);
-    unchanged for runs without them."""
-    votes = refine.mask_votes(run, sel.ids)
+def refined(run: Run, sel: Selection, device: torch.device | str = "cpu") -> Selection:
+    """``sel`` refined with the mask votes of the run's associated masks (``refine.refine_selection``,
+    the votes summed on ``device``); unchanged for runs without them."""
+    votes = refine.mask_votes(run, sel.ids, device)
     if votes is None:
         return sel
     r = refine.refine_selection(run.gaussians, run.require_segmentation(), sel.ids, sel.mask, votes)
@@ -113,15 +116,16 @@ def _edited(run: Run, sel: Selection, op: str, g, seg, **info) -> Run:
     return run.derive(g, seg, {"edit": op, **selection_info(run, sel), **info})
 
 
-def remove(run: Run, sel: Selection, clean: bool = False, options=None, progress: bool = False) -> Run:
+def remove(run: Run, sel: Selection, clean: bool = False, options=None, progress: bool = False, device="cpu") -> Run:
     """Delete the selected Gaussians. ``clean`` also clears what the object leaves on the scene: its
     shadow baked into the surface and the surface under it that no view saw, with the scene fill
-    (``fill.inpaint_scene``, ``options``: an InpaintOptions); ``gsgroup edit remove`` cleans by default."""
+    (``fill.inpaint_scene``, ``options``: an InpaintOptions, its renders and fits on ``device``);
+    ``gsgroup edit remove`` cleans by default."""
     if clean:
         from .fill import inpaint_scene
         from .inpainting import InpaintOptions
 
-        edited = inpaint_scene(run, sel, options or InpaintOptions(), progress)
+        edited = inpaint_scene(run, sel, options or InpaintOptions(), progress, device=device)
         edited.edit.update(edit="remove", clean=True)
         return edited
     g, seg = ops.remove(trimmed(run, sel), run.require_segmentation(), sel.mask)

@@ -81,8 +81,9 @@ def parse_vec3(text: str | None, flag: str) -> tuple[float, float, float] | None
     return v
 
 
-def select_from_args(run: Run, args) -> edit.Selection:
-    """The selection the options ask for (exactly one of --objects, --pick, --mask-view/--mask, --text), printed."""
+def select_from_args(run: Run, args, device="cpu") -> edit.Selection:
+    """The selection the options ask for (exactly one of --objects, --pick, --mask-view/--mask, --text), printed;
+    id maps and mask votes on ``device``."""
     if sum(x is not None for x in (args.objects, args.pick, args.mask or args.mask_view, args.text)) != 1:
         raise InputError(
             "select the objects with exactly one of --objects 3,5, --pick STEM:X,Y, --mask-view STEM --mask PNG "
@@ -100,6 +101,7 @@ def select_from_args(run: Run, args) -> edit.Selection:
         pick=None if args.pick is None else parse_pick(args.pick),
         mask=None if args.mask is None else (args.mask_view, args.mask),
         options=from_options(SelectOptions, args),
+        device=device,
     )
     print(format_selection(sel.describe(run.gaussians)))
     return sel
@@ -120,9 +122,9 @@ def cmd_edit(args) -> int:
     run = Run.open(args.run)
     other = Run.open(args.from_run) if args.op == "compose" else None
     run.check_target(args.out, args.force)  # fail now, not after the work
-    sel = select_from_args(other or run, args)
+    sel = select_from_args(other or run, args, device)
     if args.op == "remove":
-        edited = edit.remove(run, sel, clean=not args.raw, progress=not args.quiet)
+        edited = edit.remove(run, sel, clean=not args.raw, progress=not args.quiet, device=device)
     elif args.op == "recolor":
         edited = edit.recolor(run, sel, args.color, args.sh_damp)
     elif args.op == "transform":
@@ -134,7 +136,7 @@ def cmd_edit(args) -> int:
     elif args.op == "compose":
         edited = edit.compose(run, other, sel, **_transform_args(args))
     elif args.op == "restyle":
-        edited = edit.restyle(run, sel, from_options(RestyleOptions, args), progress=not args.quiet)
+        edited = edit.restyle(run, sel, from_options(RestyleOptions, args), progress=not args.quiet, device=device)
         r = edited.edit["restyle"]
         print(
             f"restyle: PSNR in the footprint vs the 2D edits {r['fit']['psnr_mean']:.2f} dB, multi-view consistency "
@@ -142,7 +144,7 @@ def cmd_edit(args) -> int:
             f"outside vs before {r['outside']['psnr_mean']:.2f} dB"
         )
     else:
-        edited = edit.inpaint(run, sel, from_options(InpaintOptions, args), progress=not args.quiet)
+        edited = edit.inpaint(run, sel, from_options(InpaintOptions, args), progress=not args.quiet, device=device)
         c = edited.edit["consistency"]
         print(
             f"inpaint: multi-view consistency PSNR in the holes {c['psnr_mean']:.2f} dB "

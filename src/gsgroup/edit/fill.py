@@ -171,16 +171,22 @@ def fill_views(
     shadows: bool = True,
     ring_px: int | None = None,
     attribution=None,
+    device: torch.device | str = "cpu",
 ) -> list[FillView]:
     """Per training view in which the removed ids show: holes, unseen parts, shadows, inpainted targets
     and loss weights (module docstring, steps 1-2). With an ``attribution`` (``shadows.attribute``), the
     shadow is dark floor that the removed Gaussians shadow and no other does, and the 2D fill is made
-    on the image divided by the remaining objects' shading, which it then multiplies back."""
+    on the image divided by the remaining objects' shading, which it then multiplies back. Renders on
+    ``device``; the masks and the 2D fill on the CPU."""
+    from ..on_device import backdrop_on, gaussians_on, segmentation_on
+
     out = []
     ring_px = ring_px if ring_px is not None else 2 * px
+    g0, g1, background = gaussians_on(g0, device), gaussians_on(g1, device), backdrop_on(background, device)
+    seg0, seg1 = segmentation_on(seg0, device), segmentation_on(seg1, device)
     with torch.no_grad():
         for view in views:
-            vt = view_tensors(view)
+            vt = view_tensors(view, device)
             r0 = render_ids(g0, vt, seg0, background=background)
             foot = np.isin(r0.ids, ids)
             if not foot.any():
@@ -191,7 +197,7 @@ def fill_views(
             rgb1, alpha1 = after.rgb.astype(np.float32), after.alpha
             # parts of other objects the removal uncovered (a neighbour's hidden base): neither a hole to
             # fill nor a source for the fill, and the shadow next to them is theirs
-            depth1 = r1.depth[..., 0].numpy()
+            depth1 = r1.depth[..., 0].cpu().numpy()
             surface = surface_ids(r0.ids, hole, depth=depth1)
             revealed = hole & ~np.isin(after.ids, surface) & ~np.isin(after.ids, ids)
             revealed = dilate_mask(revealed, 1) & hole
@@ -292,8 +298,9 @@ def fill_hole(
     inpainter,
     px: int,
     progress: bool = False,
+    device: torch.device | str = "cpu",
 ):
-    """Steps 1-3 of the module docstring. g1, seg1: the Gaussians after removal. Returns (Gaussians:
+    """Steps 1-3 of the module docstring (renders and fits on ``device``). g1, seg1: the Gaussians after removal. Returns (Gaussians:
     g1's, refined, then the new ones; the number of new ones; nearest survivor of each new one [M];
     the views; the number of refined survivors; the consistency before fitting; the estimated light or
     None), or None when the ids show in no view."""
@@ -301,8 +308,10 @@ def fill_hole(
     from .ops import concat
 
     ring = max(3, 2 * px)
-    light, att = attribute(g0, seg0, g1, ids, views, background, px) if opts.shadows else (None, None)
-    fills = fill_views(g0, seg0, g1, seg1, ids, views, background, inpainter, px, opts.shadows, attribution=att)
+    light, att = attribute(g0, seg0, g1, ids, views, background, px, device=device) if opts.shadows else (None, None)
+    fills = fill_views(
+        g0, seg0, g1, seg1, ids, views, background, inpainter, px, opts.shadows, attribution=att, device=device
+    )
     if not fills:
         return None
     pts, cols, sizes = merge_seeds(*seeds(fills, ring, opts.stride), opts.max_seeds, opts.seed)
@@ -312,7 +321,7 @@ def fill_hole(
     near = neighbours(g1, fills, opts.stride) & np.isin(seg1.label(g1)[0], surface)
     g1 = relight(g1, near, fills)
     allg = concat(g1, new)
-    seeded = consistency(allg, fills, background)
+    seeded = consistency(allg, fills, background, device)
     full = {
         "means": opts.lr_means * extent,
         "quats": opts.lr_quats,
@@ -342,14 +351,16 @@ def fill_hole(
             weights=[f.weight for f in fills],
             progress=progress,
             desc="fill",
+            device=device,
         )
         allg = merge_subset(allg, free, fitted)
     return allg, len(new), nearest, fills, int(near.sum()), seeded, light
 
 
-def inpaint_scene(run, sel, opts, progress: bool = False):
+def inpaint_scene(run, sel, opts, progress: bool = False, device="cpu"):
     """``inpainting.inpaint`` with the scene fill (module docstring): remove ``sel`` (straddlers
-    trimmed), fill, and return the edited run with "consistency" in its edit info."""
+    trimmed), fill, and return the edited run with "consistency" in its edit info. ``device``: where
+    the renders and fits run."""
     from ..errors import InputError
     from .api import trimmed
     from .ops import remove
@@ -372,12 +383,13 @@ def inpaint_scene(run, sel, opts, progress: bool = False):
         make_inpainter(opts),
         px,
         progress,
+        device,
     )
     if done is None:
         raise InputError(f"{run.path}: ids {sel.ids} are not visible in any training view; use remove instead")
     g, n_new, nearest, fills, n_near, seeded, light = done
     seg = seg1.append(seg1.labels[nearest]) if seg1.classifier is None else seg1
-    after = consistency(g, fills, run.backdrop)
+    after = consistency(g, fills, run.backdrop, device)
     info = {
         "edit": "inpaint",
         **selection_info(run, sel),

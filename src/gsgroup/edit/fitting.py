@@ -17,6 +17,7 @@ import torch
 
 from ..model import Gaussians
 from ..model.sh import C0, eval_sh
+from ..on_device import backdrop_on, gaussians_on
 from ..train.environment import Environment
 from ..train.trainer import view_tensors
 
@@ -30,6 +31,11 @@ def merge_subset(g: Gaussians, mask: np.ndarray, part: Gaussians) -> Gaussians:
     for k, v in part.to_dict().items():
         getattr(out, k)[idx] = v.detach().to(getattr(out, k).dtype)
     return out
+
+
+def _tensors(arrays: list[np.ndarray], device: torch.device) -> list[torch.Tensor]:
+    """float32 tensors on ``device`` of numpy arrays (shared with them on the CPU)."""
+    return [torch.from_numpy(np.asarray(a, np.float32)).to(device) for a in arrays]
 
 
 def _free_colors(params: dict, free: Gaussians, campos: torch.Tensor) -> torch.Tensor:
@@ -77,6 +83,7 @@ def fit_gaussians(
     refresh_every: int = 0,
     progress: bool = False,
     desc: str = "fine-tune",
+    device: torch.device | str = "cpu",
 ) -> Gaussians:
     """Adam over the ``free`` Gaussians' parameters named in ``lrs`` (keys from PARAMS, value the
     learning rate); returns the fitted copy of ``free`` (the other fields unchanged).
@@ -84,22 +91,24 @@ def fit_gaussians(
     targets[i] [H,W,3] float in [0,1] is the wanted render of views[i]; the loss is the mean L1 over
     the image, or with weights[i] [H,W] the weighted mean. The fixed Gaussians' view-dependent colours
     are evaluated once per view. Without "shN" in ``lrs`` the free Gaussians render their DC colour.
-    ``refresh(current free Gaussians, step)`` -> new targets, called every ``refresh_every`` steps."""
+    ``refresh(current free Gaussians, step)`` -> new targets, called every ``refresh_every`` steps.
+    ``device``: where the renders and Adam run (Gaussians, targets, weights, views and the background are
+    copied there; on CUDA the renders go through gsplat); the fitted Gaussians come back on the CPU, as
+    do the ones ``refresh`` gets."""
     from tqdm import tqdm
 
+    cpu_free, dev = free, torch.device(device)
+    fixed, free, background = gaussians_on(fixed, dev), gaussians_on(free, dev), backdrop_on(background, dev)
     names = [k for k in PARAMS if k in lrs]
     params = {k: torch.nn.Parameter(getattr(free, k).clone()) for k in names}
     optim = torch.optim.Adam([{"params": [params[k]], "lr": lrs[k]} for k in names], eps=1e-15)
-    f_means = fixed.means.detach()
-    fixed_act = (
-        f_means,
-        fixed.quats.detach(),
-        torch.exp(fixed.scales.detach()),
-        torch.sigmoid(fixed.opacities.detach()),
+    fixed_act = tuple(
+        t.detach() for t in (fixed.means, fixed.quats, torch.exp(fixed.scales), torch.sigmoid(fixed.opacities))
     )
-    target_t = [torch.from_numpy(np.asarray(t, np.float32)) for t in targets]
-    weight_t = None if weights is None else [torch.from_numpy(np.asarray(w, np.float32))[..., None] for w in weights]
-    vts = [view_tensors(v) for v in views]
+    f_means = fixed_act[0]
+    target_t = _tensors(targets, dev)
+    weight_t = None if weights is None else [w[..., None] for w in _tensors(weights, dev)]
+    vts = [view_tensors(v, dev) for v in views]
     colors: dict[int, torch.Tensor] = {}
     env = background if isinstance(background, Environment) else None
     env_images: dict[int, torch.Tensor] = {}
@@ -107,14 +116,14 @@ def fit_gaussians(
     order: list[int] = []
 
     def current() -> Gaussians:
-        out = free.detach()
+        out = gaussians_on(cpu_free, torch.device("cpu")).detach()
         for k in names:
-            setattr(out, k, params[k].detach().clone())
+            setattr(out, k, params[k].detach().clone().cpu())
         return out
 
     for step in tqdm(range(iterations), desc=desc, disable=not progress):
         if refresh is not None and refresh_every > 0 and step > 0 and step % refresh_every == 0:
-            target_t = [torch.from_numpy(np.asarray(t, np.float32)) for t in refresh(current(), step)]
+            target_t = _tensors(refresh(current(), step), dev)
         if not order:
             order = rng.permutation(len(views)).tolist()
         i = order.pop()

@@ -192,12 +192,18 @@ def prepare_views(
     px: int,
     ring_px: int,
     stride: int,
+    device: torch.device | str = "cpu",
 ):
-    """Holes, inpainted targets and seed points/colors for each view. Returns (holes, points, colors, sizes)."""
+    """Holes, inpainted targets and seed points/colors for each view (rendered on ``device``, the 2D
+    work on the CPU). Returns (holes, points, colors, sizes)."""
+    from ..on_device import backdrop_on, gaussians_on, segmentation_on
+
     holes, pts, cols, sizes = [], [], [], []
+    g0, g1, seg0 = gaussians_on(g0, device), gaussians_on(g1, device), segmentation_on(seg0, device)
+    background = backdrop_on(background, device)
     with torch.no_grad():
         for view in views:
-            vt = view_tensors(view)
+            vt = view_tensors(view, device)
             r0 = render_ids(g0, vt, seg0, background=background)
             hole = hole_mask(r0.ids, ids, px)
             if not hole.any():
@@ -206,8 +212,8 @@ def prepare_views(
             target = np.where(hole[..., None], target, r0.rgb).astype(np.float32)
             holes.append(ViewHole(view, r0.rgb.astype(np.float32), hole, target))
             r1 = render_view(g1, vt, g1.sh_degree, background=background)
-            depth = r1.depth[..., 0].numpy()
-            alpha = r1.alpha[..., 0].numpy()
+            depth = r1.depth[..., 0].cpu().numpy()
+            alpha = r1.alpha[..., 0].cpu().numpy()
             z = fill_depth(depth, alpha > 0.5, hole, ring_px)
             if z is None:
                 continue
@@ -280,10 +286,11 @@ def finetune(
     opts: InpaintOptions,
     extent: float,
     progress: bool = False,
+    device: torch.device | str = "cpu",
 ) -> Gaussians:
     """Adam over the new Gaussians only (means, quats, log-scales, opacity logits, DC color): L1 of the
-    full render to each view's target (inpainted in the hole, pre-edit render outside); see
-    ``fitting.fit_gaussians``."""
+    full render to each view's target (inpainted in the hole, pre-edit render outside), on ``device``;
+    see ``fitting.fit_gaussians``."""
     lrs = {
         "means": opts.lr_means * extent,
         "quats": opts.lr_quats,
@@ -292,7 +299,21 @@ def finetune(
         "sh0": opts.lr_sh0,
     }
     views, targets = [h.view for h in holes], [h.target for h in holes]
-    return fit_gaussians(fixed, new, views, targets, background, lrs, opts.iterations, opts.seed, progress=progress)
+    return fit_gaussians(
+        fixed, new, views, targets, background, lrs, opts.iterations, opts.seed, progress=progress, device=device
+    )
+
+
+@torch.no_grad()
+def render_all(g: Gaussians, views: list, background, device: torch.device | str = "cpu") -> list[np.ndarray]:
+    """RGB renders [H,W,3] in [0,1] (numpy, CPU) of Gaussians ``g`` in each view, rendered on ``device``."""
+    from ..on_device import backdrop_on, gaussians_on
+
+    g, background = gaussians_on(g, device), backdrop_on(background, device)
+    return [
+        render_view(g, view_tensors(v, device), g.sh_degree, background=background).image.clamp(0, 1).cpu().numpy()
+        for v in views
+    ]
 
 
 def psnr_in(a: np.ndarray, b: np.ndarray, mask: np.ndarray) -> float:
@@ -303,13 +324,12 @@ def psnr_in(a: np.ndarray, b: np.ndarray, mask: np.ndarray) -> float:
     return 10 * math.log10(1.0 / max(mse, 1e-12))
 
 
-def consistency(g: Gaussians, holes: list[ViewHole], background: torch.Tensor) -> dict:
-    """PSNR of the render against each view's inpainted image inside its hole: per view, mean, std."""
+def consistency(g: Gaussians, holes: list[ViewHole], background: torch.Tensor, device="cpu") -> dict:
+    """PSNR of the render (on ``device``) against each view's inpainted image inside its hole: per view,
+    mean, std."""
     per = {}
-    with torch.no_grad():
-        for h in holes:
-            img = render_view(g, view_tensors(h.view), g.sh_degree, background=background).image.clamp(0, 1).numpy()
-            per[h.view.name] = round(psnr_in(img, h.target, h.hole), 3)
+    for h, img in zip(holes, render_all(g, [h.view for h in holes], background, device)):
+        per[h.view.name] = round(psnr_in(img, h.target, h.hole), 3)
     vals = np.array(list(per.values()), np.float64)
     return {
         "psnr_mean": float(vals.mean()) if len(vals) else float("nan"),
@@ -319,14 +339,15 @@ def consistency(g: Gaussians, holes: list[ViewHole], background: torch.Tensor) -
     }
 
 
-def inpaint(run: Run, sel: Selection, opts: InpaintOptions | None = None, progress: bool = False) -> Run:
+def inpaint(run: Run, sel: Selection, opts: InpaintOptions | None = None, progress: bool = False, device="cpu") -> Run:
     """Remove ``sel`` from ``run`` and fill the hole. Returns the edited run; its edit info holds
-    "consistency" (see module docstring) and its pictures the inpainted targets and holes of 3 views."""
+    "consistency" (see module docstring) and its pictures the inpainted targets and holes of 3 views.
+    ``device``: where the renders and the fit run (the 2D inpainting stays on the CPU)."""
     opts = opts or InpaintOptions()
     if opts.scene_fill:
         from .fill import inpaint_scene
 
-        return inpaint_scene(run, sel, opts, progress)
+        return inpaint_scene(run, sel, opts, progress, device=device)
     g0, seg0 = run.gaussians, run.require_segmentation()
     g1, seg1 = remove(g0, seg0, sel.mask)
     views = run.views("train")
@@ -334,7 +355,7 @@ def inpaint(run: Run, sel: Selection, opts: InpaintOptions | None = None, progre
     px = dilation_px(width, opts.dilate)
     inpainter = make_inpainter(opts)
     holes, pts, cols, sizes = prepare_views(
-        g0, seg0, g1, sel.ids, views, run.backdrop, inpainter, px, ring_px=max(3, 2 * px), stride=opts.stride
+        g0, seg0, g1, sel.ids, views, run.backdrop, inpainter, px, max(3, 2 * px), opts.stride, device
     )
     if not holes:
         raise InputError(f"{run.path}: ids {sel.ids} are not visible in any training view; use remove instead")
@@ -342,13 +363,13 @@ def inpaint(run: Run, sel: Selection, opts: InpaintOptions | None = None, progre
     new = seed_gaussians(pts, cols, sizes, g1, opts.seed_size)
     nearest = new.nearest
     seeded = concat(g1, new)
-    before = consistency(seeded, holes, run.backdrop)
+    before = consistency(seeded, holes, run.backdrop, device)
     extent = float(run.scene.extent)
     if len(new) and opts.iterations > 0:
-        new = finetune(g1, new, holes, run.backdrop, opts, extent, progress)
+        new = finetune(g1, new, holes, run.backdrop, opts, extent, progress, device)
     g = concat(g1, new)
     seg = seg1.append(seg1.labels[nearest]) if seg1.classifier is None else seg1
-    after = consistency(g, holes, run.backdrop)
+    after = consistency(g, holes, run.backdrop, device)
     info = {
         "edit": "inpaint",
         **selection_info(run, sel),

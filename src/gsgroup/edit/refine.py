@@ -45,8 +45,9 @@ class Votes:
     weight: np.ndarray
 
 
-def mask_votes(run: Run, ids: list[int]) -> Votes | None:
-    """The mask votes of ``ids`` from the associated masks the run was trained on (None without them)."""
+def mask_votes(run: Run, ids: list[int], device: torch.device | str = "cpu") -> Votes | None:
+    """The mask votes of ``ids`` from the associated masks the run was trained on (None without them),
+    the blending weights summed on ``device`` (``segment.lift.accumulate_weights``)."""
     from pathlib import Path
 
     from ..data.masks import load_masks
@@ -57,7 +58,7 @@ def mask_votes(run: Run, ids: list[int]) -> Votes | None:
         return None
     views = run.views("train")
     masks = load_masks(folder, views)
-    A = accumulate_weights(views, run.gaussians, masks, progress=False)  # [N, L]
+    A = accumulate_weights(views, run.gaussians, masks, progress=False, device=device)  # [N, L]
     return votes_from_weights(A, ids)
 
 
@@ -177,22 +178,38 @@ def chroma(g: Gaussians) -> np.ndarray:
     return rgb / (np.linalg.norm(rgb, axis=1, keepdims=True) + 0.05)
 
 
-def grow_by_colour(g: Gaussians, sel: np.ndarray, cand: np.ndarray, nn: np.ndarray, rounds: int = 6) -> np.ndarray:
+def grow_by_colour(
+    g: Gaussians, sel: np.ndarray, cand: np.ndarray, nn: np.ndarray, rounds: int = 6, wide: int = 32
+) -> np.ndarray:
     """Unselected candidates [N] bool that join the selection sel [N] bool: a candidate with a selected
     neighbour (nn [N,k] neighbour indices) joins when its chroma is nearer the mean chroma of its
-    selected neighbours than of its unselected ones. Returns the joined Gaussians [N] bool."""
+    selected neighbours than of the unselected Gaussians around it. The unselected side counts only
+    Gaussians that are no candidates (among the k neighbours, else among the ``wide`` nearest), so that a
+    clump of candidates in the object's colour (boundary Gaussians that took it) is compared with what
+    lies around it, not with itself; a candidate with none of them that near joins. Returns the joined
+    Gaussians [N] bool."""
     c = chroma(g)
+    cand = np.asarray(cand, bool)
     cur = np.asarray(sel, bool).copy()
+    tree = None
     for _ in range(rounds):
         idx = np.flatnonzero(cand & ~cur & cur[nn].any(axis=1))
         if not len(idx):
             break
         nb = nn[idx]
-        ins = cur[nb].astype(np.float64)[:, :, None]
-        cn = c[nb]
-        m_in = (cn * ins).sum(1) / np.maximum(ins.sum(1), 1)
-        m_out = (cn * (1 - ins)).sum(1) / np.maximum((1 - ins).sum(1), 1)
-        has_out = (1 - ins[:, :, 0]).sum(1) > 0
+        m_in = _mean_chroma(c, nb, cur[nb])
+        firm = ~cur[nb] & ~cand[nb]  # unselected neighbours that are no candidates
+        has_out = firm.any(axis=1)
+        m_out = _mean_chroma(c, nb, firm)
+        far = np.flatnonzero(~has_out)
+        if len(far):
+            if tree is None:
+                tree = cKDTree(g.means.detach().numpy().astype(np.float64))
+            _, nw = tree.query(g.means.detach().numpy()[idx[far]].astype(np.float64), k=min(wide + 1, len(c)))
+            nw = nw.reshape(len(far), -1)
+            firm_w = ~cur[nw] & ~cand[nw]
+            m_out[far] = _mean_chroma(c, nw, firm_w)
+            has_out[far] = firm_w.any(axis=1)
         d_in = np.linalg.norm(c[idx] - m_in, axis=1)
         d_out = np.linalg.norm(c[idx] - m_out, axis=1)
         join = idx[(d_in < d_out) | ~has_out]
@@ -200,6 +217,12 @@ def grow_by_colour(g: Gaussians, sel: np.ndarray, cand: np.ndarray, nn: np.ndarr
             break
         cur[join] = True
     return cur & ~np.asarray(sel, bool)
+
+
+def _mean_chroma(c: np.ndarray, nb: np.ndarray, use: np.ndarray) -> np.ndarray:
+    """Per row of neighbour indices nb [M,k], the mean chroma [M,3] of the neighbours where use [M,k]."""
+    w = use.astype(np.float64)[:, :, None]
+    return (c[nb] * w).sum(1) / np.maximum(w.sum(1), 1)
 
 
 def trim_gaussians(g: Gaussians, idx: np.ndarray, dirs: np.ndarray, cut=0.8, keep_var=0.36, opacity_gain=None):

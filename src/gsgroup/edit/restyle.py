@@ -30,10 +30,10 @@ from ..errors import InputError
 from ..options import check_bounds, option
 from ..run import Run
 from ..segment.idmaps import render_ids
-from ..train.trainer import render_view, view_tensors
+from ..train.trainer import view_tensors
 from . import stylize
 from .fitting import fit_gaussians, merge_subset
-from .inpainting import ViewHole, consistency, dilate_mask, dilation_px, psnr_in
+from .inpainting import ViewHole, consistency, dilate_mask, dilation_px, psnr_in, render_all
 from .select import Selection, selection_info
 
 
@@ -134,13 +134,17 @@ class Editor:
         ]
 
 
-def footprints(run: Run, sel: Selection, views: list) -> list[ViewHole]:
+def footprints(run: Run, sel: Selection, views: list, device: torch.device | str = "cpu") -> list[ViewHole]:
     """Per view where the selection shows: pre-edit render rgb0, footprint (rendered id selected),
-    target = rgb0 for now."""
+    target = rgb0 for now (rendered on ``device``)."""
+    from ..on_device import backdrop_on, gaussians_on, segmentation_on
+
     out = []
+    g, seg = gaussians_on(run.gaussians, device), segmentation_on(run.require_segmentation(), device)
+    bg = backdrop_on(run.backdrop, device)
     with torch.no_grad():
         for view in views:
-            r = render_ids(run.gaussians, view_tensors(view), run.require_segmentation(), background=run.backdrop)
+            r = render_ids(g, view_tensors(view, device), seg, background=bg)
             fp = np.isin(r.ids, sel.ids)
             if fp.any():
                 rgb = r.rgb.astype(np.float32)
@@ -148,31 +152,24 @@ def footprints(run: Run, sel: Selection, views: list) -> list[ViewHole]:
     return out
 
 
-@torch.no_grad()
-def render_all(g, views: list, background) -> list[np.ndarray]:
-    """RGB renders [H,W,3] of Gaussians ``g`` in each view."""
-    return [
-        render_view(g, view_tensors(v), g.sh_degree, background=background).image.clamp(0, 1).numpy() for v in views
-    ]
-
-
-def outside_psnr(g, holes: list[ViewHole], background, px: int) -> dict:
+def outside_psnr(g, holes: list[ViewHole], background, px: int, device: torch.device | str = "cpu") -> dict:
     """PSNR of the render against the pre-edit render outside the footprint dilated by px: mean, min."""
     vals = [
         psnr_in(img, h.rgb0, ~dilate_mask(h.hole, px))
-        for img, h in zip(render_all(g, [h.view for h in holes], background), holes)
+        for img, h in zip(render_all(g, [h.view for h in holes], background, device), holes)
     ]
     return {"psnr_mean": float(np.mean(vals)), "psnr_min": float(np.min(vals)), "dilate_px": px}
 
 
-def restyle(run: Run, sel: Selection, opts: RestyleOptions | None = None, progress: bool = False) -> Run:
+def restyle(run: Run, sel: Selection, opts: RestyleOptions | None = None, progress: bool = False, device="cpu") -> Run:
     """Restyle the selected objects (see the module docstring). Returns the edited run; the selection's
     Gaussians change (colours, and with ``geometry`` their shape), nothing else. Its edit info holds
-    "restyle" (fit, consistency, outside scores) and its pictures the first 2D targets of 3 views."""
+    "restyle" (fit, consistency, outside scores) and its pictures the first 2D targets of 3 views.
+    ``device``: where the renders and the fit run (the 2D edits stay on the CPU)."""
     opts = opts or RestyleOptions(effect="watercolor")
     editor = Editor(opts)  # a bad style image or checkpoint fails before any work
     views = run.views("train")
-    holes = footprints(run, sel, views)
+    holes = footprints(run, sel, views, device)
     if not holes:
         raise InputError(
             f"{run.path}: ids {sel.ids} are not visible in any training view; nothing to restyle", "objects"
@@ -191,7 +188,7 @@ def restyle(run: Run, sel: Selection, opts: RestyleOptions | None = None, progre
     last = list(first)
 
     def refresh(current, step):
-        renders = render_all(merge_subset(g0, sel.mask, current), [h.view for h in holes], bg)
+        renders = render_all(merge_subset(g0, sel.mask, current), [h.view for h in holes], bg, device)
         edited = editor.edit(renders, masks)
         last[:] = [stylize.paste(e, h.rgb0, m) for e, h, m in zip(edited, holes, masks)]
         return last
@@ -212,14 +209,15 @@ def restyle(run: Run, sel: Selection, opts: RestyleOptions | None = None, progre
             refresh_every=opts.refresh,
             progress=progress,
             desc="restyle",
+            device=device,
         )
     g = merge_subset(g0, sel.mask, fitted)
-    fit = consistency(g, [ViewHole(h.view, h.rgb0, h.hole, t) for h, t in zip(holes, last)], bg)
-    cons = consistency(g, [ViewHole(h.view, h.rgb0, h.hole, t) for h, t in zip(holes, first)], bg)
+    fit = consistency(g, [ViewHole(h.view, h.rgb0, h.hole, t) for h, t in zip(holes, last)], bg, device)
+    cons = consistency(g, [ViewHole(h.view, h.rgb0, h.hole, t) for h, t in zip(holes, first)], bg, device)
     scores = {
         "fit": {k: v for k, v in fit.items() if k != "per_view"},
         "consistency": cons,
-        "outside": outside_psnr(g, holes, bg, px),
+        "outside": outside_psnr(g, holes, bg, px, device),
         "views": len(holes),
     }
     info = {"edit": "restyle", **selection_info(run, sel), **opts.describe(), "restyled": int(sel.mask.sum())}

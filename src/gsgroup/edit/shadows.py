@@ -130,21 +130,22 @@ def project(points: np.ndarray, V: np.ndarray, K: np.ndarray) -> np.ndarray:
 
 def shadow_map(blockers, direction, centre, radius, size: int = 128):
     """Alpha [S,S] of ``blockers`` (means [N,3], unit quats [N,4], linear scales [N,3], opacities [N];
-    float32 tensors) seen from the distant light camera (``light_camera``), with that camera (V, K)."""
+    float32, rendered on their device) seen from the distant light camera (``light_camera``), with it (V, K)."""
     V, K, near = light_camera(direction, centre, radius, size)
     if not len(blockers[0]):
         return np.zeros((size, size), np.float32), V, K
+    dev = blockers[0].device
     with torch.no_grad():
         out = rasterize(
             *blockers,
-            torch.ones(len(blockers[0]), 1),
-            torch.from_numpy(V).float(),
-            torch.from_numpy(K).float(),
+            torch.ones(len(blockers[0]), 1, device=dev),
+            torch.from_numpy(V).float().to(dev),
+            torch.from_numpy(K).float().to(dev),
             size,
             size,
             near=near,
         )
-    return out.alpha[..., 0].numpy(), V, K
+    return out.alpha[..., 0].cpu().numpy(), V, K
 
 
 def sample(image: np.ndarray, xy: np.ndarray) -> np.ndarray:
@@ -193,12 +194,12 @@ def floor_pixels(obs: Observation, normal, offset, tol: float = 0.03) -> tuple[n
     return on, pts
 
 
-def blocker_tensors(g, light: Light):
-    """(means, quats, scales, opacities) of the Gaussians of ``g`` that stand over ``light.height`` above
-    the floor plane: the ones that can cast a shadow on it."""
+def blocker_tensors(g, light: Light, device="cpu"):
+    """(means, quats, scales, opacities) of the Gaussians of ``g`` (on the CPU) that stand over ``light.height``
+    above the floor plane: the ones that can cast a shadow on it; on ``device``."""
     means, quats, scales, opac = (t.detach() for t in g.activated())
     keep = torch.from_numpy(means.numpy().astype(np.float64) @ light.normal + light.offset > light.height)
-    return means[keep], quats[keep], scales[keep], opac[keep]
+    return tuple(t[keep].to(device) for t in (means, quats, scales, opac))
 
 
 def hemisphere(normal: np.ndarray, step_deg: float = 10.0) -> np.ndarray:
@@ -276,19 +277,19 @@ def iou(a: np.ndarray, b: np.ndarray) -> float:
 
 def estimate_light(
     g, floor: np.ndarray, obs: list[Observation], dark: float = 0.6, size: int = 256, min_iou: float = 0.7,
-    margin: float = 0.1, step_deg: float = 15.0,
+    margin: float = 0.1, step_deg: float = 15.0, device="cpu",
 ) -> Light | None:  # fmt: skip
     """The light direction that best explains the floor's darkness in ``obs`` (module docstring, step 3).
     g: the Gaussians; floor [N] bool: those of the supporting surface (the plane's; the others above it
     are the blockers). Returns a Light (confident when its IoU >= ``min_iou`` and every direction 20+
-    degrees away scores under IoU - ``margin``), or None without enough floor or shadow in the views."""
+    degrees away scores under IoU - ``margin``), or None without enough floor or shadow (maps on ``device``)."""
     light = floor_light(g, floor, obs)
     P, C, D = observed_shadow(obs, light.normal, light.offset, dark)
     if len(P) < 100 or D.sum() < 20:
         return None
     light.centre = P.mean(0)
     light.radius = float(np.linalg.norm(P - light.centre, axis=1).max()) * 1.02
-    blockers = blocker_tensors(g, light)
+    blockers = blocker_tensors(g, light, device)
     dirs, scores = [], []
 
     def score(cands):
@@ -322,11 +323,11 @@ def estimate_light(
     return light
 
 
-def cast_shadow(g, light: Light, views: list, size: int = 256) -> list[np.ndarray]:
+def cast_shadow(g, light: Light, views: list, size: int = 256, device="cpu") -> list[np.ndarray]:
     """Per view of ``views`` (objects with K [3,3], viewmat [4,4], width, height), the pixels [H,W] bool
     whose ray meets the floor plane at a point that the Gaussians ``g`` (those of them above
-    ``light.height``) shadow from ``light.direction``. One shadow map serves all views."""
-    alpha, V, K = shadow_map(blocker_tensors(g, light), light.direction, light.centre, light.radius, size)
+    ``light.height``) shadow from ``light.direction``. One shadow map (rendered on ``device``) serves all views."""
+    alpha, V, K = shadow_map(blocker_tensors(g, light, device), light.direction, light.centre, light.radius, size)
     out = []
     for v in views:
         pts, z = plane_depth(v.K, v.viewmat, v.width, v.height, light.normal, light.offset)
@@ -358,11 +359,13 @@ def shaded_fill(inpainter, rgb: np.ndarray, hole: np.ndarray, shade: np.ndarray)
     return (inpainter(np.clip(rgb / shade, 0, 1), hole) * shade).astype(np.float32)
 
 
-def attribute(g0, seg0, g1, ids, views: list, background, px: int, n_obs: int = 6):
+def attribute(g0, seg0, g1, ids, views: list, background, px: int, n_obs: int = 6, device="cpu"):
     """The fill's light (``estimate_light`` on ``n_obs`` evenly spread training views of the pre-edit
     Gaussians g0; the floor = Gaussians labelled with the surface ids around the removed ids' footprint)
     and, when it is confident, the Attribution of every view's floor shadow to the removed Gaussians
-    (g0's labelled ``ids``) and the remaining ones (g1). Returns (Light or None, Attribution or None)."""
+    (g0's labelled ``ids``) and the remaining ones (g1), rendered on ``device``. Returns (Light or None,
+    Attribution or None)."""
+    from ..on_device import backdrop_on, gaussians_on, segmentation_on
     from ..segment.idmaps import id_features, ids_from_render
     from ..train.trainer import render_view, view_tensors
     from .fill import surface_ids
@@ -373,11 +376,12 @@ def attribute(g0, seg0, g1, ids, views: list, background, px: int, n_obs: int = 
     labels = seg0.label(g0)[0]
     removed = np.isin(labels, ids)
     obs, surface = [], [0]
+    gd, segd, bgd = gaussians_on(g0, device), segmentation_on(seg0, device), backdrop_on(background, device)
     with torch.no_grad():
         for view in views[:: max(1, len(views) // n_obs)][:n_obs]:
-            r = render_view(g0, view_tensors(view), g0.sh_degree, background, extra_features=id_features(g0, seg0))
-            idr = ids_from_render(r.image, r.alpha, seg0)
-            depth = r.depth[..., 0].numpy()
+            r = render_view(gd, view_tensors(view, device), gd.sh_degree, bgd, extra_features=id_features(gd, segd))
+            idr = ids_from_render(r.image, r.alpha, segd)
+            depth = r.depth[..., 0].cpu().numpy()
             foot = np.isin(idr.ids, ids)
             if foot.sum() >= 10:
                 surface = np.union1d(surface, surface_ids(idr.ids, dilate_mask(foot, px), depth=depth))
@@ -386,10 +390,10 @@ def attribute(g0, seg0, g1, ids, views: list, background, px: int, n_obs: int = 
     floor = np.isin(labels, surface) & ~removed
     if floor.sum() < 100:
         return None, None
-    light = estimate_light(g0, floor, obs)
+    light = estimate_light(g0, floor, obs, device=device)
     if light is None or not light.confident:
         return light, None
-    mine = cast_shadow(g0.select(torch.from_numpy(removed)), light, views)
-    theirs = cast_shadow(g1, light, views)
+    mine = cast_shadow(g0.select(torch.from_numpy(removed)), light, views, device=device)
+    theirs = cast_shadow(g1, light, views, device=device)
     names = [v.name for v in views]
     return light, Attribution(light, dict(zip(names, mine)), dict(zip(names, theirs)))

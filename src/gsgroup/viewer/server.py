@@ -71,9 +71,15 @@ class ViewerApp:
     ``last_sent`` / ``splats.sent`` count the splat records and bytes of the last redraw / all of them."""
 
     def __init__(
-        self, run: str | Path, host: str = HOST, port: int = PORT, verbose: bool = True, full_resend: bool = False
+        self,
+        run: str | Path,
+        host: str = HOST,
+        port: int = PORT,
+        verbose: bool = True,
+        full_resend: bool = False,
+        device: str = "cpu",
     ):
-        self.state = ViewerState(open_run(run))  # errors before any socket is opened
+        self.state = ViewerState(open_run(run), device=str(device))  # errors before any socket is opened
         check_port(host, port)
         import viser
 
@@ -281,9 +287,9 @@ class ViewerApp:
         self.server.stop()
 
 
-def serve(run: str | Path, host: str = HOST, port: int = PORT) -> int:
-    """Start the viewer and block until Ctrl-C."""
-    app = ViewerApp(run, host, port)
+def serve(run: str | Path, host: str = HOST, port: int = PORT, device: str = "cpu") -> int:
+    """Start the viewer (restyle on ``device``) and block until Ctrl-C."""
+    app = ViewerApp(run, host, port, device=device)
     print(f"gsgroup view: http://{host}:{app.port}  (Ctrl-C to stop)", flush=True)
     try:
         while True:

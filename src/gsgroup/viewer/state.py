@@ -70,6 +70,7 @@ class ViewerState:
     sel_mask: np.ndarray | None = None
     threshold: float = SelectOptions.threshold
     history: list = field(default_factory=list)
+    device: str = "cpu"  # where restyle renders and fits (``gsgroup view --device``)
 
     def __post_init__(self):
         if self.run is None:
@@ -229,7 +230,7 @@ class ViewerState:
     def remove(self) -> None:
         """Delete the selected object's Gaussians (``edit.remove``)."""
         self._need_selection("remove")
-        self._apply(edit.remove(self.run, self._sel()))
+        self._apply(edit.remove(self.run, self._sel(), device=self.device))
         self.selected, self.sel_mask = None, None
 
     def recolor(self, color) -> None:
@@ -245,7 +246,7 @@ class ViewerState:
         (``edit.restyle``: minutes on a CPU)."""
         self._need_selection("restyle")
         opts = edit.RestyleOptions(effect=effect or None, style_image=style_image or None, iterations=iterations)
-        self._apply(edit.restyle(self.run, self._sel(), opts))
+        self._apply(edit.restyle(self.run, self._sel(), opts, device=self.device))
 
     def translate(self, t) -> None:
         """Move the selection by t [3] (``edit.transform``)."""
