@@ -97,8 +97,10 @@ def _trainer(run: Run, scene, gaussians=None):
     if not d.masks:
         trainer = Trainer(scene, cfg, gaussians=gaussians)
     else:
-        trainer = GroupingTrainer(scene, cfg, load_masks(d.masks, scene.train), gaussians=gaussians)
-        print(f"identities: {sum(m is not None for m in trainer.masks)} masked views, {trainer.num_classes} classes")
+        trainer = GroupingTrainer(
+            scene, cfg, load_masks(d.masks, scene.train, cache=d.image_cache), gaussians=gaussians
+        )
+        print(f"identities: {trainer.masked_views} masked views, {trainer.num_classes} classes")
     return trainer
 
 

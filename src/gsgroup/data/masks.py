@@ -209,12 +209,14 @@ def find_mask_file(mask_dir: Path, name: str) -> Path | None:
     return None
 
 
-def load_masks(mask_dir: str | os.PathLike, views) -> dict[str, np.ndarray | None]:
+def load_masks(mask_dir: str | os.PathLike, views, cache: int = 0) -> dict[str, np.ndarray | None]:
     """Masks for ``views`` (objects with ``.name``, ``.width``, ``.height``) from ``mask_dir``.
 
     Returns {view name: ids [H,W] int32 at the view's (height, width), or None when the view has no
     mask file}. Missing masks and resized masks each give ONE warning with a count. Raises InputError
     when the folder is missing, when no file matches any view, or for a bad file (module rules).
+    ``cache`` N > 0: a ``mask_stream.StreamedMasks`` mapping instead, which reads each file once now
+    (the same checks) and again on access, keeping the N most recently used decoded.
     """
     mask_dir = Path(mask_dir)
     if not mask_dir.is_dir():
@@ -227,6 +229,12 @@ def load_masks(mask_dir: str | os.PathLike, views) -> dict[str, np.ndarray | Non
             f"{mask_dir}: no mask file matches any image (expected e.g. {views[0].name}.png); "
             f"masks must be named after the image stems"
         )
+    if cache > 0:
+        from gsgroup.data.mask_stream import StreamedMasks
+
+        out = StreamedMasks(mask_dir, views, files, cache)
+        _warn_missing(mask_dir, views, missing)
+        return out
     decoded: dict[str, tuple[np.ndarray | None, np.ndarray | None]] = {}
     for v in views:
         if files[v.name] is not None:
@@ -245,19 +253,27 @@ def load_masks(mask_dir: str | os.PathLike, views) -> dict[str, np.ndarray | Non
         if was_resized:
             resized.append(v.name)
         out[v.name] = labels
+    _warn_resized(mask_dir, views, resized)
+    _warn_missing(mask_dir, views, missing)
+    return out
+
+
+def _warn_resized(mask_dir: Path, views: list, resized: list[str]) -> None:
     if resized:
         warnings.warn(
             f"{mask_dir}: {len(resized)} of {len(views)} masks differ in size from their images and were resized "
             f"(nearest neighbour), e.g. {resized[0]}",
-            stacklevel=2,
+            stacklevel=3,
         )
+
+
+def _warn_missing(mask_dir: Path, views: list, missing: list[str]) -> None:
     if missing:
         warnings.warn(
             f"{mask_dir}: {len(missing)} of {len(views)} views have no mask (e.g. {missing[0]}); "
             f"they are skipped by the identity loss",
-            stacklevel=2,
+            stacklevel=3,
         )
-    return out
 
 
 def load_object_masks(data: str | os.PathLike, views) -> dict[str, np.ndarray | None]:

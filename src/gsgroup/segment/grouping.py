@@ -38,6 +38,24 @@ def compact_mask(labels) -> torch.Tensor:
     return torch.from_numpy(np.ascontiguousarray(arr, dtype=dtype))
 
 
+class StreamedList:
+    """``GroupingTrainer.masks`` for streamed masks: item i is ``compact_mask`` of view names[i]'s mask,
+    read through ``masks`` (a StreamedMasks) on access; None for a view without one."""
+
+    def __init__(self, masks, names: list[str]):
+        self.source, self.names = masks, names
+
+    def __len__(self) -> int:
+        return len(self.names)
+
+    def __getitem__(self, i: int) -> torch.Tensor | None:
+        labels = self.source[self.names[i]]
+        return None if labels is None else compact_mask(labels)
+
+    def __iter__(self):
+        return (self[i] for i in range(len(self)))
+
+
 class GroupingTrainer(Trainer):
     """A Trainer that also learns identity encodings from associated masks.
 
@@ -56,11 +74,17 @@ class GroupingTrainer(Trainer):
         id_dim = self.params["ids"].shape[1]
         if id_dim == 0:
             raise InputError("identity training needs Gaussians with identity encodings; use --id-dim > 0")
-        # held as uint8 (<= 255 ids) or uint16, converted to int64 per step (a quarter or eighth of int64)
-        self.masks = [None if masks.get(v.name) is None else compact_mask(masks[v.name]) for v in self.views]
-        if all(m is None for m in self.masks):
+        if getattr(masks, "streamed", False):  # data.mask_stream.StreamedMasks: read per step
+            self.masks = StreamedList(masks, [v.name for v in self.views])
+            top = masks.max_id
+            self.masked_views = sum(masks.files.get(v.name) is not None for v in self.views)
+        else:  # held as uint8 (<= 255 ids) or uint16, converted to int64 per step (a quarter or eighth of int64)
+            self.masks = [None if masks.get(v.name) is None else compact_mask(masks[v.name]) for v in self.views]
+            top = num_classes_for(masks.values()) - 1
+            self.masked_views = sum(m is not None for m in self.masks)
+        if self.masked_views == 0:
             raise InputError("no training view has a mask; check the --masks folder and the image names")
-        self.num_classes = num_classes or num_classes_for(masks.values())
+        self.num_classes = num_classes or max(top + 1, 1)
         self.classifier = IdentityClassifier(self.num_classes, id_dim)
         self.render_logits = self.num_classes < id_dim
         self.cls_optimizer = FusedAdam(self.classifier.parameters(), lr=cfg.identity.lr_classifier)
