@@ -171,3 +171,33 @@ def test_votes_recover_what_the_classifier_misses(voted):
     assert recall >= 0.9 and recall >= (plain.mask & truth).sum() / truth.sum() + 0.2
     assert extra < 0.02
     assert sel.counts["added_by_votes"] > 0 and mask_votes(run, [5]) is not None
+
+
+def test_grow_by_colour_takes_a_clump_in_the_objects_colour_not_a_neighbours():
+    """Two bars on a 0.1 grid: selected red object (x < 0), a two-cell clump of candidates (0 <= x < 0.2),
+    then an unselected non-candidate part (x >= 0.2). In the first bar the clump is orange (nearer the red
+    object than the green rest): the whole clump joins, although each clump Gaussian's nearest unselected
+    neighbours are only other clump Gaussians of its own colour (the rule before compared it with them
+    and kept it). In the second bar the clump is a green like the part beyond it: none of it joins."""
+    from scipy.spatial import cKDTree
+
+    from gsgroup.edit.refine import grow_by_colour
+    from gsgroup.model.sh import C0
+
+    xs, ys, zs = np.arange(-8, 6) * 0.1, np.arange(5) * 0.1, np.arange(3) * 0.1
+    bar = np.stack(np.meshgrid(xs, ys, zs, indexing="ij"), -1).reshape(-1, 3)
+    means = np.concatenate([bar, bar + [0, 2.0, 0]])
+    first = np.arange(len(means)) < len(bar)
+    x = means[:, 0]
+    sel, cand = x < -0.05, (x > -0.05) & (x < 0.15)
+    red, orange, green, green2 = [
+        np.array(c) for c in ([0.8, 0.1, 0.1], [0.7, 0.35, 0.1], [0.1, 0.7, 0.2], [0.15, 0.65, 0.25])
+    ]
+    rgb = np.where(sel[:, None], red, np.where(cand[:, None], np.where(first[:, None], orange, green2), green))
+    g = _gaussians(means, np.full((len(means), 3), 0.05), np.tile([1.0, 0, 0, 0], (len(means), 1)))
+    g.sh0 = torch.as_tensor((rgb - 0.5) / C0, dtype=torch.float32)[:, None]
+    _, nn = cKDTree(means).query(means, k=9)
+    joined = grow_by_colour(g, sel, cand, nn[:, 1:])
+    assert joined[cand & first].all()
+    assert not joined[cand & ~first].any()
+    assert not joined[~cand].any()
