@@ -13,6 +13,11 @@
    ``--device cpu`` and ``--device cuda`` (seconds of each; lifted labels, rendered ids, PSNR and the
    associated objects compared); batched cameras: ``rasterize_batch`` with 8 cameras at 1920x1080
    (100k Gaussians) against 8 per-camera calls (largest difference, time of each, median of 5);
+   ``--device`` on the edits that render and fit: ``edit remove`` (the scene fill), ``edit inpaint`` and
+   ``edit restyle --effect oil`` of one object of the CPU identity run, with ``--device cpu`` and
+   ``--device cuda`` (seconds of each, Gaussians after, PSNR between the two runs' preview renders,
+   which should be >= ``EDIT_PSNR_MIN`` dB: the two rasterizers differ in the faint tails, so the fits
+   do not agree bit for bit);
 5. training time per iteration at 100k and 1M Gaussians at 1920x1080 on CUDA (median of 20 steps);
 6. the whole ``gsgroup run`` on the built-in scene with ``--device cuda`` (wall time, scores).
 
@@ -189,6 +194,40 @@ print(json.dumps({"cameras": c, "size": f"{w}x{h}", "gaussians": 100_000, "max_a
 """
 
 
+EDIT_PSNR_MIN = 30.0  # dB between the CPU and CUDA edits' after/ previews: the tolerance of the edit check
+
+EDIT_COMMANDS = r"""
+import json, pathlib, sys, time
+import cv2, numpy as np
+from gsgroup.cli import main
+source, work, dev, oid, iters, tol = sys.argv[1:7]
+ops = {
+    "remove": ["remove", "--objects", oid],
+    "inpaint": ["inpaint", "--objects", oid, "--iterations", iters],
+    "restyle": ["restyle", "--objects", oid, "--effect", "oil", "--iterations", iters],
+}
+res = {}
+for name, argv in ops.items():
+    row = {}
+    for d in ("cpu", dev):
+        out = pathlib.Path(work) / f"edit_{name}_{d}"
+        t0 = time.perf_counter()
+        rc = main(["edit", argv[0], source, *argv[1:], "--out", str(out), "--force", "--device", d, "--quiet"])
+        info = json.loads((out / "edit.json").read_text()) if rc == 0 else {}
+        row[d] = {"rc": rc, "seconds": round(time.perf_counter() - t0, 2), "gaussians_after": info.get("gaussians_after")}
+    psnrs = []
+    for p in sorted((pathlib.Path(work) / f"edit_{name}_cpu" / "after").glob("*.png")):
+        other = pathlib.Path(work) / f"edit_{name}_{dev}" / "after" / p.name
+        a, b = (cv2.imread(str(q)).astype(np.float64) / 255.0 for q in (p, other))
+        psnrs.append(round(float(10 * np.log10(1.0 / max(float(np.mean((a - b) ** 2)), 1e-12))), 2))
+    row["after_psnr_db"] = psnrs
+    row["within_tolerance"] = bool(psnrs and min(psnrs) >= float(tol))
+    res[name] = row
+res["psnr_min_db"] = float(tol)
+print(json.dumps(res))
+"""
+
+
 def last_json(text: str):
     for line in reversed(text.strip().splitlines()):
         try:
@@ -207,6 +246,11 @@ def main(argv=None) -> int:
         "--device", default="cuda", help="cpu: a self-test of the script's steps on a machine without a GPU"
     )
     ap.add_argument("--recon-iterations", type=int, default=1000)
+    ap.add_argument("--edit-object", type=int, default=5, help="object id the edit check removes and restyles")
+    ap.add_argument(
+        "--edit-iterations", type=int, default=100, help="fitting steps of the edit check's inpaint/restyle"
+    )
+    ap.add_argument("--edit-self-test", action="store_true", help="with --device cpu: run the edit check (cpu vs cpu)")
     args = ap.parse_args(argv)
     py, env, work = sys.executable, python_env(), Path(args.work)
     work.mkdir(parents=True, exist_ok=True)
@@ -295,6 +339,12 @@ def main(argv=None) -> int:
         res["device_commands"] = last_json(r["tail"]) if r else None
         r = step("batched_render", [py, "-c", BATCHED], 60)
         res["batched_render"] = last_json(r["tail"]) if r else None
+    # 4b. --device on the edits that render and fit (selection, scene fill, inpaint, restyle)
+    source = work / "identity_cpu"
+    if (gpu or args.edit_self_test) and (source / "config.json").exists():
+        cmd = [py, "-c", EDIT_COMMANDS, str(source), str(work), args.device, str(args.edit_object)]
+        r = step("edit_commands", cmd + [str(args.edit_iterations), str(EDIT_PSNR_MIN)], 240, need=60)
+        res["edit_commands"] = last_json(r["tail"]) if r else None
     # 5. per-iteration time at 100k and 1M Gaussians, 1080p
     if gpu:
         r = step("timing_1080p", [py, "-c", TIMING], 150)
