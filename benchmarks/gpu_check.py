@@ -4,8 +4,9 @@
    (``pip install -e '.[cuda]'``, or offline from ``--wheels DIR``: ``pip download gsplat==1.5.3
    jaxtyping wadler-lindig ninja rich -d DIR`` on a machine with network), then gsplat's CUDA code
    compiled (first use, timed; TORCH_CUDA_ARCH_LIST set to this GPU only, MAX_JOBS = cores);
-2. the CUDA tests: tests/test_gsplat_adapter.py and tests/test_device.py (image and gradient
-   equivalence with the Numba kernels to 1e-3, training on CUDA loading on the CPU);
+2. the CUDA tests: tests/test_gsplat_adapter.py, tests/test_device.py, tests/test_device_commands.py and
+   tests/test_edit_device.py (image and gradient equivalence with the Numba kernels to 1e-3, training on
+   CUDA loading on the CPU, the commands and edits on CUDA against the CPU);
 3. the built-in scene; a 1000-iteration reconstruction on CUDA; 200 identity iterations from it
    (``--no-densify``, ground-truth masks as the associated masks) on the CPU and on CUDA; mIoU of
    both with ``gsgroup eval --gt`` (they should agree within 0.02);
@@ -290,7 +291,8 @@ def main(argv=None) -> int:
         step("compile_gsplat", [py, "-c", COMPILE], 420, need=60)
         # 2. CUDA tests
         tests = ["tests/test_gsplat_adapter.py", "tests/test_device.py", "tests/test_device_commands.py"]
-        step("cuda_tests", [py, "-m", "pytest", "-q", "-s", "-x", *tests], 180)
+        tests.append("tests/test_edit_device.py")
+        step("cuda_tests", [py, "-m", "pytest", "-q", "-s", "-x", *tests], 240)
     # 3. identity training on CPU and CUDA from one reconstruction
     scene, gsg = work / "scene", [py, "-m", "gsgroup"]
     if not (scene / "scene.json").exists():
