@@ -271,3 +271,30 @@ def test_batched_render_path_on_the_cpu_is_the_per_view_path(trained):
     assert score_renders(g, views, "cpu", bg, chunk=4, batched=True) == score_renders(g, views, "cpu", bg)
     lifted = Segmentation(None, np.arange(len(g)) % 3)
     assert torch.equal(id_features(g, lifted).argmax(1), torch.arange(len(g)) % 3)  # one-hot labels
+
+
+def reference_projection(means, covars, quats, scales, viewmats, Ks, width, height, eps2d=0.3, near_plane=0.01,
+                         far_plane=1e10, **_):  # fmt: skip
+    """gsplat.fully_fused_projection (unpacked) computed by gsplat's PyTorch reference, on the CPU."""
+    from gsplat.cuda._torch_impl import _fully_fused_projection, _quat_scale_to_covar_preci
+
+    if covars is None:
+        covars, _ = _quat_scale_to_covar_preci(quats, scales, compute_preci=False)
+    return _fully_fused_projection(means, covars, viewmats, Ks, width, height, eps2d, near_plane, far_plane)
+
+
+@pytest.mark.parametrize("seed,kind", [(0, "mixed"), (1, "opaque"), (2, "mixed")])
+def test_footprint_through_gsplat_projection_equals_numba(monkeypatch, seed, kind):
+    """associate's per-view footprint (unoccluded weight o 2 pi sqrt(det Sigma2d) of each Gaussian) from
+    gsplat's projection, as it runs on a GPU, equals the Numba projection's; Gaussians behind the
+    camera or off the image are 0 in both."""
+    from gsgroup.segment.associate import _footprint_gsplat, footprint
+
+    monkeypatch.setattr(gsplat_backend, "_import_projection", lambda: reference_projection)
+    s = random_scene(300, 3, 64, 48, seed, kind)
+    tensors = tuple(s[k] for k in ("means", "quats", "scales", "opacities"))
+    ref = footprint(tensors, s["viewmat"].numpy(), s["K"].numpy(), 64, 48)
+    got = _footprint_gsplat(tuple(t.double() for t in tensors), s["viewmat"], s["K"], 64, 48, 0.01, 0.3)
+    assert ref.shape == got.shape == (300,) and (ref > 0).sum() > 100
+    assert np.array_equal(ref > 0, got > 0)
+    np.testing.assert_allclose(got, ref, rtol=1e-4, atol=1e-9)

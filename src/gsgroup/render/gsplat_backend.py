@@ -111,6 +111,27 @@ def _import_gsplat():
     return rasterization
 
 
+def _import_projection():
+    try:
+        from gsplat import fully_fused_projection
+    except ImportError:
+        raise InputError(f"projection on the GPU: gsplat is not installed; {EXTRA_HINT}") from None
+    return fully_fused_projection
+
+
+def project_gsplat(means, quats, scales, viewmat, K, width: int, height: int, near=0.01, eps2d=0.3):
+    """gsplat's projection of one view, as the rasterizer's: (radii [N] int, 0 = culled; means2d [N,2]
+    pixels; conics [N,3] (a, b, c) of the inverse 2D covariance with eps2d added). means [N,3], quats
+    [N,4], scales [N,3] (linear), viewmat [4,4], K [3,3], all on one device."""
+    project = _import_projection()
+    radii, means2d, _, conics, _ = project(
+        means, None, quats, scales, viewmat[None], K[None], int(width), int(height),
+        eps2d=float(eps2d), near_plane=float(near), far_plane=1e10,
+    )  # fmt: skip
+    radii = radii[0]
+    return (radii.amax(dim=-1) if radii.dim() == 2 else radii), means2d[0], conics[0]
+
+
 def _require_cuda(device, means) -> None:
     if device is None or device.type != "cuda":
         where = device if device is not None else type(means).__name__

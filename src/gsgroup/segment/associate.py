@@ -168,9 +168,12 @@ def footprint(tensors, viewmat, K, width: int, height: int, near: float = 0.01, 
     included). [N] float64; 0 behind the camera (z < near) and for centres outside the image.
 
     tensors: (means [N,3], unit quats [N,4], linear scales [N,3], opacities [N]) float32; viewmat [4,4];
-    K [3,3]; width, height in pixels.
+    K [3,3]; width, height in pixels. CUDA tensors are projected by gsplat on their device.
     """
     from gsgroup.render import _kernels as kn
+
+    if torch.is_tensor(tensors[0]) and tensors[0].device.type == "cuda":
+        return _footprint_gsplat(tensors, viewmat, K, width, height, near, eps2d)
 
     means, quats, scales, opac = (np.ascontiguousarray(np.asarray(t), np.float32) for t in tensors)
     V = np.ascontiguousarray(np.asarray(viewmat), np.float64)
@@ -186,6 +189,23 @@ def footprint(tensors, viewmat, K, width: int, height: int, near: float = 0.01, 
     ok = (det_conic > 0) & (u >= 0) & (u <= width) & (v >= 0) & (v <= height)
     out[ok] = o[ok] * 2.0 * np.pi / np.sqrt(det_conic[ok])
     return out
+
+
+def _footprint_gsplat(tensors, viewmat, K, width: int, height: int, near: float, eps2d: float) -> np.ndarray:
+    """``footprint`` from gsplat's projection (render.gsplat_backend.project_gsplat) on the tensors' device."""
+    from gsgroup.render.gsplat_backend import project_gsplat
+
+    means, quats, scales, opac = tensors
+    dev = means.device
+    vm, Kt = (torch.as_tensor(np.asarray(x.cpu() if torch.is_tensor(x) else x), dtype=means.dtype, device=dev)
+              for x in (viewmat, K))  # fmt: skip
+    radii, uv, conic = project_gsplat(means, quats, scales, vm, Kt, width, height, near, eps2d)
+    uv, conic = uv.double(), conic.double()
+    det_conic = conic[:, 0] * conic[:, 2] - conic[:, 1] ** 2
+    u, v = uv[:, 0], uv[:, 1]
+    ok = (radii > 0) & (det_conic > 0) & (u >= 0) & (u <= width) & (v >= 0) & (v <= height)
+    out = torch.where(ok, opac.double() * 2.0 * np.pi / det_conic.clamp_min(1e-300).sqrt(), torch.zeros_like(u))
+    return out.cpu().numpy()
 
 
 def _select(col_idx: np.ndarray, col_w: np.ndarray, W: np.ndarray, front_ok: np.ndarray, p: AssociateParams):
@@ -236,7 +256,8 @@ def _view_data(view, mask: np.ndarray, tensors, p: AssociateParams, masks_out: l
     C = C2[:, :L] + C2[:, L:]
     del C2
     W = C.sum(1)
-    fp = footprint(tensors, view.viewmat, view.K, view.width, view.height)
+    cam = (view.viewmat, view.K) if on is tensors else (vm, K)  # on a GPU, gsplat projects there
+    fp = footprint(on, *cam, view.width, view.height)
     # visibility: share of a Gaussian's unoccluded weight that the view shows (evidence weight)
     vis = np.clip(np.divide(W, fp, out=np.zeros_like(fp), where=fp > 0), 0.0, 1.0).astype(np.float32)
     front_ok = vis >= p.front if p.front > 0 else np.ones(W.shape, bool)
