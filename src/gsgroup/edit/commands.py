@@ -90,7 +90,8 @@ def select_from_args(run: Run, args, device="cpu") -> edit.Selection:
             'or --text "PROMPT"'
         )
     if args.text is not None:
-        sel, _ = select_by_text(run, from_options(TextSelectOptions, args), from_options(SelectOptions, args))
+        opts = from_options(TextSelectOptions, args)
+        sel, _ = select_by_text(run, opts, from_options(SelectOptions, args), device=device)
         print(format_selection(sel.describe(run.gaussians)))
         return sel
     if (args.mask is None) != (args.mask_view is None):

@@ -12,6 +12,7 @@ from ..errors import InputError
 from ..fileio import write_json
 from ..options import add_options, from_options
 from ..run import Run
+from ..train.device import DeviceOptions, resolve_device
 from .select import SelectOptions, format_selection
 from .text_select import TextSelectOptions, select_by_text
 
@@ -25,8 +26,9 @@ def cmd_select(args) -> int:
         raise InputError(f"--out {out}: exists; add --force to overwrite it or pick another name")
     if out is not None and out.suffix.lower() != ".json":
         raise InputError(f"--out {out}: the selection is written as JSON; give a name ending in .json")
+    device = resolve_device(args.device)  # a missing GPU or gsplat is one line, before any data is read
     run = Run.open(args.run)
-    sel, report = select_by_text(run, opts, from_options(SelectOptions, args))
+    sel, report = select_by_text(run, opts, from_options(SelectOptions, args), device=device)
     report["selection"] = sel.describe(run.gaussians)
     for v in report["views"]:
         print(f"{v['view']}: {len(v['boxes'])} boxes (scores {v['scores']}), objects covered {v['hit']}")
@@ -52,4 +54,5 @@ def add_select_command(subparsers) -> None:
     p.add_argument("--force", action="store_true", help="overwrite --out")
     add_options(p, TextSelectOptions)
     add_options(p, SelectOptions)
+    add_options(p, DeviceOptions)
     p.set_defaults(func=cmd_select)

@@ -288,17 +288,19 @@ def sam_box_segmenter(checkpoint: str, model_type: str):
 
 
 @torch.no_grad()
-def isolated_crop(run: Run, oid: int, views: list) -> np.ndarray | None:
-    """The object ``oid`` rendered alone (black around it) in the view where it is largest, cropped
-    to its extent with a margin -> uint8 [h,w,3], or None when it shows nowhere."""
+def isolated_crop(run: Run, oid: int, views: list, device: torch.device | str = "cpu") -> np.ndarray | None:
+    """The object ``oid`` rendered alone (black around it, on ``device``) in the view where it is largest,
+    cropped to its extent with a margin -> uint8 [h,w,3], or None when it shows nowhere."""
+    from ..on_device import gaussians_on
+
     labels, _ = run.labels
-    part = run.gaussians.select(torch.from_numpy(labels == oid))
+    part = gaussians_on(run.gaussians.select(torch.from_numpy(labels == oid)), device)
     best, best_area = None, 0
     for v in views:
-        r = render_view(part, view_tensors(v), part.sh_degree)
-        alpha = r.alpha[..., 0].numpy() > 0.5
+        r = render_view(part, view_tensors(v, device), part.sh_degree)
+        alpha = r.alpha[..., 0].cpu().numpy() > 0.5
         if alpha.sum() > best_area:
-            best, best_area = (r.image.clamp(0, 1).numpy(), alpha), int(alpha.sum())
+            best, best_area = (r.image.clamp(0, 1).cpu().numpy(), alpha), int(alpha.sum())
     if best is None:
         return None
     img, alpha = best
@@ -308,10 +310,15 @@ def isolated_crop(run: Run, oid: int, views: list) -> np.ndarray | None:
     return (crop * 255 + 0.5).astype(np.uint8)
 
 
-def text_ids(run: Run, opts: TextSelectOptions, detector=None, segmenter=None, ranker=None) -> tuple[list[int], dict]:
+def text_ids(
+    run: Run, opts: TextSelectOptions, detector=None, segmenter=None, ranker=None, device: torch.device | str = "cpu"
+) -> tuple[list[int], dict]:
     """The ids the prompt ``opts.text`` names, and the report (sel.json: prompt, ids, per view the boxes,
     scores, labels and what each box's mask covered, per candidate the vote and CLIP scores).
-    ``detector``/``segmenter``/``ranker`` default to the models of the checkpoints in ``opts``."""
+    ``detector``/``segmenter``/``ranker`` default to the models of the checkpoints in ``opts``; the views
+    are rendered on ``device`` (the models run where they were loaded)."""
+    from ..on_device import backdrop_on, gaussians_on, segmentation_on
+
     if not opts.text:
         raise InputError('text: give a prompt naming the object, e.g. "red ball"', "text")
     detector = detector or Detector.from_checkpoint(opts.detector_checkpoint)
@@ -319,12 +326,13 @@ def text_ids(run: Run, opts: TextSelectOptions, detector=None, segmenter=None, r
         segmenter = sam_box_segmenter(opts.sam_checkpoint, opts.sam_model)
     if ranker is None and opts.clip_checkpoint:
         ranker = ClipRanker.from_checkpoint(opts.clip_checkpoint)
-    seg = run.require_segmentation()
+    seg = segmentation_on(run.require_segmentation(), device)
+    g, backdrop = gaussians_on(run.gaussians, device), backdrop_on(run.backdrop, device)
     train = run.views("train")
     chosen = coverage_views(train, opts.views)
     hits, visible, records = {}, {}, []
     for view in chosen:
-        r = render_ids(run.gaussians, view_tensors(view), seg, background=run.backdrop)
+        r = render_ids(g, view_tensors(view, device), seg, background=backdrop)
         image = (np.clip(r.rgb, 0, 1) * 255 + 0.5).astype(np.uint8)
         boxes, scores, labels = detector(image, opts.text, opts.box_threshold, opts.text_threshold)
         union, per_box = np.zeros(r.ids.shape, bool), []
@@ -354,7 +362,7 @@ def text_ids(run: Run, opts: TextSelectOptions, detector=None, segmenter=None, r
     candidates = {str(i): {"hits": hits[i], "visible_views": visible.get(i, 0)} for i in sorted(hits)}
     if ranker is not None and hits:
         cand = sorted(hits)
-        crops = [isolated_crop(run, i, train) for i in cand]
+        crops = [isolated_crop(run, i, train, device) for i in cand]
         ok = [i for i, c in zip(cand, crops) if c is not None]
         sims = ranker([c for c in crops if c is not None], opts.text) if ok else np.zeros(0)
         probs = np.exp(sims - sims.max()) / np.exp(sims - sims.max()).sum() if len(sims) else sims
@@ -366,12 +374,13 @@ def text_ids(run: Run, opts: TextSelectOptions, detector=None, segmenter=None, r
     return ids, report
 
 
-def select_by_text(run: Run, opts: TextSelectOptions, options=None, **models):
+def select_by_text(run: Run, opts: TextSelectOptions, options=None, device: torch.device | str = "cpu", **models):
     """A Selection (see ``select.make_selection``) of the objects ``opts.text`` names, and the report of
-    ``text_ids``; an InputError when nothing is found. ``models``: detector, segmenter, ranker."""
+    ``text_ids`` (views rendered on ``device``); an InputError when nothing is found. ``models``: detector,
+    segmenter, ranker."""
     from .select import SelectOptions, make_selection
 
-    ids, report = text_ids(run, opts, **models)
+    ids, report = text_ids(run, opts, device=device, **models)
     if not ids:
         raise InputError(
             f"text {opts.text!r}: no object found in {len(report['views'])} views; lower box_threshold or vote, "

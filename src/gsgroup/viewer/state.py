@@ -183,7 +183,7 @@ class ViewerState:
         from ..edit.text_select import TextSelectOptions, text_ids
 
         opts = TextSelectOptions(text=text.strip() or None, detector_checkpoint=detector_checkpoint.strip() or None)
-        ids, report = text_ids(self.run, opts, **models)
+        ids, report = text_ids(self.run, opts, device=self.device, **models)
         if not ids:
             raise InputError(f"text {text!r}: no object found in {len(report['views'])} views", "text")
         self.select(ids[0])
