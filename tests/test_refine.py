@@ -4,6 +4,7 @@ and ids, whose identity classifier is made to miss part of an object."""
 
 from __future__ import annotations
 
+import cv2
 import numpy as np
 import pytest
 import torch
@@ -201,3 +202,31 @@ def test_grow_by_colour_takes_a_clump_in_the_objects_colour_not_a_neighbours():
     assert joined[cand & first].all()
     assert not joined[cand & ~first].any()
     assert not joined[~cand].any()
+
+
+def test_leftover_mask_finds_the_objects_colour_left_in_the_hole():
+    """After a removal, hole pixels of the object's colour (here its dark red underside, left behind) are
+    leftover; floor, the shadow it cast and a kept neighbour in the hole are not."""
+    from gsgroup.edit.fill import leftover_mask
+
+    rng = np.random.default_rng(0)
+    h, w = 60, 80
+    yy, xx = np.mgrid[:h, :w]
+    floor = np.array([0.55, 0.55, 0.6]) + rng.normal(0, 0.01, (h, w, 3))
+    foot = (yy - 30) ** 2 + (xx - 40) ** 2 < 12**2
+    shade = np.clip((yy - 18) / 24, 0, 1)[..., None]  # lit top, dark bottom
+    before = np.where(foot[..., None], np.array([0.8, 0.1, 0.1]) * (1 - 0.7 * shade), floor)
+    after = floor.copy()
+    shadow = ((yy - 38) ** 2 + (xx - 52) ** 2 < 8**2) & ~foot | (foot & (xx > 46) & (yy > 32))
+    after[shadow] = [0.2, 0.2, 0.22]
+    left = foot & (yy > 37) & (xx < 40)
+    after[left] = before[left]
+    neighbour = foot & (xx < 31)
+    after[neighbour] = [0.1, 0.6, 0.2]
+    hole = dilate(foot)
+    got = leftover_mask(before.astype(np.float32), after.astype(np.float32), foot, hole, neighbour)
+    assert np.array_equal(got, left)
+
+
+def dilate(mask):
+    return cv2.dilate(mask.astype(np.uint8), np.ones((5, 5), np.uint8)) > 0

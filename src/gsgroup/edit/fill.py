@@ -110,6 +110,26 @@ def shadow_mask(
     return cand & np.isin(comp, touching[touching > 0])
 
 
+def leftover_mask(
+    rgb0: np.ndarray, rgb1: np.ndarray, foot: np.ndarray, hole: np.ndarray, keep: np.ndarray
+) -> np.ndarray:
+    """Hole pixels [H,W] bool that still show the removed object after removal: Gaussians of its colour
+    that its selection missed (a dark underside the masks gave the floor). rgb0 / rgb1 [H,W,3] before /
+    after removal, foot [H,W] bool (the object's pixels before), hole [H,W] bool, keep [H,W] bool (never
+    leftover: other objects and what the removal revealed). A pixel of the hole is leftover when its
+    colour after removal is nearer (RGB) to the object's own pixels before than to the surface around the
+    hole after removal (a ring of the hole's width, shadows included)."""
+    ring = dilate_mask(hole, max(3, int(round(np.sqrt(hole.sum() / np.pi))))) & ~hole & ~keep
+    cand = hole & ~keep
+    if ring.sum() < 20 or foot.sum() < 5 or not cand.any():
+        return np.zeros_like(hole)
+    d_obj = cKDTree(rgb0[foot].astype(np.float64)).query(rgb1[cand].astype(np.float64))[0]
+    d_surf = cKDTree(rgb1[ring].astype(np.float64)).query(rgb1[cand].astype(np.float64))[0]
+    out = np.zeros_like(hole)
+    out[cand] = d_obj < d_surf
+    return out
+
+
 def surface_ids(ids: np.ndarray, hole: np.ndarray, px: int = 3, depth: np.ndarray | None = None) -> np.ndarray:
     """The ids [K] of the surface an object stands on in one view: those covering >= 25% of a ring of
     ``px`` around its hole in the pre-edit id map ``ids`` [H,W] (0 always counts as surface). With
@@ -215,7 +235,7 @@ def fill_views(
             else:
                 shadow = shadow_mask(rgb1, hole, other) if shadows else np.zeros_like(hole)
                 shadow = dilate_mask(shadow, 2) & ~other  # with its penumbra
-            region = unseen | shadow
+            region = unseen | shadow | leftover_mask(r0.rgb, rgb1, foot, hole, solid)
             objects = solid & ~region
             # other objects are no source for the fill: inpaint them too, keep them as they were
             source_free = closed(region | touching(dilate_mask(objects, 2), dilate_mask(region, 3 * px)))
