@@ -288,6 +288,7 @@ def test_footprint_through_gsplat_projection_equals_numba(monkeypatch, seed, kin
     """associate's per-view footprint (unoccluded weight o 2 pi sqrt(det Sigma2d) of each Gaussian) from
     gsplat's projection, as it runs on a GPU, equals the Numba projection's; Gaussians behind the
     camera or off the image are 0 in both."""
+    pytest.importorskip("gsplat")  # its PyTorch reference is the GPU path's stand-in (the [cuda] extra)
     from gsgroup.segment.associate import _footprint_gsplat, footprint
 
     monkeypatch.setattr(gsplat_backend, "_import_projection", lambda: reference_projection)
