@@ -12,8 +12,10 @@ the part no view saw needs new content (Gaussian Grouping's "unseen region"):
    explains the floor's darkness (``shadows.attribute``), the shadow is instead the dark floor that the
    object's Gaussians shadow and no remaining Gaussian does: a neighbour's shadow across the footprint
    stays, and the never-seen floor under it is filled dark (``shadows.shaded_fill``);
-2. 2D-inpaint only unseen + shadow (dilated by a pixel or two) of the after-removal render; the rest
-   of the hole keeps what the surviving Gaussians show;
+2. 2D-inpaint only unseen + shadow (dilated by a pixel or two) + **leftovers** (``leftover_mask``: hole
+   pixels whose colour after removal is nearer the object's own than the surface around the hole, i.e.
+   Gaussians of the object that its selection missed) of the after-removal render; the rest of the hole
+   keeps what the surviving Gaussians show;
 3. seed new Gaussians in the unseen part (plane-fitted depth, see ``inpainting.prepare_views``) and
    fit them to the targets under a loss weighted to the hole and shadow and a ring around them (weight
    1 there, 0.25 elsewhere; ``fitting.fit_gaussians`` with per-pixel weights): first alone, all parameters, for half the
