@@ -43,9 +43,7 @@ class StreamedMasks(Mapping):
                 colours[v.name] = np.unique(packed)
             else:
                 greys[v.name] = int(grey.max()) if grey.size else 0
-            shape = (grey if grey is not None else packed).shape
-            if (shape[1], shape[0]) != self.sizes[v.name]:
-                m._fit(np.zeros(shape[:2], np.int32), self.sizes[v.name], path)  # a wrong aspect is an error now
+            if m._needs_resize((grey if grey is not None else packed).shape, self.sizes[v.name], path):
                 resized.append(v.name)
         self.palette = m._palette(list(colours.values()))
         tops = list(greys.values()) + [int(m._apply_palette(c, self.palette).max()) for c in colours.values() if c.size]
@@ -54,9 +52,7 @@ class StreamedMasks(Mapping):
 
     def _load(self, name: str) -> np.ndarray:
         path = self.files[name]
-        grey, packed = m._split(m._decode(path), path)
-        labels = grey if packed is None else m._apply_palette(packed, self.palette)
-        return m._fit(labels, self.sizes[name], path)[0]
+        return m._ids(*m._split(m._decode(path), path), self.palette, self.sizes[name], path)[0]
 
     def __getitem__(self, name: str) -> np.ndarray | None:
         if self.files[name] is None:

@@ -163,22 +163,36 @@ def _aspect_ok(src: tuple[int, int], dst: tuple[int, int]) -> bool:
     return abs(a - b) <= ASPECT_TOLERANCE * b
 
 
-def _fit(labels: np.ndarray, size: tuple[int, int] | None, path: Path) -> tuple[np.ndarray, bool]:
-    """Resize ``labels`` [H,W] to ``size`` (w, h) with nearest neighbour; (labels int32, resized?)."""
-    labels = labels.astype(np.int32, copy=False)
+def _needs_resize(shape: tuple[int, ...], size: tuple[int, int] | None, path: Path) -> bool:
+    """Whether a mask of ``shape`` (H, W, ...) must be resized to ``size`` (w, h); InputError when the
+    aspect ratios differ."""
     if size is None:
-        return labels, False
+        return False
     w, h = int(size[0]), int(size[1])
-    src = (labels.shape[1], labels.shape[0])
+    src = (shape[1], shape[0])
     if src == (w, h):
-        return labels, False
+        return False
     if not _aspect_ok(src, (w, h)):
         raise InputError(
             f"{path}: mask is {src[0]}x{src[1]} but its image is {w}x{h} (different aspect ratio); "
             f"regenerate the mask from this image (e.g. `gsgroup masks DATA --out DIR`)"
         )
-    out = cv2.resize(labels, (w, h), interpolation=cv2.INTER_NEAREST_EXACT)
+    return True
+
+
+def _fit(labels: np.ndarray, size: tuple[int, int] | None, path: Path) -> tuple[np.ndarray, bool]:
+    """Resize ``labels`` [H,W] to ``size`` (w, h) with nearest neighbour; (labels int32, resized?)."""
+    labels = labels.astype(np.int32, copy=False)
+    if not _needs_resize(labels.shape, size, path):
+        return labels, False
+    out = cv2.resize(labels, (int(size[0]), int(size[1])), interpolation=cv2.INTER_NEAREST_EXACT)
     return out.astype(np.int32, copy=False), True
+
+
+def _ids(grey, packed, palette: np.ndarray, size: tuple[int, int] | None, path: Path) -> tuple[np.ndarray, bool]:
+    """A split mask (``_split``: grey ids or packed colours) as ids [H,W] int32 at ``size`` (colours through
+    ``palette``); (ids, resized?)."""
+    return _fit(grey if packed is None else _apply_palette(packed, palette), size, path)
 
 
 # ----------------------------------------------------------------------------- public API
@@ -193,8 +207,7 @@ def read_mask(path: str | os.PathLike, size: tuple[int, int] | None = None) -> n
     """
     path = Path(path)
     grey, packed = _split(_decode(path), path)
-    labels = grey if packed is None else _apply_palette(packed, _palette([packed]))
-    labels, resized = _fit(labels, size, path)
+    labels, resized = _ids(grey, packed, _palette([] if packed is None else [packed]), size, path)
     if resized:
         warnings.warn(f"{path}: mask resized (nearest neighbour) to its image size {size[0]}x{size[1]}", stacklevel=2)
     return labels
@@ -248,8 +261,7 @@ def load_masks(mask_dir: str | os.PathLike, views, cache: int = 0) -> dict[str, 
             out[v.name] = None
             continue
         grey, packed = decoded[v.name]
-        labels = grey if packed is None else _apply_palette(packed, palette)
-        labels, was_resized = _fit(labels, (v.width, v.height), files[v.name])
+        labels, was_resized = _ids(grey, packed, palette, (v.width, v.height), files[v.name])
         if was_resized:
             resized.append(v.name)
         out[v.name] = labels

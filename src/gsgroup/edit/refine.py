@@ -149,7 +149,7 @@ def refine_selection(
         sel |= floater
     else:
         floater = np.zeros(n, bool)
-    grown = grow_by_colour(g, sel, (s >= straddle) | (w < w0), nn)
+    grown = grow_by_colour(g, sel, (s >= straddle) | (w < w0), nn, tree)
     sel |= grown
     # straddlers: kept, well seen, partly on the object
     strad = np.flatnonzero(~sel & well_seen & (s >= straddle))
@@ -179,19 +179,20 @@ def chroma(g: Gaussians) -> np.ndarray:
 
 
 def grow_by_colour(
-    g: Gaussians, sel: np.ndarray, cand: np.ndarray, nn: np.ndarray, rounds: int = 6, wide: int = 32
-) -> np.ndarray:
+    g: Gaussians, sel: np.ndarray, cand: np.ndarray, nn: np.ndarray, tree: cKDTree | None = None, rounds: int = 6,
+    wide: int = 32,
+) -> np.ndarray:  # fmt: skip
     """Unselected candidates [N] bool that join the selection sel [N] bool: a candidate with a selected
     neighbour (nn [N,k] neighbour indices) joins when its chroma is nearer the mean chroma of its
     selected neighbours than of the unselected Gaussians around it. The unselected side counts only
     Gaussians that are no candidates (among the k neighbours, else among the ``wide`` nearest), so that a
     clump of candidates in the object's colour (boundary Gaussians that took it) is compared with what
-    lies around it, not with itself; a candidate with none of them that near joins. Returns the joined
-    Gaussians [N] bool."""
+    lies around it, not with itself; a candidate with none of them that near joins. ``tree``: a cKDTree
+    over the means (float64), built here when not given. Returns the joined Gaussians [N] bool."""
     c = chroma(g)
     cand = np.asarray(cand, bool)
     cur = np.asarray(sel, bool).copy()
-    tree = None
+    means = g.means.detach().numpy().astype(np.float64)
     for _ in range(rounds):
         idx = np.flatnonzero(cand & ~cur & cur[nn].any(axis=1))
         if not len(idx):
@@ -203,9 +204,8 @@ def grow_by_colour(
         m_out = _mean_chroma(c, nb, firm)
         far = np.flatnonzero(~has_out)
         if len(far):
-            if tree is None:
-                tree = cKDTree(g.means.detach().numpy().astype(np.float64))
-            _, nw = tree.query(g.means.detach().numpy()[idx[far]].astype(np.float64), k=min(wide + 1, len(c)))
+            tree = tree if tree is not None else cKDTree(means)
+            _, nw = tree.query(means[idx[far]], k=min(wide + 1, len(c)))
             nw = nw.reshape(len(far), -1)
             firm_w = ~cur[nw] & ~cand[nw]
             m_out[far] = _mean_chroma(c, nw, firm_w)

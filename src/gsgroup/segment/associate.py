@@ -197,8 +197,7 @@ def _footprint_gsplat(tensors, viewmat, K, width: int, height: int, near: float,
 
     means, quats, scales, opac = tensors
     dev = means.device
-    vm, Kt = (torch.as_tensor(np.asarray(x.cpu() if torch.is_tensor(x) else x), dtype=means.dtype, device=dev)
-              for x in (viewmat, K))  # fmt: skip
+    vm, Kt = (torch.as_tensor(x, dtype=means.dtype, device=dev) for x in (viewmat, K))
     radii, uv, conic = project_gsplat(means, quats, scales, vm, Kt, width, height, near, eps2d)
     uv, conic = uv.double(), conic.double()
     det_conic = conic[:, 0] * conic[:, 2] - conic[:, 1] ** 2

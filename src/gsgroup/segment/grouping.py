@@ -76,15 +76,15 @@ class GroupingTrainer(Trainer):
             raise InputError("identity training needs Gaussians with identity encodings; use --id-dim > 0")
         if getattr(masks, "streamed", False):  # data.mask_stream.StreamedMasks: read per step
             self.masks = StreamedList(masks, [v.name for v in self.views])
-            top = masks.max_id
+            found = max(masks.max_id + 1, 1)
             self.masked_views = sum(masks.files.get(v.name) is not None for v in self.views)
         else:  # held as uint8 (<= 255 ids) or uint16, converted to int64 per step (a quarter or eighth of int64)
             self.masks = [None if masks.get(v.name) is None else compact_mask(masks[v.name]) for v in self.views]
-            top = num_classes_for(masks.values()) - 1
+            found = num_classes_for(masks.values())
             self.masked_views = sum(m is not None for m in self.masks)
         if self.masked_views == 0:
             raise InputError("no training view has a mask; check the --masks folder and the image names")
-        self.num_classes = num_classes or max(top + 1, 1)
+        self.num_classes = num_classes or found
         self.classifier = IdentityClassifier(self.num_classes, id_dim)
         self.render_logits = self.num_classes < id_dim
         self.cls_optimizer = FusedAdam(self.classifier.parameters(), lr=cfg.identity.lr_classifier)
